@@ -1,0 +1,67 @@
+// SPDX-License-Identifier: Apache-2.0
+// Feature detection only: Eigen version, OpenMP, BLAS backend, instruction sets.
+#ifndef SPARSENM_CONFIG_HPP
+#define SPARSENM_CONFIG_HPP
+
+#include <Eigen/Core>
+
+#if !EIGEN_VERSION_AT_LEAST(3, 4, 0)
+#error "sparsenm requires Eigen 3.4 or newer (Debian: apt-get install libeigen3-dev)"
+#endif
+
+// OpenMP is used when the translation unit is compiled with it (-fopenmp, or by linking the
+// sparsenm::openmp companion target) unless the user opts out with SPARSENM_DONT_PARALLELIZE.
+#if defined(_OPENMP) && !defined(SPARSENM_DONT_PARALLELIZE)
+#define SPARSENM_HAS_OPENMP 1
+#else
+#define SPARSENM_HAS_OPENMP 0
+#endif
+
+// EIGEN_USE_BLAS is never defined here: the sparsenm::blas companion target defines it for the
+// whole program, because every translation unit must agree on it (ODR).
+#if defined(EIGEN_USE_BLAS)
+#define SPARSENM_HAS_BLAS 1
+#else
+#define SPARSENM_HAS_BLAS 0
+#endif
+
+// Instruction sets the code is compiled for (-march). Selection is at compile time: a header-only
+// library cannot do runtime dispatch without separately compiled translation units.
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && \
+    defined(__AVX512VL__) && !defined(SPARSENM_NO_AVX512)
+#define SPARSENM_HAS_AVX512 1
+#else
+#define SPARSENM_HAS_AVX512 0
+#endif
+#if defined(__AVX2__) && defined(__FMA__) && !defined(SPARSENM_NO_AVX2)
+#define SPARSENM_HAS_AVX2 1
+#else
+#define SPARSENM_HAS_AVX2 0
+#endif
+#if SPARSENM_HAS_AVX512 && defined(__AVX512VPOPCNTDQ__)
+#define SPARSENM_HAS_AVX512_VPOPCNTDQ 1
+#else
+#define SPARSENM_HAS_AVX512_VPOPCNTDQ 0
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define SPARSENM_RESTRICT __restrict__
+#define SPARSENM_NOINLINE __attribute__((noinline))
+#define SPARSENM_COLD __attribute__((cold))
+#define SPARSENM_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define SPARSENM_RESTRICT
+#define SPARSENM_NOINLINE
+#define SPARSENM_COLD
+#define SPARSENM_ALWAYS_INLINE inline
+#endif
+
+// Host/device annotation for code shared with the CUDA backend (CUTLASS's CUTLASS_HOST_DEVICE
+// idea).
+#if defined(__CUDACC__)
+#define SPARSENM_HOST_DEVICE __host__ __device__
+#else
+#define SPARSENM_HOST_DEVICE
+#endif
+
+#endif  // SPARSENM_CONFIG_HPP

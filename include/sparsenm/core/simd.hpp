@@ -1,0 +1,66 @@
+// SPDX-License-Identifier: Apache-2.0
+// Compile-time SIMD selection. ISA-specific kernels live in an inline namespace named after the ISA
+// (Highway's idea): translation units compiled with different -m flags then define different
+// symbols, so linking them together cannot silently pick one TU's AVX-512 body for another TU.
+//
+//   namespace sparsenm::detail { inline namespace SPARSENM_ISA_NAMESPACE { ... } }
+//
+// Every SIMD kernel keeps a scalar reference in namespace sparsenm::detail::scalar that tests use.
+#ifndef SPARSENM_CORE_SIMD_HPP
+#define SPARSENM_CORE_SIMD_HPP
+
+#include "../config.hpp"
+
+#if SPARSENM_HAS_AVX512 || SPARSENM_HAS_AVX2
+#include <immintrin.h>
+#endif
+
+#if SPARSENM_HAS_AVX512
+#define SPARSENM_ISA_NAMESPACE avx512
+#elif SPARSENM_HAS_AVX2
+#define SPARSENM_ISA_NAMESPACE avx2
+#else
+#define SPARSENM_ISA_NAMESPACE generic
+#endif
+
+namespace sparsenm {
+
+enum class SimdIsa { Scalar, Avx2, Avx512 };
+
+/// The widest ISA this translation unit was compiled for.
+constexpr SimdIsa compiled_isa() {
+#if SPARSENM_HAS_AVX512
+  return SimdIsa::Avx512;
+#elif SPARSENM_HAS_AVX2
+  return SimdIsa::Avx2;
+#else
+  return SimdIsa::Scalar;
+#endif
+}
+
+inline const char* to_string(SimdIsa isa) {
+  switch (isa) {
+    case SimdIsa::Avx512:
+      return "avx512";
+    case SimdIsa::Avx2:
+      return "avx2";
+    default:
+      return "scalar";
+  }
+}
+
+/// What the running CPU supports (for reports and for tests that must skip); kernels are selected
+/// at compile time, never from this.
+inline SimdIsa runtime_isa() {
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+    return SimdIsa::Avx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return SimdIsa::Avx2;
+#endif
+  return SimdIsa::Scalar;
+}
+
+}  // namespace sparsenm
+
+#endif  // SPARSENM_CORE_SIMD_HPP

@@ -1,0 +1,53 @@
+// SPDX-License-Identifier: Apache-2.0
+#ifndef SPARSENM_CORE_TYPES_HPP
+#define SPARSENM_CORE_TYPES_HPP
+
+#include <cstdint>
+#include <ostream>
+
+#include <Eigen/Core>
+
+#include "../config.hpp"
+
+namespace sparsenm {
+
+using Index = Eigen::Index;
+
+/// Dense matrices are row-major: a weight is (out, in) like PyTorch nn.Linear.weight, and N:M
+/// groups run along each row, so a group is m contiguous values in memory.
+template <class S>
+using Matrix = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+template <class S>
+using Vector = Eigen::Matrix<S, Eigen::Dynamic, 1>;
+
+/// A 0/1 mask with the weight's shape (1 = active). Any other value is a usage error.
+using Mask = Eigen::Matrix<std::uint8_t, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+/// Keep n of every m. 1 <= n <= m; validated where used (check_nm).
+struct NM {
+  int n;
+  int m;
+};
+
+constexpr bool operator==(NM a, NM b) { return a.n == b.n && a.m == b.m; }
+constexpr bool operator!=(NM a, NM b) { return !(a == b); }
+
+inline std::ostream& operator<<(std::ostream& os, NM nm) {
+  return os << "NM{" << nm.n << ',' << nm.m << '}';
+}
+
+/// RowWise: groups of m contiguous entries of a row hold n active entries.
+/// Transposable: m x m tiles hold n active entries per tile-row and per tile-column (CHTs24
+/// Sec. 3.1), so both W and W^T are row-wise N:M.
+enum class Layout { RowWise, Transposable };
+
+inline const char* to_string(Layout layout) {
+  return layout == Layout::RowWise ? "rowwise" : "transposable";
+}
+
+inline std::ostream& operator<<(std::ostream& os, Layout layout) { return os << to_string(layout); }
+
+}  // namespace sparsenm
+
+#endif  // SPARSENM_CORE_TYPES_HPP
