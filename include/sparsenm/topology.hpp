@@ -1,0 +1,8 @@
+// SPDX-License-Identifier: Apache-2.0
+// Aggregator for include/sparsenm/topology/.
+#ifndef SPARSENM_TOPOLOGY_HPP
+#define SPARSENM_TOPOLOGY_HPP
+
+#include "core.hpp"
+
+#endif  // SPARSENM_TOPOLOGY_HPP
