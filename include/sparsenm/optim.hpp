@@ -4,5 +4,8 @@
 #define SPARSENM_OPTIM_HPP
 
 #include "core.hpp"
+#include "optim/nonfinite.hpp"
+#include "optim/newton_schulz.hpp"
+#include "optim/tans.hpp"
 
 #endif  // SPARSENM_OPTIM_HPP

@@ -1,0 +1,201 @@
+// SPDX-License-Identifier: Apache-2.0
+// Shared machinery of the optimizers' element-wise passes: a fixed chunking of the flat parameter
+// (so every reduction is summed in the same order for any thread count), lane-split accumulators
+// that the compiler vectorises without -ffast-math, and the gradient/mask pre-scan that runs
+// before any state is written (a non-finite gradient must not leave half-updated moments behind).
+#ifndef SPARSENM_OPTIM_DETAIL_ELEMENTWISE_HPP
+#define SPARSENM_OPTIM_DETAIL_ELEMENTWISE_HPP
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "../../core/error.hpp"
+#include "../../core/parallel.hpp"
+#include "../../core/types.hpp"
+#include "../nonfinite.hpp"
+
+namespace sparsenm {
+namespace detail {
+
+/// Elements per chunk of every optimizer pass: large enough to amortise scheduling, small enough
+/// that two threads get balanced work on a 1024x1024 layer. Independent of the thread count.
+constexpr Index kOptimGrain = Index(1) << 15;
+/// Independent partial sums per reduction inside a chunk (one zmm of floats); the fixed lane split
+/// lets the compiler vectorise the reduction while the summation order stays fixed.
+constexpr int kLanes = 16;
+
+inline Index optim_chunk_count(Index n) { return n <= 0 ? 0 : (n + kOptimGrain - 1) / kOptimGrain; }
+
+/// Per-chunk partial results, preallocated once per optimizer so step() allocates nothing.
+struct ChunkScratch {
+  std::vector<double> a, b;
+  std::vector<long long> c, d, e;
+  void resize(Index n) {
+    const auto k = static_cast<std::size_t>(optim_chunk_count(n));
+    a.assign(k, 0.0);
+    b.assign(k, 0.0);
+    c.assign(k, 0);
+    d.assign(k, 0);
+    e.assign(k, 0);
+  }
+};
+
+/// Runs f(begin, end, chunk) over the fixed chunks of [0, n) in parallel (static schedule).
+template <class F>
+void for_each_chunk(Index n, F&& f) {
+  const Index chunks = optim_chunk_count(n);
+  parallel_for(Index(0), chunks, [&](Index c) {
+    const Index b = c * kOptimGrain;
+    const Index e = b + kOptimGrain < n ? b + kOptimGrain : n;
+    f(b, e, c);
+  });
+}
+
+/// Result of the pre-scan of a gradient (and optionally a mask).
+struct GradScan {
+  bool finite = true;    ///< every gradient entry is finite
+  bool binary = true;    ///< every mask entry is 0 or 1
+  long long active = 0;  ///< number of mask entries equal to 1 (all entries without a mask)
+};
+
+/// One read-only pass over grad (and mask when non-null): finiteness, mask legality, |M|.
+template <class S>
+GradScan scan_gradient(const S* SPARSENM_RESTRICT g, const std::uint8_t* SPARSENM_RESTRICT mask,
+                       Index n, ChunkScratch& scratch) {
+  const S big = std::numeric_limits<S>::max();
+  for_each_chunk(n, [&](Index b, Index e, Index c) {
+    int bad[kLanes] = {};
+    int act[kLanes] = {};
+    int orr[kLanes] = {};
+    long long bad_total = 0, act_total = 0, or_total = 0;
+    Index i = b;
+    // Inner blocks are short enough that the int lane counters cannot overflow.
+    while (i < e) {
+      const Index stop = (e - i) > (Index(1) << 20) ? i + (Index(1) << 20) : e;
+      for (; i + kLanes <= stop; i += kLanes) {
+        for (int l = 0; l < kLanes; ++l) bad[l] += !(std::abs(g[i + l]) <= big);
+        if (mask) {
+          for (int l = 0; l < kLanes; ++l) {
+            act[l] += mask[i + l];
+            orr[l] |= mask[i + l];
+          }
+        }
+      }
+      for (; i < stop; ++i) {
+        bad_total += !(std::abs(g[i]) <= big);
+        if (mask) {
+          act_total += mask[i];
+          or_total |= mask[i];
+        }
+      }
+    }
+    for (int l = 0; l < kLanes; ++l) {
+      bad_total += bad[l];
+      act_total += act[l];
+      or_total |= orr[l];
+    }
+    scratch.c[static_cast<std::size_t>(c)] = bad_total;
+    scratch.d[static_cast<std::size_t>(c)] = mask ? act_total : (e - b);
+    scratch.e[static_cast<std::size_t>(c)] = or_total;
+  });
+  GradScan r;
+  const Index chunks = optim_chunk_count(n);
+  long long orr = 0;
+  for (Index c = 0; c < chunks; ++c) {
+    const auto k = static_cast<std::size_t>(c);
+    if (scratch.c[k] != 0) r.finite = false;
+    r.active += scratch.d[k];
+    orr |= scratch.e[k];
+  }
+  r.binary = (orr & ~1LL) == 0;
+  return r;
+}
+
+/// Cold path: the message for the first bad entry found by scan_gradient.
+template <class S>
+[[noreturn]] SPARSENM_COLD SPARSENM_NOINLINE void raise_bad_input(const char* who, const S* g,
+                                                                  const std::uint8_t* mask,
+                                                                  Index rows, Index cols) {
+  const Index n = rows * cols;
+  if (mask)
+    for (Index i = 0; i < n; ++i)
+      SPARSENM_CHECK(mask[i] <= 1, who, ": mask(", i / cols, ", ", i % cols, ") = ", int(mask[i]),
+                     " must be 0 or 1");
+  for (Index i = 0; i < n; ++i)
+    SPARSENM_CHECK(std::isfinite(static_cast<double>(g[i])), who, ": grad(", i / cols, ", ",
+                   i % cols, ") = ", static_cast<double>(g[i]),
+                   " is not finite (NonFinitePolicy::Throw; set the config's nonfinite = "
+                   "NonFinitePolicy::SkipStep to skip such steps instead)");
+  raise(concat(who, ": bad gradient or mask"));
+}
+
+/// Pre-scan + policy: returns true when the step may proceed, false when it must be skipped;
+/// throws for a non-binary mask always and for a non-finite gradient under Throw.
+template <class S>
+bool admit_gradient(const char* who, const S* g, const std::uint8_t* mask, Index rows, Index cols,
+                    NonFinitePolicy policy, ChunkScratch& scratch, long long* active = nullptr) {
+  const GradScan s = scan_gradient(g, mask, rows * cols, scratch);
+  if (!s.binary) raise_bad_input(who, g, mask, rows, cols);
+  if (!s.finite) {
+    if (policy == NonFinitePolicy::Throw) raise_bad_input<S>(who, g, nullptr, rows, cols);
+    return false;
+  }
+  if (active) *active = s.active;
+  return true;
+}
+
+/// Sum of f(b, e) over the fixed chunks of [0, n), summed serially in chunk order.
+template <class F>
+double chunk_sum(Index n, std::vector<double>& partial, F&& f) {
+  for_each_chunk(
+      n, [&](Index b, Index e, Index c) { partial[static_cast<std::size_t>(c)] = f(b, e); });
+  double s = 0;
+  const Index chunks = optim_chunk_count(n);
+  for (Index c = 0; c < chunks; ++c) s += partial[static_cast<std::size_t>(c)];
+  return s;
+}
+
+/// Sum of squares of x[b, e) with lane-split partial sums (vectorised, fixed order).
+template <class S>
+double sum_squares(const S* SPARSENM_RESTRICT x, Index b, Index e) {
+  S acc[kLanes] = {};
+  Index i = b;
+  for (; i + kLanes <= e; i += kLanes)
+    for (int l = 0; l < kLanes; ++l) acc[l] += x[i + l] * x[i + l];
+  double s = 0;
+  for (; i < e; ++i) s += double(x[i]) * double(x[i]);
+  for (int l = 0; l < kLanes; ++l) s += double(acc[l]);
+  return s;
+}
+
+/// Pointer to contiguous row-major data of g: g itself when it is contiguous, else a copy in buf.
+template <class S>
+const S* contiguous_data(const Eigen::Ref<const Matrix<S>>& g, Matrix<S>& buf) {
+  if (g.rows() <= 1 || g.outerStride() == g.cols()) return g.data();
+  buf = g;
+  return buf.data();
+}
+
+/// Calls f(flat_begin, flat_end, w) over a rows x cols row-major weight with any outer stride,
+/// where w points at the weight element of flat index flat_begin: fixed chunks when the weight
+/// is contiguous, whole rows otherwise. Deterministic for any thread count.
+template <class S, class F>
+void for_each_weight_span(Eigen::Ref<Matrix<S>>& w, F&& f) {
+  const Index rows = w.rows(), cols = w.cols();
+  S* base = w.data();
+  if (rows <= 1 || w.outerStride() == cols) {
+    for_each_chunk(rows * cols, [&](Index b, Index e, Index) { f(b, e, base + b); });
+  } else {
+    const Index stride = w.outerStride();
+    parallel_for(Index(0), rows, [&](Index r) { f(r * cols, (r + 1) * cols, base + r * stride); });
+  }
+}
+
+}  // namespace detail
+}  // namespace sparsenm
+
+#endif  // SPARSENM_OPTIM_DETAIL_ELEMENTWISE_HPP

@@ -1,0 +1,187 @@
+// SPDX-License-Identifier: Apache-2.0
+// Quintic Newton-Schulz orthogonalisation (chtsnm Sec. 3.2, App. C Table A4; Muon's fixed triple).
+#ifndef SPARSENM_OPTIM_NEWTON_SCHULZ_HPP
+#define SPARSENM_OPTIM_NEWTON_SCHULZ_HPP
+
+#include <algorithm>
+#include <cmath>
+#include <type_traits>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "../core/error.hpp"
+#include "../core/parallel.hpp"
+#include "../core/types.hpp"
+#include "../core/validate.hpp"
+#include "detail/elementwise.hpp"
+#include "detail/ns_kernels.hpp"
+
+namespace sparsenm {
+
+/// Coefficient schedule of the Newton-Schulz polynomial X <- a X + (b A + c A^2) X, A = X X^T.
+enum class NsCoefficients {
+  TansTableA4,  ///< chtsnm App. C Table A4: five different triples, one per step (default)
+  Muon          ///< Muon's fixed (3.4445, -4.7750, 2.0315) for every step
+};
+
+/// One (a, b, c) triple.
+struct NsTriple {
+  double a, b, c;
+};
+
+/// The triple of 0-based step `step`. Table A4 has five rows; later steps reuse the last row.
+inline NsTriple ns_coefficients(NsCoefficients c, int step) {
+  static constexpr NsTriple kTableA4[5] = {{4.0848, -6.8946, 2.9270},
+                                           {3.9505, -6.3029, 2.6377},
+                                           {3.7418, -5.5913, 2.3037},
+                                           {2.8769, -3.1427, 1.2046},
+                                           {2.8366, -3.0525, 1.2012}};
+  if (c == NsCoefficients::Muon) return {3.4445, -4.7750, 2.0315};
+  return kTableA4[std::min(std::max(step, 0), 4)];
+}
+
+/// Frobenius normalisation constant: X0 = X / (||X||_F + 1e-7) (Muon's constant, independent of
+/// any optimizer epsilon; ALGORITHMS.md conventions).
+constexpr double kNsNormEps = 1e-7;
+
+/// Preallocated buffers for repeated Newton-Schulz runs on one shape (optimizers keep one, so a
+/// step allocates nothing).
+template <class S>
+struct NsWorkspace {
+  Matrix<S> x[2];        ///< ping-pong iterates, rows x cols row-major
+  std::vector<S> a, a2;  ///< Gram matrix and A^2 / B, g x g column-major (g = min(rows, cols))
+  void resize(Index rows, Index cols) {
+    x[0].resize(rows, cols);
+    x[1].resize(rows, cols);
+    const auto g = static_cast<std::size_t>(std::min(rows, cols));
+    a.assign(g * g, S(0));
+    a2.assign(g * g, S(0));
+  }
+};
+
+namespace detail {
+
+/// Copies the lower triangle of the n x n column-major matrix m into its upper triangle, in
+/// 64 x 64 tiles (a transposed copy; tiles keep both sides in cache). Not BLAS: may run in
+/// parallel.
+template <class S>
+void mirror_lower(S* m, Index n) {
+  constexpr Index kT = 64;
+  const Index tiles = (n + kT - 1) / kT;
+  parallel_for(Index(0), tiles, [&](Index tj) {
+    const Index j0 = tj * kT, j1 = std::min(n, j0 + kT);
+    // tile column tj: lower tiles (ti >= tj) feed upper tiles (tj, ti).
+    for (Index ti = tj; ti < tiles; ++ti) {
+      const Index i0 = ti * kT, i1 = std::min(n, i0 + kT);
+      for (Index j = j0; j < j1; ++j)
+        for (Index i = std::max(i0, j + 1); i < i1; ++i) m[j + i * n] = m[i + j * n];
+    }
+  });
+}
+
+/// B = a I + b A + c A2 on the lower triangle (written into A2), then mirrored to full.
+template <class S>
+void ns_combine(const S* A, S* A2, Index n, S a, S b, S c) {
+  parallel_for(Index(0), n, [&](Index j) {
+    S* SPARSENM_RESTRICT out = A2 + j * n;
+    const S* SPARSENM_RESTRICT in = A + j * n;
+    for (Index i = j; i < n; ++i) out[i] = c * out[i] + b * in[i];
+    out[j] += a;
+  });
+  mirror_lower(A2, n);
+}
+
+/// K Newton-Schulz steps on X0 = scale * in, where `in` is a rows x cols row-major matrix.
+/// The iteration runs on the lower-dimensional side: A = X X^T when rows <= cols, otherwise
+/// A = X^T X with X <- X (a I + b A + c A^2), which equals transposing, iterating and transposing
+/// back, without any transpose. The scale is folded into the first SYRK (alpha = scale^2) and the
+/// first GEMM (alpha = scale), so the normalisation costs no pass over memory. Returns the buffer
+/// that holds X_K (one of ws.x). Must not be called inside an OpenMP parallel region.
+template <class S>
+const Matrix<S>& newton_schulz_run(const S* in, Index rows, Index cols, S scale, int steps,
+                                   NsCoefficients coeffs, NsWorkspace<S>& ws) {
+  if (ws.x[0].rows() != rows || ws.x[0].cols() != cols) ws.resize(rows, cols);
+  Matrix<S>& first = ws.x[0];
+  if (steps <= 0 || rows == 0 || cols == 0) {
+    const Index n = rows * cols;
+    S* out = first.data();
+    for_each_chunk(n, [&](Index b, Index e, Index) {
+      for (Index i = b; i < e; ++i) out[i] = scale * in[i];
+    });
+    return first;
+  }
+  // Column-major view of the row-major data: Y = X^T, cols x rows, leading dimension cols.
+  const bool col_side = rows > cols;
+  const int g = static_cast<int>(col_side ? cols : rows);
+  const int k = static_cast<int>(col_side ? rows : cols);
+  const int ld = static_cast<int>(cols);
+  const int R = static_cast<int>(rows), C = static_cast<int>(cols);
+  S* A = ws.a.data();
+  S* A2 = ws.a2.data();
+  const S* cur = in;
+  S alpha = scale;
+  int which = 0;
+  for (int t = 0; t < steps; ++t) {
+    const NsTriple tr = ns_coefficients(coeffs, t);
+    // A = X X^T (rows side: Y^T Y) or X^T X (cols side: Y Y^T): symmetric, half the flops.
+    ns_backend::syrk_lower(!col_side, g, k, alpha * alpha, cur, ld, A, g);
+    mirror_lower(A, g);
+    // A^2 = A A^T since A is symmetric: a second rank-k update instead of a GEMM.
+    ns_backend::syrk_lower(false, g, g, S(1), A, g, A2, g);
+    ns_combine(A, A2, Index(g), S(tr.a), S(tr.b), S(tr.c));
+    // X <- (a I + B) X: the a X term is folded into the symmetric factor (one GEMM, no pass).
+    S* out = ws.x[which].data();
+    if (!col_side)
+      ns_backend::gemm_nn(C, R, R, alpha, cur, ld, A2, g, out, ld);  // Y <- Y B'
+    else
+      ns_backend::gemm_nn(C, R, C, alpha, A2, g, cur, ld, out, ld);  // Y <- B' Y
+    cur = out;
+    which ^= 1;
+    alpha = S(1);
+  }
+  return ws.x[which ^ 1];
+}
+
+}  // namespace detail
+
+/// Orthogonalises x with `steps` quintic Newton-Schulz iterations (chtsnm Sec. 3.2, App. C):
+///   X0 = x / (||x||_F + 1e-7),  A_k = X_k X_k^T,  X_{k+1} = a_k X_k + (b_k A_k + c_k A_k^2) X_k,
+/// run on the lower-dimensional side (rows > cols is handled as the transpose). Coefficients:
+/// Table A4 (default) or Muon's fixed triple; steps beyond the table reuse its last row.
+/// A zero matrix returns zeros. The singular vectors of x are kept and each singular value s of
+/// X0 becomes p_K(...p_1(s)) with p_k(s) = a_k s + b_k s^3 + c_k s^5; for Table A4 and
+/// normalised singular values in [0.01, 1] the result lies in [0.978, 1.032].
+///
+/// Both Gram products are symmetric rank-k updates (?syrk; A^2 = A A^T), and the a X term is
+/// folded into the symmetric factor, so a step costs g^2 k + g^3 + 2 g^2 k flops (g = min side,
+/// k = max side) instead of 4 g^2 k + 2 g^3 for three GEMMs. Uses BLAS when EIGEN_USE_BLAS is
+/// defined. Throws sparsenm::Error for non-finite entries or steps outside [0, 1000]. Must not be
+/// called inside an OpenMP parallel region (BLAS). Deterministic for a fixed BLAS thread count.
+///
+/// `S` may be given explicitly (newton_schulz<float>(x)) or deduced from x.
+template <class S = void, class Derived>
+Matrix<std::conditional_t<std::is_void<S>::value, typename Derived::Scalar, S>> newton_schulz(
+    const Eigen::MatrixBase<Derived>& x, int steps = 5,
+    NsCoefficients c = NsCoefficients::TansTableA4) {
+  using T = std::conditional_t<std::is_void<S>::value, typename Derived::Scalar, S>;
+  static_assert(std::is_floating_point<T>::value,
+                "newton_schulz: the scalar must be float or double");
+  check_in_range(steps, 0, 1000, "newton_schulz: steps");
+  const Matrix<T> in = x.template cast<T>();
+  check_all_finite(in, "newton_schulz: x");
+  if (in.size() == 0) return in;
+  std::vector<double> partial(static_cast<std::size_t>(detail::optim_chunk_count(in.size())));
+  const T* p = in.data();
+  const double ss = detail::chunk_sum(
+      in.size(), partial, [&](Index b, Index e) { return detail::sum_squares(p, b, e); });
+  const T scale = static_cast<T>(1.0 / (std::sqrt(ss) + kNsNormEps));
+  NsWorkspace<T> ws;
+  ws.resize(in.rows(), in.cols());
+  const Matrix<T>& out = detail::newton_schulz_run(p, in.rows(), in.cols(), scale, steps, c, ws);
+  return out;
+}
+
+}  // namespace sparsenm
+
+#endif  // SPARSENM_OPTIM_NEWTON_SCHULZ_HPP

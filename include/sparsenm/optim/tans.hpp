@@ -1,0 +1,337 @@
+// SPDX-License-Identifier: Apache-2.0
+// TANS: Topology-Aware Newton-Schulz optimisation (chtsnm Sec. 3.2, App. C, H.5, I).
+#ifndef SPARSENM_OPTIM_TANS_HPP
+#define SPARSENM_OPTIM_TANS_HPP
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include <Eigen/Core>
+
+#include "../core/error.hpp"
+#include "../core/parallel.hpp"
+#include "../core/types.hpp"
+#include "../core/validate.hpp"
+#include "detail/elementwise.hpp"
+#include "newton_schulz.hpp"
+#include "nonfinite.hpp"
+
+namespace sparsenm {
+
+/// How the Newton-Schulz correction is rescaled before blending (chtsnm App. I.1, Table A6).
+enum class RmsMatch {
+  None,           ///< s = 1
+  PreMaskGlobal,  ///< s = RMS(U_base) / (RMS(O) + eps), both over all entries, O before masking
+  PostMaskActive  ///< s = RMS_M(U_base) / (RMS_M(O_M) + eps) over the active entries (Sec. 3.2)
+};
+
+/// What on_refresh() does to the optimizer state V, P (chtsnm App. I.3, Table A8).
+enum class StateReset {
+  None,            ///< keep V and P
+  ChangedEntries,  ///< zero V and P where `changed` is 1 (best in Table A8; default)
+  All              ///< zero V and P everywhere
+};
+
+/// TANS hyperparameters; defaults are the paper's canonical settings (chtsnm App. H.5).
+///
+/// | field        | meaning                                             | default | source       |
+/// |--------------|-----------------------------------------------------|---------|--------------|
+/// | lr           | eta; the matrix step uses eta * sqrt(d_out / d_in)  | 1e-3    | App. H.5     |
+/// | beta1        | momentum of P and the Nesterov-style blend          | 0.9     | App. H.5     |
+/// | beta2        | EMA of the squared masked gradient V                | 0.999   | App. H.5     |
+/// | eps          | preconditioner and RMS-ratio epsilon                | 1e-5    | App. H.5     |
+/// | weight_decay | decoupled: Theta <- (1 - eta lambda) Theta          | 0       | App. H.5     |
+/// | gamma_ns     | gamma_NS, strength of the NS correction             | 0.5     | App. H.5     |
+/// | ramp_steps   | B_ramp; gamma_t = gamma_NS min(1, tau / B_ramp)     | 8       | App. H.5/I.2 |
+/// | ns_steps     | K Newton-Schulz steps                               | 5       | Sec. 3.2     |
+/// | rms          | RMS matching mode                                   | PostMaskActive | Sec. 3.2
+/// | | reset        | state reset on refresh                              | ChangedEntries | App.
+/// I.3 | | nonfinite    | reaction to NaN/Inf gradient entries (extra field)  | Throw   | - | |
+/// coefficients | NS schedule (extra field)                           | TansTableA4 | App. C   |
+struct TansConfig {
+  double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-5, weight_decay = 0.0, gamma_ns = 0.5;
+  int ramp_steps = 8, ns_steps = 5;
+  RmsMatch rms = RmsMatch::PostMaskActive;
+  StateReset reset = StateReset::ChangedEntries;
+  NonFinitePolicy nonfinite = NonFinitePolicy::Throw;
+  NsCoefficients coefficients = NsCoefficients::TansTableA4;
+
+  /// Throws sparsenm::Error naming the first field out of its range.
+  void validate() const {
+    check_finite_positive(lr, "TansConfig::lr");
+    check_in_range(beta1, 0.0, 1.0, "TansConfig::beta1", false, true);
+    check_in_range(beta2, 0.0, 1.0, "TansConfig::beta2", false, true);
+    check_finite_positive(eps, "TansConfig::eps");
+    check_finite_nonnegative(weight_decay, "TansConfig::weight_decay");
+    SPARSENM_CHECK(lr * weight_decay <= 1.0, "TansConfig: lr * weight_decay = ", lr * weight_decay,
+                   " must be <= 1 (the decay factor 1 - lr * weight_decay must stay >= 0)");
+    check_in_range(gamma_ns, 0.0, 1.0, "TansConfig::gamma_ns");
+    check_at_least(ramp_steps, 0, "TansConfig::ramp_steps");
+    check_in_range(ns_steps, 0, 1000, "TansConfig::ns_steps");
+  }
+};
+
+/// TANS for one (out, in) row-major weight matrix under a changing N:M mask (chtsnm Sec. 3.2):
+/// \code
+///   G_M = M . G;  V = b2 V + (1-b2) G_M^2;  G^ = G_M / (sqrt(V) + eps)
+///   P = b1 P + (1-b1) G^;                   U_base = M . [(1-b1) G^ + b1 P]
+///   O = NS_K(U_base / (||U_base||_F + 1e-7));  O_M = M . O;  O~ = s O_M  (s per RmsMatch)
+///   gamma_t = gamma_NS min(1, tau / B_ramp);  U = U_base + gamma_t (O~ - U_base)
+///   Theta <- (1 - eta lambda) Theta - eta sqrt(d_out / d_in) U      (active entries only)
+/// \endcode
+/// tau counts step() calls since construction or the last on_refresh(), read before the current
+/// step: the first step after a refresh uses gamma = 0 (and skips Newton-Schulz, whose result
+/// would be multiplied by 0). No bias correction (as written in the paper). Inactive weights are
+/// never written (bit-for-bit unchanged), also not by weight decay.
+///
+/// Cost per step: one read-only pre-scan of grad and mask (finiteness, 0/1 check, |M|), one fused
+/// pass for V, P, U_base and ||U_base||^2, Newton-Schulz (SYRK-based), one read pass for the RMS of
+/// O (skipped for RmsMatch::None), one fused pass for the blend, decay and update. step() allocates
+/// nothing. Results are bit-identical for any OpenMP thread count (fixed chunking, fixed-order
+/// reductions). Must not be called inside an OpenMP parallel region (Newton-Schulz uses BLAS).
+///
+/// \code
+///   sparsenm::TansConfig cfg; cfg.lr = 1e-3;
+///   sparsenm::Tans<float> opt(W.rows(), W.cols(), cfg);
+///   opt.step(W, dW, mask);              // every step
+///   opt.on_refresh(result.changed);     // after a topology refresh
+/// \endcode
+template <class S>
+class Tans {
+  static_assert(std::is_floating_point<S>::value, "Tans<S>: S must be float or double");
+
+ public:
+  Tans(Index rows, Index cols, TansConfig cfg = {}) : m_cfg(cfg), m_rows(rows), m_cols(cols) {
+    m_cfg.validate();
+    SPARSENM_CHECK(rows > 0 && cols > 0, "Tans: shape ", rows, "x", cols, " must be positive");
+    m_v = Matrix<S>::Zero(rows, cols);
+    m_p = Matrix<S>::Zero(rows, cols);
+    m_u = Matrix<S>::Zero(rows, cols);
+    m_ws.resize(rows, cols);
+    m_scratch.resize(rows * cols);
+  }
+
+  /// One TANS step on `weight` (rows x cols) with gradient `grad` (dense allowed: it is masked)
+  /// under the current legal `mask` (0/1). Non-finite gradient entries: see TansConfig::nonfinite.
+  template <class Derived>
+  void step(Eigen::Ref<Matrix<S>> weight, const Eigen::MatrixBase<Derived>& grad, const Mask& mask);
+
+  /// Topology refresh: tau = 0, and V, P reset per TansConfig::reset (`changed` = 1 where the
+  /// mask changed, e.g. RefreshResult::changed).
+  void on_refresh(const Mask& changed);
+
+  /// tau: steps since construction or the last on_refresh().
+  int steps_since_refresh() const { return m_tau; }
+  /// gamma_t the next step will use.
+  double next_gamma() const { return gamma_for(m_tau); }
+  /// gamma_t = gamma_NS min(1, tau / B_ramp); B_ramp = 0 gives gamma_NS.
+  double gamma_for(int tau) const {
+    if (m_cfg.ramp_steps == 0) return m_cfg.gamma_ns;
+    return m_cfg.gamma_ns * std::min(1.0, double(tau) / double(m_cfg.ramp_steps));
+  }
+  const TansConfig& config() const { return m_cfg; }
+  /// Changes eta (for schedules) without touching the state.
+  void set_lr(double lr) {
+    check_finite_positive(lr, "Tans::set_lr: lr");
+    SPARSENM_CHECK(lr * m_cfg.weight_decay <= 1.0,
+                   "Tans::set_lr: lr * weight_decay = ", lr * m_cfg.weight_decay, " must be <= 1");
+    m_cfg.lr = lr;
+  }
+  const Matrix<S>& exp_avg_sq() const { return m_v; }  ///< V
+  const Matrix<S>& momentum() const { return m_p; }    ///< P
+  long steps() const { return m_steps; }               ///< steps taken (skipped ones excluded)
+  long skipped_steps() const { return m_skipped; }     ///< steps skipped (NonFinitePolicy)
+  double last_rms_scale() const { return m_last_s; }   ///< s_t of the last step that ran NS
+  Index rows() const { return m_rows; }
+  Index cols() const { return m_cols; }
+
+ private:
+  TansConfig m_cfg;
+  Index m_rows, m_cols;
+  Matrix<S> m_v, m_p, m_u, m_gbuf;
+  NsWorkspace<S> m_ws;
+  detail::ChunkScratch m_scratch;
+  int m_tau = 0;
+  long m_steps = 0, m_skipped = 0;
+  double m_last_s = 1.0;
+};
+
+namespace detail {
+
+/// Pass 1 of a TANS step over [b, e): V, P, U_base; returns sum U_base^2 (chtsnm Sec. 3.2).
+template <class S>
+double tans_moments(const S* SPARSENM_RESTRICT g, const std::uint8_t* SPARSENM_RESTRICT m,
+                    S* SPARSENM_RESTRICT V, S* SPARSENM_RESTRICT P, S* SPARSENM_RESTRICT U, Index b,
+                    Index e, S b1, S b2, S eps) {
+  const S ob1 = S(1) - b1, ob2 = S(1) - b2;
+  S acc[kLanes] = {};
+  auto one = [&](Index j, S& a) {
+    const S gm = m[j] ? g[j] : S(0);  // select, not multiply: 0 * Inf would be NaN
+    const S v = b2 * V[j] + ob2 * (gm * gm);
+    const S gh = gm / (std::sqrt(v) + eps);
+    const S p = b1 * P[j] + ob1 * gh;
+    const S u = m[j] ? ob1 * gh + b1 * p : S(0);
+    V[j] = v;
+    P[j] = p;
+    U[j] = u;
+    a += u * u;
+  };
+  Index i = b;
+  for (; i + kLanes <= e; i += kLanes)
+    for (int l = 0; l < kLanes; ++l) one(i + l, acc[l]);
+  for (; i < e; ++i) one(i, acc[0]);
+  double s = 0;
+  for (int l = 0; l < kLanes; ++l) s += double(acc[l]);
+  return s;
+}
+
+/// Pass 2 over [b, e): sum of O^2 over active entries (act) and over all entries (all).
+template <class S>
+void tans_o_sums(const S* SPARSENM_RESTRICT O, const std::uint8_t* SPARSENM_RESTRICT m, Index b,
+                 Index e, double& act, double& all) {
+  S a[kLanes] = {}, t[kLanes] = {};
+  Index i = b;
+  for (; i + kLanes <= e; i += kLanes)
+    for (int l = 0; l < kLanes; ++l) {
+      const S o2 = O[i + l] * O[i + l];
+      t[l] += o2;
+      a[l] += m[i + l] ? o2 : S(0);
+    }
+  double sa = 0, st = 0;
+  for (; i < e; ++i) {
+    const double o2 = double(O[i]) * double(O[i]);
+    st += o2;
+    sa += m[i] ? o2 : 0.0;
+  }
+  for (int l = 0; l < kLanes; ++l) {
+    sa += double(a[l]);
+    st += double(t[l]);
+  }
+  act = sa;
+  all = st;
+}
+
+/// Pass 3 over [b, e): U = U_base + gamma (s O_M - U_base); W <- decay W - eta_mat U on active
+/// entries; inactive weights are rewritten with their own bits (a blend, so it vectorises).
+template <class S>
+void tans_apply(const S* SPARSENM_RESTRICT O, const S* SPARSENM_RESTRICT U,
+                const std::uint8_t* SPARSENM_RESTRICT m, S* SPARSENM_RESTRICT w, Index b, Index e,
+                S gamma, S s, S decay, S eta_mat) {
+  // w points at element b.
+  for (Index i = b; i < e; ++i) {
+    const S u = U[i];
+    const S upd = u + gamma * (s * O[i] - u);
+    const S wo = w[i - b];
+    const S wn = decay * wo - eta_mat * upd;
+    w[i - b] = m[i] ? wn : wo;
+  }
+}
+
+/// Pass 3 without a correction (gamma = 0): W <- decay W - eta_mat U_base on active entries.
+template <class S>
+void tans_apply_base(const S* SPARSENM_RESTRICT U, const std::uint8_t* SPARSENM_RESTRICT m,
+                     S* SPARSENM_RESTRICT w, Index b, Index e, S decay, S eta_mat) {
+  for (Index i = b; i < e; ++i) {
+    const S wo = w[i - b];
+    const S wn = decay * wo - eta_mat * U[i];
+    w[i - b] = m[i] ? wn : wo;
+  }
+}
+
+}  // namespace detail
+
+template <class S>
+template <class Derived>
+void Tans<S>::step(Eigen::Ref<Matrix<S>> weight, const Eigen::MatrixBase<Derived>& grad,
+                   const Mask& mask) {
+  check_shape(weight, m_rows, m_cols, "Tans::step: weight");
+  check_shape(grad, m_rows, m_cols, "Tans::step: grad");
+  check_shape(mask, m_rows, m_cols, "Tans::step: mask");
+  const Eigen::Ref<const Matrix<S>> gref(grad.template cast<S>());
+  const S* g = detail::contiguous_data<S>(gref, m_gbuf);
+  const std::uint8_t* mk = mask.data();
+  const Index n = m_rows * m_cols;
+  long long active = 0;
+  if (!detail::admit_gradient("Tans::step", g, mk, m_rows, m_cols, m_cfg.nonfinite, m_scratch,
+                              &active)) {
+    ++m_skipped;
+    return;
+  }
+  const double gamma = gamma_for(m_tau);
+  const S b1 = S(m_cfg.beta1), b2 = S(m_cfg.beta2), eps = S(m_cfg.eps);
+  S* V = m_v.data();
+  S* P = m_p.data();
+  S* U = m_u.data();
+  const double ss = detail::chunk_sum(n, m_scratch.a, [&](Index b, Index e) {
+    return detail::tans_moments(g, mk, V, P, U, b, e, b1, b2, eps);
+  });
+  const S decay = S(1.0 - m_cfg.lr * m_cfg.weight_decay);
+  const S eta_mat = S(m_cfg.lr * std::sqrt(double(m_rows) / double(m_cols)));
+
+  if (gamma == 0.0) {
+    detail::for_each_weight_span<S>(weight, [&](Index b, Index e, S* w) {
+      detail::tans_apply_base(U, mk, w, b, e, decay, eta_mat);
+    });
+  } else {
+    const S scale = S(1.0 / (std::sqrt(ss) + kNsNormEps));
+    const Matrix<S>& Om = detail::newton_schulz_run(U, m_rows, m_cols, scale, m_cfg.ns_steps,
+                                                    m_cfg.coefficients, m_ws);
+    const S* O = Om.data();
+    double s = 1.0;
+    if (m_cfg.rms != RmsMatch::None) {
+      detail::for_each_chunk(n, [&](Index b, Index e, Index c) {
+        detail::tans_o_sums(O, mk, b, e, m_scratch.a[static_cast<std::size_t>(c)],
+                            m_scratch.b[static_cast<std::size_t>(c)]);
+      });
+      double so_act = 0, so_all = 0;
+      for (Index c = 0; c < detail::optim_chunk_count(n); ++c) {
+        so_act += m_scratch.a[static_cast<std::size_t>(c)];
+        so_all += m_scratch.b[static_cast<std::size_t>(c)];
+      }
+      if (m_cfg.rms == RmsMatch::PostMaskActive) {
+        // RMS_M(X) = sqrt(sum_{M=1} X^2 / |M|); U_base is 0 off the mask, so ss is its active sum.
+        const double cnt = double(active);
+        const double rms_u = active > 0 ? std::sqrt(ss / cnt) : 0.0;
+        const double rms_o = active > 0 ? std::sqrt(so_act / cnt) : 0.0;
+        s = rms_u / (rms_o + m_cfg.eps);
+      } else {
+        const double rms_u = std::sqrt(ss / double(n));
+        const double rms_o = std::sqrt(so_all / double(n));
+        s = rms_u / (rms_o + m_cfg.eps);
+      }
+    }
+    m_last_s = s;
+    const S sg = S(gamma), ss_ = S(s);
+    detail::for_each_weight_span<S>(weight, [&](Index b, Index e, S* w) {
+      detail::tans_apply(O, U, mk, w, b, e, sg, ss_, decay, eta_mat);
+    });
+  }
+  ++m_tau;
+  ++m_steps;
+}
+
+template <class S>
+void Tans<S>::on_refresh(const Mask& changed) {
+  check_shape(changed, m_rows, m_cols, "Tans::on_refresh: changed");
+  check_binary(changed, "Tans::on_refresh: changed");
+  m_tau = 0;
+  if (m_cfg.reset == StateReset::All) {
+    m_v.setZero();
+    m_p.setZero();
+  } else if (m_cfg.reset == StateReset::ChangedEntries) {
+    const std::uint8_t* c = changed.data();
+    S* V = m_v.data();
+    S* P = m_p.data();
+    detail::for_each_chunk(m_rows * m_cols, [&](Index b, Index e, Index) {
+      for (Index i = b; i < e; ++i) {
+        V[i] = c[i] ? S(0) : V[i];
+        P[i] = c[i] ? S(0) : P[i];
+      }
+    });
+  }
+}
+
+}  // namespace sparsenm
+
+#endif  // SPARSENM_OPTIM_TANS_HPP
