@@ -4,5 +4,10 @@
 #define SPARSENM_KERNELS_HPP
 
 #include "core.hpp"
+#include "mask.hpp"
+#include "kernels/packed_tokens.hpp"
+#include "kernels/transposed_weight.hpp"
+#include "kernels/spmm.hpp"
+#include "kernels/sddmm.hpp"
 
 #endif  // SPARSENM_KERNELS_HPP

@@ -1,0 +1,346 @@
+// SPDX-License-Identifier: Apache-2.0
+// Register-blocked, cache-tiled CPU micro-kernels for compressed N:M weights (ISA chosen at compile
+// time through VecOps). Design (the "X^T tile" scheme; CHTs24 App. J counts these products):
+//
+//  * Activations are packed as X^T in tiles of T = C * W tokens (PackedTokens), W = SIMD width.
+//  * SpMM, Y^T(o, tile) = sum_e w_e X^T(col_e, tile): one nonzero costs one broadcast, C vector
+//    loads (micro-fused into the FMAs) and C FMAs into C accumulators that stay in registers. For
+//    skinny batches (C < 8) R = 8 / C rows run in lockstep so 8 independent FMA chains hide
+//    latency.
+//  * Cache tiling: the input dimension is cut in blocks of Kc features with Kc * T * sizeof(S) =
+//    32 KiB, so the X^T block a row block sweeps stays in L1 (48 KiB here); row blocks of up to
+//    kRowBlock rows accumulate in a small per-thread Y^T buffer (L2) across input blocks, and the
+//    buffer is transposed into Y once at the end.
+//  * Work items are (row block, token tile) pairs split statically over threads; each output value
+//    is produced by exactly one item with a fixed summation order, so results are bit-identical
+//    for any thread count.
+//  * SDDMM, dW(e) = sum_t dY(t, o_e) X(t, col_e): dY^T(o, tile) sits in C registers, every active
+//    entry of the row costs C FMAs with X^T(col_e, tile) as the memory operand (one load per FMA),
+//    and W entries at a time are reduced to W lane sums with one shuffle tree
+//    (VecOps::reduce_batch).
+#ifndef SPARSENM_KERNELS_DETAIL_SPMM_TILED_HPP
+#define SPARSENM_KERNELS_DETAIL_SPMM_TILED_HPP
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "../../core/parallel.hpp"
+#include "../../core/types.hpp"
+#include "../../mask.hpp"
+#include "../packed_tokens.hpp"
+#include "../transposed_weight.hpp"
+#include "simd_vec.hpp"
+
+// GCC 12 reports false -Wmaybe-uninitialized warnings inside AVX-512 intrinsics that start from
+// _mm512_undefined_*() (GCC bug 105593); silence them for these kernels only.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+
+namespace sparsenm {
+namespace detail {
+inline namespace SPARSENM_ISA_NAMESPACE {
+
+/// Rows of W per work item (the Y^T buffer is kRowBlock x T values).
+constexpr Index kRowBlock = 256;
+/// Target size of the X^T block that one row block sweeps (fits L1 with room for the rest).
+constexpr Index kL1Block = 32768;
+
+/// Features per input block for a tile of `tile` tokens, a multiple of `m` (at least m).
+template <class S>
+inline Index feature_block(Index tile, int m) {
+  const Index kc = kL1Block / (tile * Index(sizeof(S)));
+  return std::max<Index>(m, kc / m * m);
+}
+
+/// Per-thread scratch that survives between calls (no allocation in the steady state).
+template <class T>
+inline std::vector<T, Eigen::aligned_allocator<T>>& scratch(std::size_t size, int slot = 0) {
+  static thread_local std::vector<T, Eigen::aligned_allocator<T>> buffers[2];
+  auto& b = buffers[slot];
+  if (b.size() < size) b.resize(size);
+  return b;
+}
+
+// ---------------------------------------------------------------------------------------------
+// SpMM on NMCompressed: Y = X W^T.
+
+/// Rows [ra, rb) (a multiple of R of them) for input groups [g0, g1) of one token tile.
+template <class S, int C, int R, int NN>
+SPARSENM_ALWAYS_INLINE void spmm_nm_rows(const S* SPARSENM_RESTRICT val,
+                                         const std::uint8_t* SPARSENM_RESTRICT idx, Index nnzr,
+                                         int n_rt, int m, const S* SPARSENM_RESTRICT xt, Index ra,
+                                         Index rb, Index r0, Index g0, Index g1, bool first,
+                                         S* SPARSENM_RESTRICT buf) {
+  using Ops = VecOps<S>;
+  using V = typename Ops::V;
+  constexpr int W = Ops::kWidth;
+  constexpr Index T = Index(C) * W;
+  const int n = NN > 0 ? NN : n_rt;
+  for (Index r = ra; r < rb; r += R) {
+    V acc[R][C];
+    for (int rr = 0; rr < R; ++rr)
+      for (int c = 0; c < C; ++c)
+        acc[rr][c] = first ? Ops::zero() : Ops::load(buf + (r + rr - r0) * T + c * W);
+    const S* vr = val + r * nnzr;
+    const std::uint8_t* ir = idx + r * nnzr;
+    for (Index g = g0; g < g1; ++g) {
+      const S* xg = xt + g * m * T;
+      for (int s = 0; s < n; ++s) {
+        const Index j = g * n + s;
+        for (int rr = 0; rr < R; ++rr) {
+          const V v = Ops::set1(vr[rr * nnzr + j]);
+          const S* xr = xg + Index(ir[rr * nnzr + j]) * T;
+          for (int c = 0; c < C; ++c) acc[rr][c] = Ops::fmadd(v, Ops::load(xr + c * W), acc[rr][c]);
+        }
+      }
+    }
+    for (int rr = 0; rr < R; ++rr)
+      for (int c = 0; c < C; ++c) Ops::store(buf + (r + rr - r0) * T + c * W, acc[rr][c]);
+  }
+}
+
+/// Copies the Y^T buffer of rows [r0, r1) and tile q into Y (tokens x rows, leading dim ldo).
+template <class S>
+inline void store_transposed(const S* buf, Index tile, Index q, Index tokens, Index r0, Index r1,
+                             S* out, Index ldo) {
+  const Index t_end = std::min(tokens, (q + 1) * tile);
+  for (Index t = q * tile; t < t_end; ++t) {
+    const Index i = t - q * tile;
+    S* o = out + t * ldo;
+    for (Index r = r0; r < r1; ++r) o[r] = buf[(r - r0) * tile + i];
+  }
+}
+
+template <class S, int C, int NN>
+void spmm_nm_impl(const NMCompressed<S>& w, const PackedTokens<S>& xp, S* out, Index ldo) {
+  constexpr int W = VecOps<S>::kWidth;
+  constexpr int R = C >= 8 ? 1 : 8 / C;
+  constexpr Index T = Index(C) * W;
+  const int n = w.nm.n, m = w.nm.m;
+  const Index rows = w.rows, groups = w.cols / m, nnzr = w.values.cols();
+  const Index gc = feature_block<S>(T, m) / m;
+  const Index nb = (groups + gc - 1) / gc;
+  const Index nrb = (rows + kRowBlock - 1) / kRowBlock;
+  const Index tiles = xp.tile_count();
+  const S* val = w.values.data();
+  const std::uint8_t* idx = w.indices.data();
+  parallel_for(Index(0), nrb * tiles, [&](Index item) {
+    const Index q = item / nrb, rbk = item % nrb;
+    const Index r0 = rbk * kRowBlock, r1 = std::min(rows, r0 + kRowBlock);
+    const Index rmain = r0 + (r1 - r0) / R * R;
+    S* buf = scratch<S>(static_cast<std::size_t>(kRowBlock * T)).data();
+    const S* xt = xp.tile_data(q);
+    if (groups == 0) std::fill(buf, buf + (r1 - r0) * T, S(0));
+    for (Index b = 0; b < nb; ++b) {
+      const Index g0 = b * gc, g1 = std::min(groups, g0 + gc);
+      spmm_nm_rows<S, C, R, NN>(val, idx, nnzr, n, m, xt, r0, rmain, r0, g0, g1, b == 0, buf);
+      if (R > 1)
+        spmm_nm_rows<S, C, 1, NN>(val, idx, nnzr, n, m, xt, rmain, r1, r0, g0, g1, b == 0, buf);
+    }
+    store_transposed(buf, T, q, xp.tokens(), r0, r1, out, ldo);
+  });
+}
+
+template <class S, int NN>
+void spmm_nm_dispatch_c(const NMCompressed<S>& w, const PackedTokens<S>& xp, S* out, Index ldo) {
+  switch (xp.tile() / VecOps<S>::kWidth) {
+    case 1:
+      return spmm_nm_impl<S, 1, NN>(w, xp, out, ldo);
+    case 2:
+      return spmm_nm_impl<S, 2, NN>(w, xp, out, ldo);
+    case 4:
+      return spmm_nm_impl<S, 4, NN>(w, xp, out, ldo);
+    default:
+      return spmm_nm_impl<S, 8, NN>(w, xp, out, ldo);
+  }
+}
+
+/// Y (tokens x rows, leading dimension ldo) = X W^T; X given packed.
+template <class S>
+void spmm_nm(const NMCompressed<S>& w, const PackedTokens<S>& xp, S* out, Index ldo) {
+  switch (w.nm.n) {
+    case 1:
+      return spmm_nm_dispatch_c<S, 1>(w, xp, out, ldo);
+    case 2:
+      return spmm_nm_dispatch_c<S, 2>(w, xp, out, ldo);
+    case 4:
+      return spmm_nm_dispatch_c<S, 4>(w, xp, out, ldo);
+    default:
+      return spmm_nm_dispatch_c<S, 0>(w, xp, out, ldo);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SpMM on a CSR matrix (W^T for dX = dY W): rows of varying length, one row at a time.
+
+template <class S, int C>
+void spmm_csr_impl(const TransposedWeight<S>& wt, const PackedTokens<S>& xp, S* out, Index ldo) {
+  using Ops = VecOps<S>;
+  using V = typename Ops::V;
+  constexpr int W = Ops::kWidth;
+  constexpr Index T = Index(C) * W;
+  const Index rows = wt.rows(), inner = wt.inner();
+  const Index kc = feature_block<S>(T, 1);
+  const Index nb = std::max<Index>(1, (inner + kc - 1) / kc);
+  const Index nrb = (rows + kRowBlock - 1) / kRowBlock;
+  const Index tiles = xp.tile_count();
+  const Index* ptr = wt.row_ptr().data();
+  const std::int32_t* col = wt.cols().data();
+  const S* val = wt.values().data();
+  parallel_for(Index(0), nrb * tiles, [&](Index item) {
+    const Index q = item / nrb, rbk = item % nrb;
+    const Index r0 = rbk * kRowBlock, r1 = std::min(rows, r0 + kRowBlock);
+    S* buf = scratch<S>(static_cast<std::size_t>(kRowBlock * T)).data();
+    auto& cursor_store = scratch<Index>(static_cast<std::size_t>(kRowBlock));
+    Index* cursor = cursor_store.data();
+    for (Index r = r0; r < r1; ++r) cursor[r - r0] = ptr[r];
+    const S* xt = xp.tile_data(q);
+    for (Index b = 0; b < nb; ++b) {
+      const std::int32_t c_end = std::int32_t(std::min(inner, (b + 1) * kc));
+      for (Index r = r0; r < r1; ++r) {
+        V acc[C];
+        for (int c = 0; c < C; ++c)
+          acc[c] = b == 0 ? Ops::zero() : Ops::load(buf + (r - r0) * T + c * W);
+        Index e = cursor[r - r0];
+        const Index e_row_end = ptr[r + 1];
+        for (; e < e_row_end && col[e] < c_end; ++e) {
+          const V v = Ops::set1(val[e]);
+          const S* xr = xt + Index(col[e]) * T;
+          for (int c = 0; c < C; ++c) acc[c] = Ops::fmadd(v, Ops::load(xr + c * W), acc[c]);
+        }
+        cursor[r - r0] = e;
+        for (int c = 0; c < C; ++c) Ops::store(buf + (r - r0) * T + c * W, acc[c]);
+      }
+    }
+    store_transposed(buf, T, q, xp.tokens(), r0, r1, out, ldo);
+  });
+}
+
+/// Y (tokens x wt.rows()) = X wt^T with wt in CSR, i.e. dX = dY W for W given by its transpose.
+template <class S>
+void spmm_csr(const TransposedWeight<S>& wt, const PackedTokens<S>& xp, S* out, Index ldo) {
+  switch (xp.tile() / VecOps<S>::kWidth) {
+    case 1:
+      return spmm_csr_impl<S, 1>(wt, xp, out, ldo);
+    case 2:
+      return spmm_csr_impl<S, 2>(wt, xp, out, ldo);
+    case 4:
+      return spmm_csr_impl<S, 4>(wt, xp, out, ldo);
+    default:
+      return spmm_csr_impl<S, 8>(wt, xp, out, ldo);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SDDMM: dW_active(o, j) = sum_t dY(t, o) X(t, col(o, j)).
+
+template <class S, int C, int NN>
+void sddmm_nm_impl(const NMCompressed<S>& w, const PackedTokens<S>& dyp, const PackedTokens<S>& xp,
+                   S* dv) {
+  using Ops = VecOps<S>;
+  using V = typename Ops::V;
+  constexpr int W = Ops::kWidth;
+  constexpr Index T = Index(C) * W;
+  const int n = NN > 0 ? NN : w.nm.n, m = w.nm.m;
+  const Index rows = w.rows, groups = w.cols / m, nnzr = w.values.cols();
+  const Index gc = feature_block<S>(T, m) / m;
+  const Index nb = (groups + gc - 1) / gc;
+  const Index tiles = xp.tile_count();
+  const std::uint8_t* idx_all = w.indices.data();
+  // Row blocks small enough that both threads get work on narrow layers.
+  constexpr Index kSddmmRows = 64;
+  const Index nrb = (rows + kSddmmRows - 1) / kSddmmRows;
+  parallel_for(Index(0), nrb, [&](Index rbk) {
+    const Index r0 = rbk * kSddmmRows, r1 = std::min(rows, r0 + kSddmmRows);
+    std::fill(dv + r0 * nnzr, dv + r1 * nnzr, S(0));
+    for (Index q = 0; q < tiles; ++q) {
+      const S* xt = xp.tile_data(q);
+      const S* dyt = dyp.tile_data(q);
+      for (Index b = 0; b < nb; ++b) {
+        const Index g0 = b * gc, g1 = std::min(groups, g0 + gc);
+        const Index j0 = g0 * n, j1 = g1 * n;
+        for (Index r = r0; r < r1; ++r) {
+          V dy[C];
+          for (int c = 0; c < C; ++c) dy[c] = Ops::load(dyt + r * T + c * W);
+          const std::uint8_t* ir = idx_all + r * nnzr;
+          S* dr = dv + r * nnzr;
+          Index j = j0;
+          Index g = g0;
+          int s = 0;
+          for (; j + W <= j1; j += W) {
+            V acc[W];
+            for (int e = 0; e < W; ++e) {
+              const S* xr = xt + (g * m + ir[j + e]) * T;
+              V a = Ops::zero();
+              for (int c = 0; c < C; ++c) a = Ops::fmadd(dy[c], Ops::load(xr + c * W), a);
+              acc[e] = a;
+              if (++s == n) {
+                s = 0;
+                ++g;
+              }
+            }
+            Ops::store(dr + j, Ops::add(Ops::load(dr + j), Ops::reduce_batch(acc)));
+          }
+          for (; j < j1; ++j) {
+            const S* xr = xt + (g * m + ir[j]) * T;
+            V a = Ops::zero();
+            for (int c = 0; c < C; ++c) a = Ops::fmadd(dy[c], Ops::load(xr + c * W), a);
+            dr[j] += Ops::hsum(a);
+            if (++s == n) {
+              s = 0;
+              ++g;
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+template <class S, int NN>
+void sddmm_nm_dispatch_c(const NMCompressed<S>& w, const PackedTokens<S>& dyp,
+                         const PackedTokens<S>& xp, S* dv) {
+  switch (xp.tile() / VecOps<S>::kWidth) {
+    case 1:
+      return sddmm_nm_impl<S, 1, NN>(w, dyp, xp, dv);
+    case 2:
+      return sddmm_nm_impl<S, 2, NN>(w, dyp, xp, dv);
+    case 4:
+      return sddmm_nm_impl<S, 4, NN>(w, dyp, xp, dv);
+    default:
+      return sddmm_nm_impl<S, 8, NN>(w, dyp, xp, dv);
+  }
+}
+
+/// dv (rows x nnz per row, contiguous) = active entries of dY^T X; dY and X packed with equal
+/// token counts (hence equal tiles).
+template <class S>
+void sddmm_nm(const NMCompressed<S>& w, const PackedTokens<S>& dyp, const PackedTokens<S>& xp,
+              S* dv) {
+  switch (w.nm.n) {
+    case 1:
+      return sddmm_nm_dispatch_c<S, 1>(w, dyp, xp, dv);
+    case 2:
+      return sddmm_nm_dispatch_c<S, 2>(w, dyp, xp, dv);
+    case 4:
+      return sddmm_nm_dispatch_c<S, 4>(w, dyp, xp, dv);
+    default:
+      return sddmm_nm_dispatch_c<S, 0>(w, dyp, xp, dv);
+  }
+}
+
+}  // namespace SPARSENM_ISA_NAMESPACE
+}  // namespace detail
+}  // namespace sparsenm
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+#endif  // SPARSENM_KERNELS_DETAIL_SPMM_TILED_HPP

@@ -1,0 +1,119 @@
+// SPDX-License-Identifier: Apache-2.0
+// The column structure of a compressed N:M weight, for the transposed product dX = dY W.
+//
+// dX(t, k) = sum_o dY(t, o) W(o, k) is an SpMM with W^T. For a transposable mask (CHTs24 Sec. 3.1)
+// every row of W^T holds exactly n of each m inputs, so W^T is itself row-wise N:M; for a row-wise
+// mask the rows of W^T have varying lengths. Both are stored here as CSR of W^T (rows = inputs of
+// the layer), built from NMCompressed by a counting sort on the column (O(nnz), no dense matrix).
+// The structure depends only on the indices; `update_values` refreshes the values after an
+// optimizer step without redoing the sort (a gather through the stored permutation).
+#ifndef SPARSENM_KERNELS_TRANSPOSED_WEIGHT_HPP
+#define SPARSENM_KERNELS_TRANSPOSED_WEIGHT_HPP
+
+#include <cstdint>
+#include <vector>
+
+#include "../core/error.hpp"
+#include "../core/parallel.hpp"
+#include "../core/types.hpp"
+#include "../core/validate.hpp"
+#include "../mask.hpp"
+
+namespace sparsenm {
+
+/// Checks that `w` is a consistent NMCompressed (shapes, nm, indices in [0, m), increasing within
+/// each group). Throws sparsenm::Error naming `name`.
+template <class S>
+void check_compressed(const NMCompressed<S>& w, const char* name = "weight") {
+  check_nm(w.nm, name);
+  SPARSENM_CHECK(w.rows >= 0 && w.cols >= 0, name, " has negative shape ", w.rows, "x", w.cols);
+  check_divisible(w.cols, w.nm.m, "weight.cols");
+  const Index nnzr = w.cols / w.nm.m * w.nm.n;
+  check_shape(w.values, w.rows, nnzr, "weight.values");
+  check_shape(w.indices, w.rows, nnzr, "weight.indices");
+  const int n = w.nm.n, m = w.nm.m;
+  for (Index r = 0; r < w.rows; ++r) {
+    const std::uint8_t* idx = w.indices.data() + r * nnzr;
+    for (Index j = 0; j < nnzr; ++j) {
+      SPARSENM_CHECK(idx[j] < m, name, ".indices(", r, ", ", j, ") = ", int(idx[j]),
+                     " must be in [0, ", m, ")");
+      SPARSENM_CHECK(j % n == 0 || idx[j] > idx[j - 1], name, ".indices(", r, ", ", j,
+                     ") = ", int(idx[j]), " must be larger than the previous index of its group");
+    }
+  }
+}
+
+/// CSR of W^T for a compressed weight W (out x in): row k of W^T lists the outputs o with an active
+/// W(o, k), in increasing o.
+template <class S>
+class TransposedWeight {
+ public:
+  TransposedWeight() = default;
+  explicit TransposedWeight(const NMCompressed<S>& w) { rebuild(w); }
+
+  /// Recomputes structure and values from `w` (after a mask change).
+  void rebuild(const NMCompressed<S>& w);
+  /// Copies the current values of `w` (same indices as at the last rebuild) through the stored
+  /// permutation. The caller guarantees the indices did not change.
+  void update_values(const NMCompressed<S>& w);
+
+  Index rows() const { return m_rows; }    ///< = in (columns of W)
+  Index inner() const { return m_inner; }  ///< = out (rows of W)
+  const std::vector<Index>& row_ptr() const { return m_row_ptr; }
+  const std::vector<std::int32_t>& cols() const { return m_cols; }
+  const std::vector<S>& values() const { return m_values; }
+  NM nm() const { return m_nm; }
+
+ private:
+  Index m_rows = 0, m_inner = 0;
+  NM m_nm{1, 1};
+  std::vector<Index> m_row_ptr;
+  std::vector<std::int32_t> m_cols;
+  std::vector<std::int64_t> m_source;  // m_values[e] = w.values.data()[m_source[e]]
+  std::vector<S> m_values;
+};
+
+template <class S>
+void TransposedWeight<S>::rebuild(const NMCompressed<S>& w) {
+  check_compressed(w, "weight");
+  SPARSENM_CHECK(w.rows <= Index(INT32_MAX), "weight.rows = ", w.rows, " must fit in 32 bits");
+  m_rows = w.cols;
+  m_inner = w.rows;
+  m_nm = w.nm;
+  const int n = w.nm.n, m = w.nm.m;
+  const Index nnzr = w.values.cols(), nnz = w.rows * nnzr;
+  m_row_ptr.assign(static_cast<std::size_t>(m_rows + 1), 0);
+  const std::uint8_t* idx = w.indices.data();
+  for (Index o = 0; o < w.rows; ++o)
+    for (Index j = 0; j < nnzr; ++j) ++m_row_ptr[(j / n) * m + idx[o * nnzr + j] + 1];
+  for (Index k = 0; k < m_rows; ++k) m_row_ptr[k + 1] += m_row_ptr[k];
+  m_cols.resize(static_cast<std::size_t>(nnz));
+  m_source.resize(static_cast<std::size_t>(nnz));
+  std::vector<Index> fill(m_row_ptr.begin(), m_row_ptr.end() - 1);
+  // Outputs are visited in increasing o, so each row of W^T comes out sorted.
+  for (Index o = 0; o < w.rows; ++o)
+    for (Index j = 0; j < nnzr; ++j) {
+      const Index k = (j / n) * m + idx[o * nnzr + j];
+      const Index e = fill[k]++;
+      m_cols[e] = std::int32_t(o);
+      m_source[e] = o * nnzr + j;
+    }
+  m_values.resize(static_cast<std::size_t>(nnz));
+  update_values(w);
+}
+
+template <class S>
+void TransposedWeight<S>::update_values(const NMCompressed<S>& w) {
+  SPARSENM_CHECK(w.rows == m_inner && w.cols == m_rows && w.nm == m_nm, "weight is ", w.rows, "x",
+                 w.cols, " ", w.nm, " but the transposed structure was built for ", m_inner, "x",
+                 m_rows, " ", m_nm);
+  const S* src = w.values.data();
+  const Index nnz = Index(m_values.size());
+  parallel_for_chunks(nnz, 1 << 16, [&](Index b, Index e) {
+    for (Index i = b; i < e; ++i) m_values[i] = src[m_source[i]];
+  });
+}
+
+}  // namespace sparsenm
+
+#endif  // SPARSENM_KERNELS_TRANSPOSED_WEIGHT_HPP
