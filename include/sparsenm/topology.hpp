@@ -4,5 +4,6 @@
 #define SPARSENM_TOPOLOGY_HPP
 
 #include "core.hpp"
+#include "topology/ch_scores.hpp"
 
 #endif  // SPARSENM_TOPOLOGY_HPP

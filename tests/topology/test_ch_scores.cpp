@@ -1,0 +1,208 @@
+// CH2-L3n / CH3-L3n scores: the worked example of ALGORITHMS.md, a scalar implementation written
+// from the path definition (CHTs24 App. B), the float-GEMM formulation (Alg. 1 stage 1), the
+// scalar reference kernels (bit-identical), thread-count determinism and bad input.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <set>
+#include <vector>
+
+#include <sparsenm/core/parallel.hpp>
+#include <sparsenm/core/philox.hpp>
+#include <sparsenm/topology/ch_scores.hpp>
+
+using namespace sparsenm;
+
+namespace {
+
+/// A random 0/1 mask of the given density (any structure).
+Mask random_mask(Index rows, Index cols, double density, std::uint64_t seed) {
+  const Philox rng(seed, 7);
+  Mask m(rows, cols);
+  for (Index k = 0; k < m.size(); ++k)
+    m.data()[k] = rng.uniform(static_cast<std::uint64_t>(k)) < density ? 1 : 0;
+  return m;
+}
+
+/// A random row-wise N:M mask: in each group the n entries with the smallest random keys.
+Mask random_nm(Index rows, Index cols, NM nm, std::uint64_t seed) {
+  const Philox rng(seed, 11);
+  Mask m = Mask::Zero(rows, cols);
+  for (Index r = 0; r < rows; ++r)
+    for (Index g = 0; g < cols / nm.m; ++g) {
+      std::vector<std::pair<double, int>> keys;
+      for (int q = 0; q < nm.m; ++q)
+        keys.push_back({rng.uniform(static_cast<std::uint64_t>(r * cols + g * nm.m + q)), q});
+      std::sort(keys.begin(), keys.end());
+      for (int t = 0; t < nm.n; ++t) m(r, g * nm.m + keys[t].second) = 1;
+    }
+  return m;
+}
+
+/// Scores written from the path definition (CHTs24 App. B, Eq. (1)): for an absent link (i, c)
+/// between output i and input c, enumerate the L3 paths i - b - j - c; the local community is
+/// the set of their intermediate nodes; each intermediate node z adds (1 + di_z) / (1 + de_z)
+/// (CH2) or 1 / (1 + de_z) (CH3), where di_z counts z's links to community nodes (the internal
+/// local-community links) and de_z its remaining links other than the one to the seed (external
+/// links). The "+1" is the default increment of both terms.
+Matrix<double> path_scores(const Mask& m, ChRule rule) {
+  const Index R = m.rows(), C = m.cols();
+  Matrix<double> s = Matrix<double>::Zero(R, C);
+  for (Index i = 0; i < R; ++i)
+    for (Index c = 0; c < C; ++c) {
+      if (m(i, c)) continue;
+      std::set<Index> out_nodes, in_nodes;  // intermediates: j (outputs) and b (inputs)
+      for (Index b = 0; b < C; ++b) {
+        if (!m(i, b)) continue;
+        for (Index j = 0; j < R; ++j)
+          if (j != i && m(j, b) && m(j, c)) {  // the L3 path i - b - j - c
+            in_nodes.insert(b);
+            out_nodes.insert(j);
+          }
+      }
+      double score = 0;
+      for (Index j : out_nodes) {
+        int deg = 0, internal = 0;
+        for (Index b = 0; b < C; ++b)
+          if (m(j, b)) {
+            ++deg;
+            internal += in_nodes.count(b) ? 1 : 0;
+          }
+        const int external = deg - internal - 1;  // minus the link to the seed c
+        score +=
+            rule == ChRule::Ch2L3n ? (1.0 + internal) / (1.0 + external) : 1.0 / (1.0 + external);
+      }
+      for (Index b : in_nodes) {
+        int deg = 0, internal = 0;
+        for (Index j = 0; j < R; ++j)
+          if (m(j, b)) {
+            ++deg;
+            internal += out_nodes.count(j) ? 1 : 0;
+          }
+        const int external = deg - internal - 1;  // minus the link to the seed i
+        score +=
+            rule == ChRule::Ch2L3n ? (1.0 + internal) / (1.0 + external) : 1.0 / (1.0 + external);
+      }
+      s(i, c) = score;
+    }
+  return s;
+}
+
+template <class A, class B>
+double max_rel_diff(const A& a, const B& b) {
+  double worst = 0;
+  for (Index i = 0; i < a.rows(); ++i)
+    for (Index j = 0; j < a.cols(); ++j) {
+      const double x = static_cast<double>(a(i, j)), y = static_cast<double>(b(i, j));
+      worst =
+          std::max(worst, std::abs(x - y) / std::max(1e-30, std::max(std::abs(x), std::abs(y))));
+    }
+  return worst;
+}
+
+}  // namespace
+
+TEST(ChScores, WorkedExample) {
+  Mask m(5, 6);
+  m << 1, 1, 0, 1, 0, 0,  //
+      0, 1, 1, 0, 1, 0,   //
+      1, 0, 1, 1, 0, 1,   //
+      0, 1, 0, 1, 1, 1,   //
+      1, 0, 0, 0, 1, 0;
+  Matrix<double> expected(5, 6);
+  expected << 0, 0, 5.5, 0, 9.5, 8.0,                                    //
+      7.666666666666667, 0, 0, 9.166666666666667, 0, 6.166666666666667,  //
+      0, 13.5, 0, 0, 10.5, 0,                                            //
+      13.5, 0, 9.5, 0, 0, 0,                                             //
+      0, 6.666666666666667, 3.666666666666667, 6.333333333333333, 0, 3.333333333333333;
+  const Matrix<double> d = ch2_l3n_scores<double>(m);
+  const Matrix<float> f = ch2_l3n_scores<float>(m);
+  for (Index i = 0; i < 5; ++i)
+    for (Index j = 0; j < 6; ++j) {
+      EXPECT_NEAR(d(i, j), expected(i, j), 1e-12) << i << "," << j;
+      EXPECT_NEAR(f(i, j), expected(i, j), 1e-5) << i << "," << j;
+    }
+  EXPECT_LT(max_rel_diff(path_scores(m, ChRule::Ch2L3n), expected), 1e-12);
+  EXPECT_LT(max_rel_diff(detail::ch_l3n_scores_gemm<double>(m), expected), 1e-12);
+}
+
+TEST(ChScores, EqualsPathDefinitionOnRandomMasks) {
+  for (std::uint64_t seed = 1; seed <= 12; ++seed) {
+    const Index rows = 3 + static_cast<Index>(seed % 9),
+                cols = 4 + static_cast<Index>(seed * 5 % 11);
+    const Mask m = random_mask(rows, cols, 0.25 + 0.05 * static_cast<double>(seed % 7), seed);
+    for (ChRule rule : {ChRule::Ch2L3n, ChRule::Ch3L3n}) {
+      const Matrix<double> ref = path_scores(m, rule);
+      EXPECT_LT(max_rel_diff(ch_l3n_scores<double>(m, rule), ref), 1e-12) << "seed " << seed;
+      EXPECT_LT(max_rel_diff(ch_l3n_scores<float>(m, rule), ref), 2e-6) << "seed " << seed;
+    }
+  }
+}
+
+TEST(ChScores, EqualsGemmFormulationOnNMMasks) {
+  for (NM nm : {NM{2, 4}, NM{1, 4}}) {
+    for (std::uint64_t seed = 1; seed <= 3; ++seed) {
+      const Index rows = 37 + 9 * static_cast<Index>(seed),
+                  cols = 4 * (13 + 5 * static_cast<Index>(seed));
+      const Mask m = random_nm(rows, cols, nm, seed);
+      for (ChRule rule : {ChRule::Ch2L3n, ChRule::Ch3L3n}) {
+        EXPECT_LT(max_rel_diff(ch_l3n_scores<double>(m, rule),
+                               detail::ch_l3n_scores_gemm<double>(m, rule)),
+                  1e-12);
+        EXPECT_LT(
+            max_rel_diff(ch_l3n_scores<float>(m, rule), detail::ch_l3n_scores_gemm<float>(m, rule)),
+            1e-6)
+            << nm << " seed " << seed;
+      }
+    }
+  }
+}
+
+TEST(ChScores, SimdKernelsMatchScalarBitForBit) {
+  // Shapes that exercise every padding path (rows/cols not multiples of 5, 8, 16, 20, 64).
+  const Index shapes[][2] = {{1, 1}, {2, 3}, {17, 23}, {65, 130}, {130, 66}, {203, 97}};
+  std::uint64_t seed = 5;
+  for (const auto& sh : shapes) {
+    const Mask m = random_mask(sh[0], sh[1], 0.3, ++seed);
+    for (ChRule rule : {ChRule::Ch2L3n, ChRule::Ch3L3n}) {
+      EXPECT_TRUE((ch_l3n_scores<float>(m, rule).array() ==
+                   detail::ch_l3n_scores_scalar<float>(m, rule).array())
+                      .all())
+          << sh[0] << "x" << sh[1];
+      EXPECT_TRUE((ch_l3n_scores<double>(m, rule).array() ==
+                   detail::ch_l3n_scores_scalar<double>(m, rule).array())
+                      .all());
+    }
+  }
+}
+
+TEST(ChScores, SameForOneAndTwoThreads) {
+  const Mask m = random_nm(96, 160, NM{2, 4}, 3);
+  set_thread_count(1);
+  const Matrix<float> a = ch2_l3n_scores<float>(m);
+  set_thread_count(2);
+  const Matrix<float> b = ch2_l3n_scores<float>(m);
+  EXPECT_TRUE((a.array() == b.array()).all());
+}
+
+TEST(ChScores, EdgeCasesAndBadInput) {
+  EXPECT_EQ(ch2_l3n_scores<float>(Mask(0, 4)).rows(), 0);
+  EXPECT_EQ(ch2_l3n_scores<float>(Mask(3, 0)).cols(), 0);
+  // Empty and full masks have no L3 paths to an absent link: all scores 0.
+  EXPECT_TRUE(ch2_l3n_scores<double>(Mask::Zero(4, 8)).isZero());
+  EXPECT_TRUE(ch2_l3n_scores<double>(Mask::Ones(4, 8)).isZero());
+  Mask bad = Mask::Zero(2, 2);
+  bad(1, 0) = 2;
+  EXPECT_THROW(ch2_l3n_scores<float>(bad), Error);
+  // Scores are non-negative and zero exactly on the active entries.
+  const Mask m = random_mask(20, 24, 0.4, 99);
+  const Matrix<double> s = ch2_l3n_scores<double>(m);
+  for (Index k = 0; k < s.size(); ++k) {
+    EXPECT_GE(s.data()[k], 0.0);
+    if (m.data()[k]) {
+      EXPECT_EQ(s.data()[k], 0.0);
+    }
+  }
+}
