@@ -27,6 +27,13 @@
 #include "../../core/simd.hpp"
 #include "../../core/types.hpp"
 
+// GCC 12 reports -Wmaybe-uninitialized inside AVX-512 intrinsics that start from
+// _mm512_undefined_*() (GCC bug 105593, a false positive); silence it for these kernels only.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 namespace sparsenm {
 
 /// Which Cannistraci-Hebb L3 rule the topology scores use (CHTs24 App. B; ALGORITHMS.md).
@@ -171,12 +178,6 @@ void fr_product(const S* a, Index rows, Index lda, Index blocks, const std::uint
 
 }  // namespace scalar
 
-// GCC 12 reports -Wmaybe-uninitialized inside AVX-512 intrinsics that start from
-// _mm512_undefined_*() (GCC bug 105593, a false positive); silence it for the kernels only.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
 inline namespace SPARSENM_ISA_NAMESPACE {
 
 #if SPARSENM_HAS_AVX512
@@ -342,9 +343,6 @@ void fr_product(const S* a, Index rows, Index lda, Index blocks, const std::uint
 }
 
 }  // namespace SPARSENM_ISA_NAMESPACE
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
 
 /// Patterns of 5 consecutive ROWS of `mask` at every column: byte J % 4 of
 /// pattern[(J / 4) * ldp + c] = sum_t mask(5J + t, c) << t (rows beyond R count as 0).
@@ -527,5 +525,9 @@ void ch_l3n_fast(const Mask& mask, ChRule rule, ChWorkspace<S>& ws, S* out, bool
 
 }  // namespace detail
 }  // namespace sparsenm
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 #endif  // SPARSENM_TOPOLOGY_DETAIL_CH_KERNELS_HPP
