@@ -4,11 +4,11 @@
 
 #include <sparsenm/io.hpp>
 
-#define SPARSENM_IO_INSTANTIATE(T)                                                          \
-  template Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>               \
-  sparsenm::Tensor::to_matrix<T>(bool) const;                                              \
-  template Eigen::Matrix<T, Eigen::Dynamic, 1> sparsenm::Tensor::to_vector<T>() const;     \
-  template sparsenm::Tensor sparsenm::Tensor::from_eigen(                                  \
+#define SPARSENM_IO_INSTANTIATE(T)                                                                \
+  template Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>                      \
+  sparsenm::Tensor::to_matrix<T>(bool) const;                                                     \
+  template Eigen::Matrix<T, Eigen::Dynamic, 1> sparsenm::Tensor::to_vector<T>() const;            \
+  template sparsenm::Tensor sparsenm::Tensor::from_eigen(                                         \
       const Eigen::DenseBase<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>&, \
       bool);
 

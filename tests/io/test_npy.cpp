@@ -27,8 +27,7 @@ std::string hex_bytes(const std::string& hex) {
 
 // np.save(np.array([[1.5, -2.0, 0.25], [3.0, 4.0, -0.0]], dtype=np.float32)) with numpy 1.24.2.
 std::string numpy_f32_file() {
-  std::string header =
-      "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }";
+  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }";
   header.append(118 - 1 - header.size(), ' ');
   header += '\n';
   return std::string("\x93NUMPY\x01\x00\x76\x00", 10) + header +
@@ -68,7 +67,8 @@ TEST(Npy, ReaderParsesNumpyFile) {
 }
 
 template <class T>
-void round_trip_bit_exact(const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>& a) {
+void round_trip_bit_exact(
+    const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>& a) {
   const std::string path = temp_path(typeid(T).name());
   save_npy(path, a);
   const Tensor t = load_npy(path);

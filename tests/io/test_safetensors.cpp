@@ -122,7 +122,8 @@ TEST(Safetensors, CorruptedHeadersAreRejected) {
   reject(replace("\"F32\"", "\"F16\""), "unsupported dtype");
   reject(replace("\"U8\"", "\"I8\""), "unsupported dtype");
   reject(replace("\"F32\",\"shape\":[2,2]", "\"F64\",\"shape\":[2,2]"), "dtype/size mismatch");
-  reject(replace("[2,2],\"data_offsets\":[0,16]", "[2,3],\"data_offsets\":[0,16]"), "shape mismatch");
+  reject(replace("[2,2],\"data_offsets\":[0,16]", "[2,3],\"data_offsets\":[0,16]"),
+         "shape mismatch");
   reject(replace("[16,20]", "[12,16]"), "overlapping offsets");
   reject(replace("[0,16]", "[0,99]"), "offset beyond buffer");
   reject(replace("{\"__metadata__\"", "[\"__metadata__\""), "not an object");

@@ -140,16 +140,15 @@ inline DType npy_parse_descr(const std::string& d) {
   if (d == "<i4" || d == "=i4") return DType::I32;
   if (d == "<i8" || d == "=i8") return DType::I64;
   if (d == "|u1" || d == "<u1" || d == "=u1" || d == "u1" || d == "|b1") return DType::U8;
-  raise(concat("npy: unsupported dtype descr '", d,
-               "' (supported: <f4, <f8, <i4, <i8, |u1, |b1)"));
+  raise(concat("npy: unsupported dtype descr '", d, "' (supported: <f4, <f8, <i4, <i8, |u1, |b1)"));
 }
 
 }  // namespace detail
 
 inline std::string npy_bytes(const Tensor& t) {
   detail::check_little_endian();
-  const std::size_t need = detail::checked_byte_size(t.shape, dtype_size(t.dtype),
-                                                     std::size_t(1) << 62, "npy_bytes");
+  const std::size_t need =
+      detail::checked_byte_size(t.shape, dtype_size(t.dtype), std::size_t(1) << 62, "npy_bytes");
   SPARSENM_CHECK(t.bytes.size() == need, "npy_bytes: tensor holds ", t.bytes.size(),
                  " bytes but its shape needs ", need);
   std::string dict = std::string("{'descr': '") + detail::npy_descr(t.dtype) +
@@ -184,8 +183,8 @@ inline Tensor parse_npy(const std::uint8_t* data, std::size_t size) {
   SPARSENM_CHECK(std::memcmp(data, "\x93NUMPY", 6) == 0, "npy: bad magic (not a .npy file)");
   const int major = data[6];
   const int minor = data[7];
-  SPARSENM_CHECK((major == 1 || major == 2 || major == 3) && minor == 0, "npy: unsupported version ",
-                 major, ".", minor);
+  SPARSENM_CHECK((major == 1 || major == 2 || major == 3) && minor == 0,
+                 "npy: unsupported version ", major, ".", minor);
   std::size_t header_len = 0, offset = 0;
   if (major == 1) {
     header_len = std::size_t(data[8]) | (std::size_t(data[9]) << 8);
@@ -199,8 +198,7 @@ inline Tensor parse_npy(const std::uint8_t* data, std::size_t size) {
   SPARSENM_CHECK(header_len <= size - offset, "npy: header length ", header_len,
                  " exceeds the file size ", size);
   const std::string header(reinterpret_cast<const char*>(data + offset), header_len);
-  for (char c : header)
-    SPARSENM_CHECK(c != '\0', "npy: malformed header: contains a NUL byte");
+  for (char c : header) SPARSENM_CHECK(c != '\0', "npy: malformed header: contains a NUL byte");
   detail::NpyHeaderParser p(header);
   bool have_descr = false, have_order = false, have_shape = false, fortran = false;
   Tensor t;
@@ -235,8 +233,8 @@ inline Tensor parse_npy(const std::uint8_t* data, std::size_t size) {
                  "npy: header must contain 'descr', 'fortran_order' and 'shape'");
   SPARSENM_CHECK(!fortran, "npy: Fortran-order arrays are not supported (save in C order)");
   const std::size_t data_offset = offset + header_len;
-  const std::size_t need = detail::checked_byte_size(t.shape, dtype_size(t.dtype),
-                                                     std::size_t(1) << 62, "npy");
+  const std::size_t need =
+      detail::checked_byte_size(t.shape, dtype_size(t.dtype), std::size_t(1) << 62, "npy");
   SPARSENM_CHECK(size - data_offset == need, "npy: data section is ", size - data_offset,
                  " bytes but shape and dtype need ", need, " (truncated or corrupted file)");
   t.bytes.assign(data + data_offset, data + size);

@@ -108,7 +108,8 @@ class JsonCursor {
  public:
   JsonCursor(const char* s, std::size_t n) : m_s(s), m_n(n) {}
   void ws() {
-    while (m_i < m_n && (m_s[m_i] == ' ' || m_s[m_i] == '\t' || m_s[m_i] == '\n' || m_s[m_i] == '\r'))
+    while (m_i < m_n &&
+           (m_s[m_i] == ' ' || m_s[m_i] == '\t' || m_s[m_i] == '\n' || m_s[m_i] == '\r'))
       ++m_i;
   }
   bool peek(char c) {
@@ -161,10 +162,14 @@ class JsonCursor {
           for (int k = 0; k < 4; ++k) {
             const char h = m_s[m_i++];
             v <<= 4;
-            if (h >= '0' && h <= '9') v |= unsigned(h - '0');
-            else if (h >= 'a' && h <= 'f') v |= unsigned(h - 'a' + 10);
-            else if (h >= 'A' && h <= 'F') v |= unsigned(h - 'A' + 10);
-            else raise("safetensors: malformed JSON header: bad \\u escape");
+            if (h >= '0' && h <= '9')
+              v |= unsigned(h - '0');
+            else if (h >= 'a' && h <= 'f')
+              v |= unsigned(h - 'a' + 10);
+            else if (h >= 'A' && h <= 'F')
+              v |= unsigned(h - 'A' + 10);
+            else
+              raise("safetensors: malformed JSON header: bad \\u escape");
           }
           // UTF-8 encode the code unit (surrogate pairs are kept as two 3-byte sequences; names
           // with them are exotic and still round-trip through our writer, which never escapes).
@@ -319,7 +324,8 @@ inline std::string safetensors_bytes(const SafetensorsFile& file) {
 
 inline SafetensorsFile parse_safetensors(const std::uint8_t* data, std::size_t size) {
   detail::check_little_endian();
-  SPARSENM_CHECK(size >= 8, "safetensors: file is ", size, " bytes, shorter than the 8-byte header length");
+  SPARSENM_CHECK(size >= 8, "safetensors: file is ", size,
+                 " bytes, shorter than the 8-byte header length");
   std::uint64_t n = 0;
   for (int k = 0; k < 8; ++k) n |= std::uint64_t(data[k]) << (8 * k);
   SPARSENM_CHECK(n >= 2 && n <= size - 8, "safetensors: header length ", n,
@@ -387,8 +393,8 @@ inline SafetensorsFile parse_safetensors(const std::uint8_t* data, std::size_t s
             e.end = o[1];
             have_offsets = true;
           } else {
-            detail::raise(detail::concat("safetensors: tensor '", key, "': unexpected or duplicate field '",
-                                         field, "'"));
+            detail::raise(detail::concat("safetensors: tensor '", key,
+                                         "': unexpected or duplicate field '", field, "'"));
           }
           if (j.peek(',')) {
             j.expect(',');
@@ -422,8 +428,9 @@ inline SafetensorsFile parse_safetensors(const std::uint8_t* data, std::size_t s
   // The tensors must tile the buffer exactly (the format forbids holes and overlaps).
   std::vector<const Entry*> by_offset;
   for (const Entry& e : entries) by_offset.push_back(&e);
-  std::sort(by_offset.begin(), by_offset.end(),
-            [](const Entry* a, const Entry* b) { return a->begin < b->begin || (a->begin == b->begin && a->end < b->end); });
+  std::sort(by_offset.begin(), by_offset.end(), [](const Entry* a, const Entry* b) {
+    return a->begin < b->begin || (a->begin == b->begin && a->end < b->end);
+  });
   std::int64_t cursor = 0;
   for (const Entry* e : by_offset) {
     SPARSENM_CHECK(e->begin == cursor, "safetensors: tensor '", e->name, "' starts at ", e->begin,
@@ -431,7 +438,8 @@ inline SafetensorsFile parse_safetensors(const std::uint8_t* data, std::size_t s
     cursor = e->end;
   }
   SPARSENM_CHECK(static_cast<std::uint64_t>(cursor) == buffer_size, "safetensors: tensors cover ",
-                 cursor, " bytes but the buffer has ", buffer_size, " (truncated or corrupted file)");
+                 cursor, " bytes but the buffer has ", buffer_size,
+                 " (truncated or corrupted file)");
   for (Entry& e : entries) {
     e.tensor.bytes.assign(buffer + e.begin, buffer + e.end);
     out.add(e.name, std::move(e.tensor));

@@ -124,8 +124,8 @@ struct Tensor {
   void check_dtype() const {
     SPARSENM_CHECK(dtype == dtype_of<T>(), "tensor dtype is ", to_string(dtype), " but ",
                    to_string(dtype_of<T>()), " was requested");
-    SPARSENM_CHECK(bytes.size() == static_cast<std::size_t>(numel()) * sizeof(T),
-                   "tensor holds ", bytes.size(), " bytes but its shape needs ",
+    SPARSENM_CHECK(bytes.size() == static_cast<std::size_t>(numel()) * sizeof(T), "tensor holds ",
+                   bytes.size(), " bytes but its shape needs ",
                    numel() * static_cast<std::int64_t>(sizeof(T)));
   }
 };
