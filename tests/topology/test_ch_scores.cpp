@@ -179,7 +179,7 @@ TEST(ChScores, SimdKernelsMatchScalarBitForBit) {
 }
 
 TEST(ChScores, SameForOneAndTwoThreads) {
-  const Mask m = random_nm(96, 160, NM{2, 4}, 3);
+  const Mask m = random_nm(256, 320, NM{2, 4}, 3);  // large enough to run in parallel
   set_thread_count(1);
   const Matrix<float> a = ch2_l3n_scores<float>(m);
   set_thread_count(2);

@@ -76,10 +76,14 @@ struct ChWorkspace {
   std::vector<int> deg_rows, deg_cols;
 };
 
+/// min_parallel value that keeps a parallel_for serial (small problems: a parallel region costs
+/// more than the work, and a lot more on a loaded machine).
+constexpr Index kNoParallel = Index(1) << 62;
+
 inline Index round_up(Index x, Index to) { return (x + to - 1) / to * to; }
 
 /// Packs the rows of `mask` (any nonzero byte counts as 1).
-inline void pack_rows(const Mask& mask, BitRows& out) {
+inline void pack_rows(const Mask& mask, BitRows& out, bool par = true) {
   const Index R = mask.rows(), C = mask.cols();
   out.resize(R, C);
   const std::uint8_t* m = mask.data();
@@ -98,11 +102,11 @@ inline void pack_rows(const Mask& mask, BitRows& out) {
         for (; c < C; ++c)
           if (src[c]) dst[c / 64] |= std::uint64_t(1) << (c % 64);
       },
-      64);
+      par ? Index(64) : kNoParallel);
 }
 
 /// Packs the columns of `mask` (the rows of Mᵀ).
-inline void pack_cols(const Mask& mask, BitRows& out) {
+inline void pack_cols(const Mask& mask, BitRows& out, bool par = true) {
   const Index R = mask.rows(), C = mask.cols();
   out.resize(C, R);
   const std::uint8_t* m = mask.data();
@@ -120,7 +124,7 @@ inline void pack_cols(const Mask& mask, BitRows& out) {
         }
         for (Index c = 0; c < C; ++c) out.row(c)[w] = acc[static_cast<std::size_t>(c)];
       },
-      2);
+      par ? Index(2) : kNoParallel);
 }
 
 /// Number of ones of each packed row.
@@ -199,7 +203,7 @@ SPARSENM_ALWAYS_INLINE __m512i reduce8_epi64(const __m512i* v) {
 
 /// G = B Bᵀ (n x n, row-major, both triangles written). Each unordered pair {i, j} is computed
 /// and stored by the owner of min(i, j) only, so threads never write the same entry.
-inline void gram(const BitRows& b, std::int32_t* g) {
+inline void gram(const BitRows& b, std::int32_t* g, bool par = true) {
 #if SPARSENM_HAS_AVX512 && SPARSENM_HAS_AVX512_VPOPCNTDQ
   const Index n = b.rows;
   const Index W = b.words;
@@ -244,7 +248,7 @@ inline void gram(const BitRows& b, std::int32_t* g) {
           }
         }
       },
-      1);
+      par ? Index(1) : kNoParallel);
 #else
   scalar::gram(b, g);
 #endif
@@ -253,7 +257,7 @@ inline void gram(const BitRows& b, std::int32_t* g) {
 /// Four-Russians product (see scalar::fr_product for the contract); AVX-512 for float.
 template <class S>
 void fr_product(const S* a, Index rows, Index lda, Index blocks, const std::uint32_t* pattern,
-                Index ldp, Index n, S* out, Index ldo) {
+                Index ldp, Index n, S* out, Index ldo, bool par = true) {
 #if SPARSENM_HAS_AVX512
   if constexpr (std::is_same<S, float>::value) {
     // ldo and ldp are multiples of 16 and the pattern/out buffers are padded to them.
@@ -264,7 +268,7 @@ void fr_product(const S* a, Index rows, Index lda, Index blocks, const std::uint
     const __m512 bit1 = _mm512_setr_ps(0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 1, 1);
     const __m512 bit2 = _mm512_setr_ps(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1);
     const __m512 bit3 = _mm512_setr_ps(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-    const Index threads = std::max(1, thread_count());
+    const Index threads = par ? std::max(1, thread_count()) : 1;
     const Index pairs = (rows + 1) / 2;
     const Index grain = (pairs + threads - 1) / threads;
     parallel_for_chunks(pairs, grain, [&](Index p_begin, Index p_end) {
@@ -336,7 +340,7 @@ void fr_product(const S* a, Index rows, Index lda, Index blocks, const std::uint
   }
 #endif
   // double (and builds without AVX-512): the scalar kernel, parallel over rows.
-  const Index threads = std::max(1, thread_count());
+  const Index threads = par ? std::max(1, thread_count()) : 1;
   parallel_for_chunks(rows, (rows + threads - 1) / threads, [&](Index r0, Index r1) {
     scalar::fr_product(a + r0 * lda, r1 - r0, lda, blocks, pattern, ldp, n, out + r0 * ldo, ldo);
   });
@@ -347,7 +351,7 @@ void fr_product(const S* a, Index rows, Index lda, Index blocks, const std::uint
 /// Patterns of 5 consecutive ROWS of `mask` at every column: byte J % 4 of
 /// pattern[(J / 4) * ldp + c] = sum_t mask(5J + t, c) << t (rows beyond R count as 0).
 inline void patterns_over_rows(const Mask& mask, std::vector<std::uint32_t>& pattern, Index& ldp,
-                               Index& blocks) {
+                               Index& blocks, bool par = true) {
   const Index R = mask.rows(), C = mask.cols();
   blocks = (R + 4) / 5;
   const Index blocks4 = (blocks + 3) / 4;
@@ -367,13 +371,13 @@ inline void patterns_over_rows(const Mask& mask, std::vector<std::uint32_t>& pat
             for (Index c = 0; c < C; ++c) dst[c] |= std::uint32_t(src[c] != 0) << shift;
           }
       },
-      2);
+      par ? Index(2) : kNoParallel);
 }
 
 /// Patterns of 5 consecutive COLUMNS of every row of the mask (the rows-patterns of Mᵀ), read
 /// from its packed rows: byte J % 4 of pattern[(J / 4) * ldp + r] = bits 5J .. 5J+4 of row r.
 inline void patterns_over_cols(const BitRows& rows_bits, std::vector<std::uint32_t>& pattern,
-                               Index& ldp, Index& blocks) {
+                               Index& ldp, Index& blocks, bool par = true) {
   const Index R = rows_bits.rows, C = rows_bits.bits;
   blocks = (C + 4) / 5;
   const Index blocks4 = (blocks + 3) / 4;
@@ -397,14 +401,14 @@ inline void patterns_over_cols(const BitRows& rows_bits, std::vector<std::uint32
           pattern[static_cast<std::size_t>(J4 * ldp + r)] = v;
         }
       },
-      64);
+      par ? Index(64) : kNoParallel);
 }
 
 /// F(i, j) = ch_weight(G(i, j), deg[j]) for an n x n Gram matrix; F has leading dimension ld
 /// (>= 5 * ceil(n / 5)) and zeros in the padding columns.
 template <class S>
 void ch_weights_from_gram(const std::int32_t* g, Index n, const std::vector<int>& deg, ChRule rule,
-                          S* f, Index ld) {
+                          S* f, Index ld, bool par = true) {
   parallel_for(
       0, n,
       [&](Index i) {
@@ -444,7 +448,7 @@ void ch_weights_from_gram(const std::int32_t* g, Index n, const std::vector<int>
         }
         for (Index j = n; j < ld; ++j) fi[j] = S(0);
       },
-      16);
+      par ? Index(16) : kNoParallel);
 }
 
 /// Full fast CH-L3n computation (rows = outputs R, cols = inputs C):
@@ -454,8 +458,10 @@ template <class S>
 void ch_l3n_fast(const Mask& mask, ChRule rule, ChWorkspace<S>& ws, S* out, bool use_scalar) {
   const Index R = mask.rows(), C = mask.cols();
   if (R == 0 || C == 0) return;
-  pack_rows(mask, ws.bits_rows);
-  pack_cols(mask, ws.bits_cols);
+  // Parallel only when the work (about R·C·(R + C) / 80 lookups) amortises the regions.
+  const bool par = double(R) * double(C) * double(R + C) >= 4e6;
+  pack_rows(mask, ws.bits_rows, par);
+  pack_cols(mask, ws.bits_cols, par);
   row_degrees(ws.bits_rows, ws.deg_rows);
   row_degrees(ws.bits_cols, ws.deg_cols);
   const Index nmax = std::max(R, C);
@@ -466,11 +472,11 @@ void ch_l3n_fast(const Mask& mask, ChRule rule, ChWorkspace<S>& ws, S* out, bool
   if (use_scalar)
     scalar::gram(ws.bits_rows, ws.gram.data());
   else
-    gram(ws.bits_rows, ws.gram.data());
+    gram(ws.bits_rows, ws.gram.data(), par);
   const Index ldf_r = round_up(R, 20);
   ws.weights.resize(static_cast<std::size_t>(std::max(R * ldf_r, C * round_up(C, 20))));
-  ch_weights_from_gram(ws.gram.data(), R, ws.deg_rows, rule, ws.weights.data(), ldf_r);
-  patterns_over_rows(mask, ws.pattern, ldp, blocks);
+  ch_weights_from_gram(ws.gram.data(), R, ws.deg_rows, rule, ws.weights.data(), ldf_r, par);
+  patterns_over_rows(mask, ws.pattern, ldp, blocks, par);
   const Index ldc = round_up(C, 16);
   ws.row_stream.resize(static_cast<std::size_t>(R * ldc));
   if (use_scalar)
@@ -478,16 +484,16 @@ void ch_l3n_fast(const Mask& mask, ChRule rule, ChWorkspace<S>& ws, S* out, bool
                        ws.row_stream.data(), ldc);
   else
     fr_product(ws.weights.data(), R, ldf_r, blocks, ws.pattern.data(), ldp, C, ws.row_stream.data(),
-               ldc);
+               ldc, par);
 
   // Column stream: X = F_T Mᵀ (C x R), F_T from TT = Mᵀ M with the column degrees.
   if (use_scalar)
     scalar::gram(ws.bits_cols, ws.gram.data());
   else
-    gram(ws.bits_cols, ws.gram.data());
+    gram(ws.bits_cols, ws.gram.data(), par);
   const Index ldf_c = round_up(C, 20);
-  ch_weights_from_gram(ws.gram.data(), C, ws.deg_cols, rule, ws.weights.data(), ldf_c);
-  patterns_over_cols(ws.bits_rows, ws.pattern, ldp, blocks);
+  ch_weights_from_gram(ws.gram.data(), C, ws.deg_cols, rule, ws.weights.data(), ldf_c, par);
+  patterns_over_cols(ws.bits_rows, ws.pattern, ldp, blocks, par);
   const Index ldr = round_up(R, 16);
   ws.col_stream.resize(static_cast<std::size_t>(C * ldr));
   if (use_scalar)
@@ -495,7 +501,7 @@ void ch_l3n_fast(const Mask& mask, ChRule rule, ChWorkspace<S>& ws, S* out, bool
                        ws.col_stream.data(), ldr);
   else
     fr_product(ws.weights.data(), C, ldf_c, blocks, ws.pattern.data(), ldp, R, ws.col_stream.data(),
-               ldr);
+               ldr, par);
 
   // S = (S_row + Xᵀ) ⊙ (1 − M): X is read through a 32 x 32 transposed tile on the stack.
   const std::uint8_t* m = mask.data();
@@ -520,7 +526,7 @@ void ch_l3n_fast(const Mask& mask, ChRule rule, ChWorkspace<S>& ws, S* out, bool
           }
         }
       },
-      1);
+      par ? Index(1) : kNoParallel);
 }
 
 }  // namespace detail
