@@ -7,6 +7,7 @@
 #include "core/error.hpp"
 #include "core/parallel.hpp"
 #include "core/philox.hpp"
+#include "core/random_fill.hpp"
 #include "core/simd.hpp"
 #include "core/types.hpp"
 #include "core/validate.hpp"

@@ -23,6 +23,18 @@
 #define SPARSENM_ISA_NAMESPACE generic
 #endif
 
+// GCC 12 reports -Wmaybe-uninitialized inside AVX-512 intrinsics that start from
+// _mm512_undefined_*() (GCC bug 105593, a false positive). Headers with AVX-512 kernels wrap their
+// whole body in these, because the warning is attributed to the inlined call sites.
+#if defined(__GNUC__) && !defined(__clang__)
+#define SPARSENM_SIMD_WARNINGS_PUSH \
+  _Pragma("GCC diagnostic push") _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"")
+#define SPARSENM_SIMD_WARNINGS_POP _Pragma("GCC diagnostic pop")
+#else
+#define SPARSENM_SIMD_WARNINGS_PUSH
+#define SPARSENM_SIMD_WARNINGS_POP
+#endif
+
 namespace sparsenm {
 
 enum class SimdIsa { Scalar, Avx2, Avx512 };
