@@ -4,5 +4,7 @@
 #define SPARSENM_SAMPLING_HPP
 
 #include "core.hpp"
+#include "sampling/frechet.hpp"
+#include "sampling/gumbel.hpp"
 
 #endif  // SPARSENM_SAMPLING_HPP

@@ -1,0 +1,197 @@
+// SPDX-License-Identifier: Apache-2.0
+// Row-wise N:M top-n kernels: a scalar reference (any m <= 32, any scalar) and AVX-512 / AVX2 float
+// kernels for m = 4 and m = 8.
+//
+// Selection rule (the contract): entry i of a group is kept iff its rank
+//   rank(i) = #{ j : s_j > s_i  or  (s_j == s_i and j < i) }
+// is < n. Ranks are a permutation of 0..m-1 for NaN-free input (ties go to the lower index), so
+// exactly n entries are kept. The SIMD kernels compute the same ranks with m - 1 in-group rotations
+// and compares, so their output equals the scalar reference bit for bit.
+#ifndef SPARSENM_MASK_DETAIL_ROWWISE_KERNELS_HPP
+#define SPARSENM_MASK_DETAIL_ROWWISE_KERNELS_HPP
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "../../core/simd.hpp"
+#include "../../core/types.hpp"
+
+namespace sparsenm {
+namespace detail {
+namespace scalar {
+
+/// NaN test that is also valid (and warning-free) for integer keys.
+template <class S>
+constexpr bool is_nan_value(S x) {
+  if constexpr (std::is_floating_point<S>::value)
+    return x != x;
+  else
+    return (void)x, false;
+}
+
+/// Top-n of one group of m scores (rank rule above). Returns true if a NaN was seen (the output is
+/// then unspecified; callers throw).
+template <class S>
+inline bool rowwise_group(const S* SPARSENM_RESTRICT s, int m, int n,
+                          std::uint8_t* SPARSENM_RESTRICT out) {
+  bool nan = false;
+  for (int i = 0; i < m; ++i) {
+    const S si = s[i];
+    nan |= is_nan_value(si);
+    int rank = 0;
+    for (int j = 0; j < m; ++j) rank += (s[j] > si) || (s[j] == si && j < i);
+    out[i] = std::uint8_t(rank < n);
+  }
+  return nan;
+}
+
+/// A run of `len` scores (len % m == 0) cut into groups. Returns true if a NaN was seen.
+template <class S>
+inline bool rowwise_run(const S* s, Index len, int m, int n, std::uint8_t* out) {
+  bool nan = false;
+  for (Index j = 0; j < len; j += m) nan |= rowwise_group(s + j, m, n, out + j);
+  return nan;
+}
+
+/// Same with compile-time M, N (lets the compiler unroll the m x m compares).
+template <int M, int N, class S>
+inline bool rowwise_run_fixed(const S* SPARSENM_RESTRICT s, Index len,
+                              std::uint8_t* SPARSENM_RESTRICT out) {
+  bool nan = false;
+  for (Index j = 0; j < len; j += M) {
+    const S* g = s + j;
+    for (int i = 0; i < M; ++i) {
+      const S si = g[i];
+      nan |= is_nan_value(si);
+      int rank = 0;
+      for (int k = 0; k < M; ++k) rank += (g[k] > si) || (g[k] == si && k < i);
+      out[j + i] = std::uint8_t(rank < N);
+    }
+  }
+  return nan;
+}
+
+}  // namespace scalar
+
+// GCC 12 reports -Wmaybe-uninitialized inside AVX-512 intrinsics that start from
+// _mm512_undefined_*() (a known false positive); silence it for the kernels only.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+inline namespace SPARSENM_ISA_NAMESPACE {
+
+/// Fast row-wise kernel over a run of `len` scores (len % M == 0); falls back to the scalar
+/// reference where no SIMD kernel exists. Returns true if a NaN was seen.
+template <int M, int N, class S>
+inline bool rowwise_run_simd(const S* s, Index len, std::uint8_t* out) {
+#if SPARSENM_HAS_AVX512
+  if constexpr (std::is_same<S, float>::value && (M == 4 || M == 8)) {
+    Index j = 0;
+    __mmask16 nan = 0;
+    const __m512i one = _mm512_set1_epi32(1);
+    const __m512i nv = _mm512_set1_epi32(N);
+    const __m128i ones8 = _mm_set1_epi8(1);
+    if constexpr (M == 4) {
+      for (; j + 16 <= len; j += 16) {
+        const __m512 x = _mm512_loadu_ps(s + j);
+        nan |= _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+        // Rotation by k inside each group of 4: lane i meets j = (i + k) % 4, which is a lower
+        // index (tie wins) exactly for in-group lanes i >= 4 - k.
+        const __m512 y1 = _mm512_shuffle_ps(x, x, _MM_SHUFFLE(0, 3, 2, 1));
+        const __m512 y2 = _mm512_shuffle_ps(x, x, _MM_SHUFFLE(1, 0, 3, 2));
+        const __m512 y3 = _mm512_shuffle_ps(x, x, _MM_SHUFFLE(2, 1, 0, 3));
+        const __mmask16 b1 = _mm512_cmp_ps_mask(y1, x, _CMP_GT_OQ) |
+                             (_mm512_cmp_ps_mask(y1, x, _CMP_EQ_OQ) & __mmask16(0x8888));
+        const __mmask16 b2 = _mm512_cmp_ps_mask(y2, x, _CMP_GT_OQ) |
+                             (_mm512_cmp_ps_mask(y2, x, _CMP_EQ_OQ) & __mmask16(0xCCCC));
+        const __mmask16 b3 = _mm512_cmp_ps_mask(y3, x, _CMP_GT_OQ) |
+                             (_mm512_cmp_ps_mask(y3, x, _CMP_EQ_OQ) & __mmask16(0xEEEE));
+        __m512i rank = _mm512_maskz_mov_epi32(b1, one);
+        rank = _mm512_mask_add_epi32(rank, b2, rank, one);
+        rank = _mm512_mask_add_epi32(rank, b3, rank, one);
+        const __mmask16 keep = _mm512_cmp_epi32_mask(rank, nv, _MM_CMPINT_LT);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out + j), _mm_maskz_mov_epi8(keep, ones8));
+      }
+    } else {
+      const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+      const __m512i hi = _mm512_set1_epi32(~7), lo = _mm512_set1_epi32(7);
+      __m512i idx[7];
+      __mmask16 tie[7];
+      for (int k = 1; k < 8; ++k) {
+        idx[k - 1] =
+            _mm512_or_si512(_mm512_and_si512(lane, hi),
+                            _mm512_and_si512(_mm512_add_epi32(lane, _mm512_set1_epi32(k)), lo));
+        const unsigned half = (0xFFu << (8 - k)) & 0xFFu;  // in-group lanes i >= 8 - k
+        tie[k - 1] = __mmask16(half | (half << 8));
+      }
+      for (; j + 16 <= len; j += 16) {
+        const __m512 x = _mm512_loadu_ps(s + j);
+        nan |= _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+        __m512i rank = _mm512_setzero_si512();
+        for (int k = 0; k < 7; ++k) {
+          const __m512 y = _mm512_permutexvar_ps(idx[k], x);
+          const __mmask16 b = _mm512_cmp_ps_mask(y, x, _CMP_GT_OQ) |
+                              (_mm512_cmp_ps_mask(y, x, _CMP_EQ_OQ) & tie[k]);
+          rank = _mm512_mask_add_epi32(rank, b, rank, one);
+        }
+        const __mmask16 keep = _mm512_cmp_epi32_mask(rank, nv, _MM_CMPINT_LT);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out + j), _mm_maskz_mov_epi8(keep, ones8));
+      }
+    }
+    bool tail_nan = scalar::rowwise_run_fixed<M, N>(s + j, len - j, out + j);
+    return tail_nan || nan != 0;
+  }
+#elif SPARSENM_HAS_AVX2
+  if constexpr (std::is_same<S, float>::value && (M == 4 || M == 8)) {
+    Index j = 0;
+    __m256 nanacc = _mm256_setzero_ps();
+    const __m256i nv = _mm256_set1_epi32(N);
+    // Tie lanes per rotation (all-ones where the partner has the lower in-group index).
+    __m256i perm[7];
+    __m256 tie[7];
+    constexpr int kRot = M - 1;
+    for (int k = 1; k <= kRot; ++k) {
+      alignas(32) int p[8];
+      alignas(32) int t[8];
+      for (int i = 0; i < 8; ++i) {
+        const int g = i % M;
+        p[i] = (i - g) + (g + k) % M;
+        t[i] = g >= M - k ? -1 : 0;
+      }
+      perm[k - 1] = _mm256_load_si256(reinterpret_cast<const __m256i*>(p));
+      tie[k - 1] = _mm256_castsi256_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(t)));
+    }
+    for (; j + 8 <= len; j += 8) {
+      const __m256 x = _mm256_loadu_ps(s + j);
+      nanacc = _mm256_or_ps(nanacc, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+      __m256i rank = _mm256_setzero_si256();
+      for (int k = 0; k < kRot; ++k) {
+        const __m256 y = _mm256_permutevar8x32_ps(x, perm[k]);
+        const __m256 b = _mm256_or_ps(_mm256_cmp_ps(y, x, _CMP_GT_OQ),
+                                      _mm256_and_ps(_mm256_cmp_ps(y, x, _CMP_EQ_OQ), tie[k]));
+        rank = _mm256_sub_epi32(rank, _mm256_castps_si256(b));  // b is -1 where true
+      }
+      const unsigned keep =
+          unsigned(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(nv, rank))));
+      std::uint64_t bytes = 0;
+      for (int i = 0; i < 8; ++i) bytes |= std::uint64_t((keep >> i) & 1u) << (8 * i);
+      std::memcpy(out + j, &bytes, 8);
+    }
+    bool tail_nan = scalar::rowwise_run_fixed<M, N>(s + j, len - j, out + j);
+    return tail_nan || _mm256_movemask_ps(nanacc) != 0;
+  }
+#endif
+  return scalar::rowwise_run_fixed<M, N>(s, len, out);
+}
+
+}  // namespace SPARSENM_ISA_NAMESPACE
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+}  // namespace detail
+}  // namespace sparsenm
+
+#endif  // SPARSENM_MASK_DETAIL_ROWWISE_KERNELS_HPP
