@@ -5,5 +5,6 @@
 
 #include "core.hpp"
 #include "topology/ch_scores.hpp"
+#include "topology/refresh.hpp"
 
 #endif  // SPARSENM_TOPOLOGY_HPP

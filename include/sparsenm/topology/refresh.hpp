@@ -1,0 +1,361 @@
+// SPDX-License-Identifier: Apache-2.0
+// CHTs24 / CHTsNM dynamic topology refresh: soft removal, soft CH2-L3n regrowth, survivor boosting
+// and the legal projection of the layout (CHTs24 Sec. 3.2.2-3.2.5, Alg. 1; CHTsNM Sec. 3.4,
+// App. E, H.4; ALGORITHMS.md "CHTs24 / CHTsNM refresh").
+#ifndef SPARSENM_TOPOLOGY_REFRESH_HPP
+#define SPARSENM_TOPOLOGY_REFRESH_HPP
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "../core/error.hpp"
+#include "../core/philox.hpp"
+#include "../core/types.hpp"
+#include "../core/validate.hpp"
+#include "../mask/project.hpp"
+#include "../mask/rowwise.hpp"
+#include "../mask/transposable.hpp"
+#include "../sampling/frechet.hpp"
+#include "ch_scores.hpp"
+
+namespace sparsenm {
+
+/// Settings of the topology refresh. Defaults are the papers' (CHTs24 Table 5, CHTsNM App. H.4):
+///
+/// | type   | name          | description                                              | default |
+/// |--------|---------------|----------------------------------------------------------|---------|
+/// | Layout | layout        | RowWise groups (1 x m) or Transposable tiles (m x m)     |
+/// Transposable | | NM     | nm            | keep n of every m | {2, 4}  | | double | zeta |
+/// fraction of active weights removed per refresh, (0, 1)   | 0.1     | | int    | interval      |
+/// steps between refreshes, >= 1                            | 100     | | long   | total_steps   |
+/// training length, >= 1                                    | 10000   | | double | stop_fraction |
+/// refresh while step < stop_fraction * total_steps, (0, 1] | 0.75    | | double | t_start,t_end |
+/// Fréchet temperature schedule over the window, > 0        | 1, 9    | | bool   | soft_remove   |
+/// Fréchet-sampled removal (else: smallest magnitude)       | true    | | bool   | soft_regrow   |
+/// scores ⊙ U(0,1) (else: plain CH scores)                  | true    | | double | mpr_rho       |
+/// MPR revisit suppression, [0, 1], RowWise only            | 0       | | bool   | adaptive_zeta |
+/// ζ_t = ζ/2 (1 + cos(π step / T_end)) (reference code)     | false   | | ChRule | rule          |
+/// CH2-L3n or CH3-L3n regrowth scores                       | Ch2L3n  |
+///
+/// CHTsNM uses mpr_rho = 0.5 for row-wise 1:4 and 0.75 for row-wise 2:4 (App. H.5) and
+/// adaptive_zeta = true (App. H.4). validate() throws sparsenm::Error naming the parameter.
+struct RefreshConfig {
+  Layout layout = Layout::Transposable;
+  NM nm{2, 4};
+  double zeta = 0.1;
+  int interval = 100;
+  long total_steps = 10000;
+  double stop_fraction = 0.75;
+  double t_start = 1.0, t_end = 9.0;  // Fréchet temperature schedule over the refresh window
+  bool soft_remove = true, soft_regrow = true;
+  double mpr_rho = 0.0;  // MPR: row-wise only
+  bool adaptive_zeta = false;
+  ChRule rule = ChRule::Ch2L3n;
+
+  /// Throws sparsenm::Error naming the first bad parameter and its legal range.
+  void validate() const {
+    check_nm(nm, "RefreshConfig.nm");
+    check_in_range(zeta, 0.0, 1.0, "RefreshConfig.zeta", true, true);
+    check_at_least(interval, 1, "RefreshConfig.interval");
+    check_at_least(total_steps, 1, "RefreshConfig.total_steps");
+    check_in_range(stop_fraction, 0.0, 1.0, "RefreshConfig.stop_fraction", true, false);
+    check_finite_positive(t_start, "RefreshConfig.t_start");
+    check_finite_positive(t_end, "RefreshConfig.t_end");
+    check_in_range(mpr_rho, 0.0, 1.0, "RefreshConfig.mpr_rho");
+    SPARSENM_CHECK(mpr_rho == 0.0 || layout == Layout::RowWise, "RefreshConfig.mpr_rho = ", mpr_rho,
+                   " needs layout = rowwise: Motif Pattern Revisitation is defined on row-wise "
+                   "groups (CHTsNM App. E.3); use 0 with the transposable layout");
+  }
+};
+
+/// Per-refresh statistics (all counts refer to one refresh call).
+struct RefreshStats {
+  long step = -1;                  ///< the step passed to refresh()
+  double temperature = 0;          ///< Fréchet temperature used by the removal
+  double zeta = 0;                 ///< removal fraction used (ζ_t with adaptive_zeta)
+  Eigen::Index active = 0;         ///< active entries before (and after) the refresh
+  Eigen::Index removed = 0;        ///< entries removed in step 1 (floor(active · ζ_t))
+  Eigen::Index regrown = 0;        ///< entries activated that were inactive after removal
+  Eigen::Index revived = 0;        ///< removed and regrown in the same refresh (reset to 0)
+  Eigen::Index changed_count = 0;  ///< entries whose mask bit changed (= 2 (regrown − revived))
+  Eigen::Index groups = 0;         ///< row-wise groups (1 x m) or transposable tiles (m x m)
+  Eigen::Index refreshed_groups = 0;  ///< groups/tiles that lost at least one link in step 1
+  Eigen::Index changed_groups = 0;    ///< groups/tiles whose pattern changed
+  Eigen::Index mpr_excluded = 0;      ///< refreshed groups whose previous pattern MPR excluded
+  double effective_refresh_rate = 0;  ///< changed_groups / refreshed_groups (0 if none)
+  double flip_rate = 0;               ///< changed_count / number of entries
+};
+
+/// What refresh() reports. `changed` marks every entry whose mask bit changed (pass it to the
+/// optimizer's on_refresh); the counts follow RefreshStats.
+struct RefreshResult {
+  Mask changed;
+  Eigen::Index removed = 0, regrown = 0, changed_count = 0;
+  RefreshStats stats;  ///< the full statistics of this refresh (extra to the API contract)
+};
+
+/// CHTs24 / CHTsNM topology engine for one layer (CHTs24 Alg. 1 with the CHTsNM row-wise
+/// extension). Every `interval` steps while step < stop_fraction · total_steps, refresh():
+///  1. removes floor(active · ζ_t) active weights: soft = the smallest Fréchet scores
+///     |W|·(−ln U)^(−1/T) (T annealed linearly from t_start to t_end over the window), hard = the
+///     smallest |W|; ties go to the lower linear index;
+///  2. scores the absent links with CH2-L3n on the mask after removal, times U(0,1) if soft;
+///  3. boosts the survivors of step 1 (Γ → ∞: a survivor is never dropped, CHTs24 Sec. 3.2.4);
+///  4. projects onto the layout: per m x m tile the legal pattern with the largest score sum
+///     (project_transposable), or per row group the best legal pattern; with mpr_rho > 0 each
+///     refreshed group excludes its previous pattern with probability mpr_rho (CHTsNM App. E.3);
+///  5. zeroes removed weights, starts regrown ones at 0, and reports the changed entries.
+/// A group/tile is "refreshed" when it lost at least one link in step 1.
+///
+/// Randomness: rng = Philox(seed).split(step); removal noise from rng.split(1), regrowth noise from
+/// rng.split(2) (element linear index as counter, through frechet_scores / uniform_perturb), MPR
+/// draws from rng.split(3) (row-major group index as counter). A refresh is therefore a pure
+/// function of (seed, weight, mask, step) and bit-identical for any thread count. Not thread-safe
+/// (one refresher per layer; it keeps reusable buffers).
+///
+/// \code
+///   RefreshConfig cfg;  cfg.layout = Layout::RowWise;  cfg.nm = {1, 4};  cfg.mpr_rho = 0.5;
+///   TopologyRefresher<float> topo(cfg, /*seed=*/42);
+///   for (long step = 1; step <= cfg.total_steps; ++step) {
+///     ...  optimizer.step(W, grad, mask);
+///     if (topo.due(step)) optimizer.on_refresh(topo.refresh(W, mask, step).changed);
+///   }
+/// \endcode
+template <class S>
+class TopologyRefresher {
+  static_assert(std::is_floating_point<S>::value, "TopologyRefresher: S must be float or double");
+
+ public:
+  /// Validates `cfg` (sparsenm::Error on a bad parameter) and keeps it by value.
+  TopologyRefresher(RefreshConfig cfg, std::uint64_t seed) : m_cfg(cfg), m_rng(seed) {
+    m_cfg.validate();
+  }
+
+  /// True when a refresh is scheduled at `step`: step > 0, step % interval == 0 and
+  /// step < stop_fraction · total_steps.
+  bool due(long step) const {
+    return step > 0 && step % m_cfg.interval == 0 && double(step) < window();
+  }
+
+  /// One refresh of `weight` (out, in) and its legal `mask` at training step `step` (see the
+  /// class comment). Keeps the mask legal, zeroes removed weights and starts regrown ones at 0.
+  /// Throws sparsenm::Error on a shape mismatch, a mask that is not legal for cfg.nm/layout,
+  /// a non-finite weight, or step < 0. It does not check due(step): the caller decides.
+  RefreshResult refresh(Eigen::Ref<Matrix<S>> weight, Mask& mask, long step);
+
+  /// T at `step`: t_start + step (t_end − t_start) / T_end, T_end = stop_fraction · total_steps
+  /// (held at t_end after the window).
+  double temperature(long step) const {
+    const double x = std::min(1.0, std::max(0.0, double(step) / window()));
+    return m_cfg.t_start + x * (m_cfg.t_end - m_cfg.t_start);
+  }
+
+  /// ζ_t at `step`: zeta, or zeta/2 (1 + cos(π step / T_end)) with adaptive_zeta.
+  double zeta_at(long step) const {
+    if (!m_cfg.adaptive_zeta) return m_cfg.zeta;
+    const double x = std::min(1.0, std::max(0.0, double(step) / window()));
+    return 0.5 * m_cfg.zeta * (1.0 + std::cos(3.14159265358979323846 * x));
+  }
+
+  /// T_end = stop_fraction · total_steps.
+  double window() const { return m_cfg.stop_fraction * double(m_cfg.total_steps); }
+  const RefreshConfig& config() const { return m_cfg; }
+  /// Statistics of the last refresh (step = −1 before the first).
+  const RefreshStats& last_stats() const { return m_stats; }
+  /// Number of refresh() calls so far.
+  long refreshes() const { return m_count; }
+
+ private:
+  void project_rowwise_groups(const Mask& before, const Mask& after, const Matrix<S>& scores,
+                              const Philox& mpr_rng, Mask& out, RefreshStats& st) const;
+  void project_tiles(const Mask& before, const Mask& after, const Matrix<S>& scores, Mask& out,
+                     RefreshStats& st) const;
+
+  RefreshConfig m_cfg;
+  Philox m_rng;
+  RefreshStats m_stats;
+  long m_count = 0;
+  Matrix<S> m_scores;           // CH scores of the mask after removal
+  detail::ChWorkspace<S> m_ws;  // buffers of the score kernels
+};
+
+/// eDSrT phase 1 (CHTs24 Sec. 3.3.1): prunes a dense weight onto the legal manifold by magnitude,
+/// i.e. per tile (transposable) or group (row-wise) the legal pattern keeping the largest Σ|W|.
+/// Zeroes the pruned entries of `weight` in place and returns the mask; dynamic re-training then
+/// continues with TopologyRefresher. Throws sparsenm::Error on bad nm/shape or a NaN weight.
+template <class S>
+Mask edsrt_prune(Eigen::Ref<Matrix<S>> weight, NM nm, Layout layout) {
+  check_nm(nm, "edsrt_prune: nm");
+  check_all_finite(weight, "edsrt_prune: weight");
+  const Matrix<S> magnitude = weight.cwiseAbs();
+  Mask mask = project(magnitude, nm, layout);
+  for (Index i = 0; i < weight.rows(); ++i)
+    for (Index j = 0; j < weight.cols(); ++j)
+      if (!mask(i, j)) weight(i, j) = S(0);
+  return mask;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+template <class S>
+RefreshResult TopologyRefresher<S>::refresh(Eigen::Ref<Matrix<S>> weight, Mask& mask, long step) {
+  const RefreshConfig& c = m_cfg;
+  const NM nm = c.nm;
+  SPARSENM_CHECK(step >= 0, "TopologyRefresher::refresh: step = ", step, " must be >= 0");
+  check_same_shape(weight, mask, "TopologyRefresher::refresh: weight", "mask");
+  check_binary(mask, "TopologyRefresher::refresh: mask");
+  check_divisible(mask.cols(), nm.m, "TopologyRefresher::refresh: cols", "m");
+  if (c.layout == Layout::Transposable)
+    check_divisible(mask.rows(), nm.m, "TopologyRefresher::refresh: rows", "m");
+  SPARSENM_CHECK(is_legal(mask, nm, c.layout), "TopologyRefresher::refresh: mask is not a legal ",
+                 to_string(c.layout), " ", nm, " mask");
+  check_all_finite(weight, "TopologyRefresher::refresh: weight");
+
+  const Index rows = mask.rows(), cols = mask.cols(), size = mask.size();
+  const Philox rng = m_rng.split(static_cast<std::uint64_t>(step));
+  RefreshStats st;
+  st.step = step;
+  st.temperature = temperature(step);
+  st.zeta = zeta_at(step);
+  const Mask before = mask;
+  const std::uint8_t* mb = before.data();
+
+  // 1. Removal among the active entries: the smallest Fréchet scores (soft) or |W| (hard).
+  std::vector<std::pair<S, Index>> active;
+  active.reserve(static_cast<std::size_t>(size / 2 + 1));
+  Matrix<S> removal;
+  if (c.soft_remove) removal = frechet_scores(weight, S(st.temperature), rng.split(1));
+  for (Index k = 0; k < size; ++k)
+    if (mb[k]) {
+      const Index i = k / cols, j = k % cols;
+      active.emplace_back(c.soft_remove ? removal(i, j) : std::abs(weight(i, j)), k);
+    }
+  st.active = static_cast<Index>(active.size());
+  st.removed = static_cast<Index>(std::floor(double(st.active) * st.zeta));
+  Mask after = before;
+  if (st.removed > 0) {
+    auto first = active.begin(), nth = active.begin() + st.removed;
+    if (nth != active.end()) std::nth_element(first, nth, active.end());  // (score, index) order
+    for (auto it = first; it != nth; ++it) after.data()[it->second] = 0;
+  }
+
+  // 2. Regrowth scores on the mask after removal (CH2-L3n), soft: ⊙ U(0, 1).
+  ch_l3n_scores_into(after, c.rule, m_scores, m_ws);
+  if (c.soft_regrow) m_scores = uniform_perturb(m_scores, rng.split(2));
+
+  // 3.-4. Survivor boosting and the legal projection.
+  Mask next(rows, cols);
+  if (c.layout == Layout::RowWise)
+    project_rowwise_groups(before, after, m_scores, rng.split(3), next, st);
+  else
+    project_tiles(before, after, m_scores, next, st);
+
+  // 5. Zero removed and regrown weights; report the changed entries.
+  RefreshResult res;
+  res.changed.resize(rows, cols);
+  const std::uint8_t* ma = after.data();
+  const std::uint8_t* mn = next.data();
+  std::uint8_t* ch = res.changed.data();
+  for (Index k = 0; k < size; ++k) {
+    ch[k] = mb[k] != mn[k] ? 1 : 0;
+    st.changed_count += ch[k];
+    if (!ma[k] && (mb[k] || mn[k])) weight(k / cols, k % cols) = S(0);
+    if (!ma[k] && mn[k]) {
+      ++st.regrown;
+      if (mb[k]) ++st.revived;
+    }
+  }
+  st.effective_refresh_rate =
+      st.refreshed_groups > 0 ? double(st.changed_groups) / double(st.refreshed_groups) : 0.0;
+  st.flip_rate = size > 0 ? double(st.changed_count) / double(size) : 0.0;
+  mask = std::move(next);
+  res.removed = st.removed;
+  res.regrown = st.regrown;
+  res.changed_count = st.changed_count;
+  res.stats = st;
+  m_stats = st;
+  ++m_count;
+  return res;
+}
+
+template <class S>
+void TopologyRefresher<S>::project_rowwise_groups(const Mask& before, const Mask& after,
+                                                  const Matrix<S>& scores, const Philox& mpr_rng,
+                                                  Mask& out, RefreshStats& st) const {
+  const int m = m_cfg.nm.m, n = m_cfg.nm.n;
+  const Index rows = before.rows(), cols = before.cols(), gpr = cols / m;
+  st.groups = rows * gpr;
+  const double rho = m_cfg.mpr_rho;
+  for (Index i = 0; i < rows; ++i)
+    for (Index g = 0; g < gpr; ++g) {
+      const Index c0 = g * m;
+      std::uint32_t old_pat = 0, surv = 0;
+      for (int q = 0; q < m; ++q) {
+        if (before(i, c0 + q)) old_pat |= 1u << q;
+        if (after(i, c0 + q)) surv |= 1u << q;
+      }
+      std::uint32_t pat = old_pat;
+      if (surv != old_pat) {
+        ++st.refreshed_groups;
+        // Survivors are kept (Γ → ∞); the free slots take the best non-survivors, ties to the
+        // lower index (the order project_rowwise uses).
+        int cand[32], nc = 0;
+        for (int q = 0; q < m; ++q)
+          if (!(surv >> q & 1u)) cand[nc++] = q;
+        std::stable_sort(cand, cand + nc,
+                         [&](int a, int b) { return scores(i, c0 + a) > scores(i, c0 + b); });
+        const int need = n - __builtin_popcount(surv);
+        pat = surv;
+        for (int t = 0; t < need; ++t) pat |= 1u << cand[t];
+        // MPR (CHTsNM App. E.3): with probability rho the previous pattern is not a candidate;
+        // the best other pattern swaps the weakest chosen slot for the strongest unchosen one.
+        if (rho > 0 && pat == old_pat && need < nc &&
+            mpr_rng.uniform(static_cast<std::uint64_t>(i * gpr + g)) < rho) {
+          ++st.mpr_excluded;
+          pat = (pat & ~(1u << cand[need - 1])) | (1u << cand[need]);
+        }
+        if (pat != old_pat) ++st.changed_groups;
+      }
+      for (int q = 0; q < m; ++q) out(i, c0 + q) = (pat >> q & 1u) ? 1 : 0;
+    }
+}
+
+template <class S>
+void TopologyRefresher<S>::project_tiles(const Mask& before, const Mask& after,
+                                         const Matrix<S>& scores, Mask& out,
+                                         RefreshStats& st) const {
+  const int m = m_cfg.nm.m;
+  const Index rows = before.rows(), cols = before.cols();
+  // Survivor boosting Ŝ = S̃ + Γ [survivor] in double with Γ a power of two above m² · max S̃:
+  // a pattern that drops a survivor loses Γ and can gain at most m² · max S̃ < Γ, so survivors
+  // are always kept (Γ → ∞), while the sums of the remaining scores stay exact in double.
+  double smax = 0;
+  for (Index k = 0; k < scores.size(); ++k) smax = std::max(smax, double(scores.data()[k]));
+  const double gamma = std::exp2(std::ceil(std::log2((smax + 1.0) * double(m) * double(m) * 2.0)));
+  Matrix<double> boosted(rows, cols);
+  for (Index i = 0; i < rows; ++i)
+    for (Index j = 0; j < cols; ++j) boosted(i, j) = after(i, j) ? gamma : double(scores(i, j));
+  out = project_transposable(boosted, m_cfg.nm);
+  st.groups = (rows / m) * (cols / m);
+  for (Index ti = 0; ti < rows; ti += m)
+    for (Index tj = 0; tj < cols; tj += m) {
+      bool refreshed = false, changed = false;
+      for (int a = 0; a < m; ++a)
+        for (int b = 0; b < m; ++b) {
+          refreshed |= before(ti + a, tj + b) != after(ti + a, tj + b);
+          changed |= before(ti + a, tj + b) != out(ti + a, tj + b);
+        }
+      st.refreshed_groups += refreshed;
+      st.changed_groups += changed;
+    }
+}
+
+}  // namespace sparsenm
+
+#endif  // SPARSENM_TOPOLOGY_REFRESH_HPP
