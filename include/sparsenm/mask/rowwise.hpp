@@ -28,14 +28,16 @@ namespace sparsenm {
 /// `scores`: (rows, cols) with cols % m == 0; any float/double expression. 1 <= n <= m <= 32.
 /// Empty input returns an empty mask. Cost: O(rows * cols * m) compares; m = 4 and m = 8 use
 /// AVX-512/AVX2 kernels (float). Deterministic and independent of the thread count.
+/// `project_rowwise_into` writes into `out` (resized; no allocation when it already has the shape),
+/// for refresh loops that must not allocate.
 template <class Derived>
-Mask project_rowwise(const Eigen::MatrixBase<Derived>& scores, NM nm) {
+void project_rowwise_into(const Eigen::MatrixBase<Derived>& scores, NM nm, Mask& out) {
   detail::static_check_scores<Derived>();
   using S = typename Derived::Scalar;
   check_nm(nm, "project_rowwise: nm");
   check_divisible(scores.cols(), nm.m, "project_rowwise: scores.cols()", "m");
-  Mask out(scores.rows(), scores.cols());
-  if (out.size() == 0) return out;
+  out.resize(scores.rows(), scores.cols());  // no reallocation when the shape is unchanged
+  if (out.size() == 0) return;
   const Eigen::Ref<const Matrix<S>> s(scores.derived());
   const Index rows = s.rows(), cols = s.cols();
   std::atomic<bool> nan{false};
@@ -66,6 +68,13 @@ Mask project_rowwise(const Eigen::MatrixBase<Derived>& scores, NM nm) {
     }
   });
   if (nan.load()) detail::raise_nonfinite<S>(s, "project_rowwise", true);
+}
+
+/// Row-wise N:M projection returning a new mask; see project_rowwise_into.
+template <class Derived>
+Mask project_rowwise(const Eigen::MatrixBase<Derived>& scores, NM nm) {
+  Mask out;
+  project_rowwise_into(scores, nm, out);
   return out;
 }
 

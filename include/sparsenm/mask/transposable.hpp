@@ -78,15 +78,16 @@ void project_transposable4(const Eigen::Ref<const Matrix<S>>& s, Mask& out,
 /// Scores must be finite (NaN or +-Inf throws sparsenm::Error naming the entry, because sums of
 /// infinities are undefined). rows and cols must be multiples of m. Ties: deterministic (first
 /// maximum in the search order), independent of the thread count. Empty input -> empty mask.
+/// `project_transposable_into` writes into `out` (resized; no allocation when the shape matches).
 template <class Derived>
-Mask project_transposable(const Eigen::MatrixBase<Derived>& scores, NM nm) {
+void project_transposable_into(const Eigen::MatrixBase<Derived>& scores, NM nm, Mask& out) {
   detail::static_check_scores<Derived>();
   using S = typename Derived::Scalar;
   check_nm(nm, "project_transposable: nm");
   check_divisible(scores.rows(), nm.m, "project_transposable: scores.rows()", "m");
   check_divisible(scores.cols(), nm.m, "project_transposable: scores.cols()", "m");
-  Mask out(scores.rows(), scores.cols());
-  if (out.size() == 0) return out;
+  out.resize(scores.rows(), scores.cols());  // no reallocation when the shape is unchanged
+  if (out.size() == 0) return;
   const Eigen::Ref<const Matrix<S>> s(scores.derived());
   std::atomic<bool> bad{false};
   if (nm.n == nm.m) {
@@ -103,6 +104,13 @@ Mask project_transposable(const Eigen::MatrixBase<Derived>& scores, NM nm) {
     detail::project_transposable_exact(s, nm, out, bad);
   }
   if (bad.load()) detail::raise_nonfinite<S>(s, "project_transposable", false);
+}
+
+/// Transposable N:M projection returning a new mask; see project_transposable_into.
+template <class Derived>
+Mask project_transposable(const Eigen::MatrixBase<Derived>& scores, NM nm) {
+  Mask out;
+  project_transposable_into(scores, nm, out);
   return out;
 }
 

@@ -75,12 +75,8 @@ inline bool rowwise_run_fixed(const S* SPARSENM_RESTRICT s, Index len,
 
 }  // namespace scalar
 
-// GCC 12 reports -Wmaybe-uninitialized inside AVX-512 intrinsics that start from
-// _mm512_undefined_*() (a known false positive); silence it for the kernels only.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+// GCC 12 false positive in AVX-512 intrinsics (core/simd.hpp).
+SPARSENM_SIMD_WARNINGS_PUSH
 inline namespace SPARSENM_ISA_NAMESPACE {
 
 /// Fast row-wise kernel over a run of `len` scores (len % M == 0); falls back to the scalar
@@ -95,6 +91,41 @@ inline bool rowwise_run_simd(const S* s, Index len, std::uint8_t* out) {
     const __m512i nv = _mm512_set1_epi32(N);
     const __m128i ones8 = _mm_set1_epi8(1);
     if constexpr (M == 4) {
+      // 64 scores per step. Only the 6 pairwise "upper" comparisons of a group are computed,
+      // w_ij = s_j > s_i for i < j (a tie keeps the lower index i ahead), read from three in-group
+      // rotations; entry i's rank is the number of pairs it loses, assembled with bit logic on
+      // 64-bit lane masks (bit 4g + i = lane i of group g):
+      //   lane 0 loses w01, w02, w03;     lane 1 loses !w01, w12, w13;
+      //   lane 2 loses !w02, !w12, w23;   lane 3 loses !w03, !w13, !w23.
+      constexpr std::uint64_t L0 = 0x1111111111111111ull, L1 = L0 << 1, L2 = L0 << 2;
+      const __m512i ones64 = _mm512_set1_epi8(1);
+      for (; j + 64 <= len; j += 64) {
+        std::uint64_t A = 0, B = 0, C = 0, bad = 0;
+        for (int v = 0; v < 4; ++v) {
+          const __m512 x = _mm512_loadu_ps(s + j + 16 * v);
+          const __m512 y1 = _mm512_shuffle_ps(x, x, _MM_SHUFFLE(0, 3, 2, 1));
+          const __m512 y2 = _mm512_shuffle_ps(x, x, _MM_SHUFFLE(1, 0, 3, 2));
+          const __m512 y3 = _mm512_shuffle_ps(x, x, _MM_SHUFFLE(2, 1, 0, 3));
+          A |= std::uint64_t(_mm512_cmp_ps_mask(y1, x, _CMP_GT_OQ)) << (16 * v);
+          B |= std::uint64_t(_mm512_cmp_ps_mask(y2, x, _CMP_GT_OQ)) << (16 * v);
+          C |= std::uint64_t(_mm512_cmp_ps_mask(y3, x, _CMP_GT_OQ)) << (16 * v);
+          bad |= _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+        }
+        nan |= __mmask16(bad);
+        const std::uint64_t t1 = (A & L0) | ((~A & L0) << 1) | ((~B & L0) << 2) | ((~C & L0) << 3);
+        const std::uint64_t t2 = (B & L0) | (A & L1) | ((~A & L1) << 1) | ((~B & L1) << 2);
+        const std::uint64_t t3 = (C & L0) | (B & L1) | (A & L2) | ((~A & L2) << 1);
+        std::uint64_t keep;
+        if constexpr (N == 1)
+          keep = ~(t1 | t2 | t3);
+        else if constexpr (N == 2)
+          keep = ~((t1 & t2) | (t1 & t3) | (t2 & t3));
+        else if constexpr (N == 3)
+          keep = ~(t1 & t2 & t3);
+        else
+          keep = ~std::uint64_t(0);
+        _mm512_storeu_si512(reinterpret_cast<void*>(out + j), _mm512_maskz_mov_epi8(keep, ones64));
+      }
       for (; j + 16 <= len; j += 16) {
         const __m512 x = _mm512_loadu_ps(s + j);
         nan |= _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
@@ -188,9 +219,7 @@ inline bool rowwise_run_simd(const S* s, Index len, std::uint8_t* out) {
 }
 
 }  // namespace SPARSENM_ISA_NAMESPACE
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+SPARSENM_SIMD_WARNINGS_POP
 }  // namespace detail
 }  // namespace sparsenm
 

@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#include <utility>
 
 #include "../../core/simd.hpp"
 #include "../../core/types.hpp"
@@ -116,50 +117,52 @@ struct ScalarTileOps {
   static IVec ior(IVec a, IVec b) { return a | b; }
 };
 
-/// The meet-in-the-middle search on one "vector" of tiles; x[r][c] holds entry (r, c) of every
-/// tile in the vector. Returns the 16-bit pattern (bit 4r + c) of each tile.
-template <int N, class Ops>
-inline typename Ops::IVec tile4_search(const typename Ops::Vec (&x)[4][4]) {
-  using Vec = typename Ops::Vec;
-  using IVec = typename Ops::IVec;
+/// Half-tile reduction over combos [T, End) of one key, fully unrolled at compile time (so the row
+/// sums stay in registers): Top = rows {0, 1}, else rows {2, 3}.
+template <int N, class Ops, bool Top, int T, int End>
+SPARSENM_ALWAYS_INLINE void tile4_half_step(const typename Ops::Vec (&rs)[4][6],
+                                            typename Ops::Vec& best, typename Ops::IVec& pat) {
+  if constexpr (T < End) {
+    constexpr const Tile4Plan& P = Tile4PlanFor<N>::value;
+    constexpr int a = Top ? P.top_a[T] : P.bot_a[T];
+    constexpr int b = Top ? P.top_b[T] : P.bot_b[T];
+    constexpr int r0 = Top ? 0 : 2;
+    constexpr std::uint32_t bits = std::uint32_t(P.choice[a] | (P.choice[b] << 4)) << (Top ? 0 : 8);
+    const typename Ops::Vec v = Ops::add(rs[r0][a], rs[r0 + 1][b]);
+    const auto m = Ops::gt(v, best);
+    best = Ops::select(m, v, best);
+    pat = Ops::iselect(m, Ops::iset(bits), pat);
+    tile4_half_step<N, Ops, Top, T + 1, End>(rs, best, pat);
+  }
+}
+
+template <int N, class Ops, bool Top, int T>
+SPARSENM_ALWAYS_INLINE void tile4_half_first(const typename Ops::Vec (&rs)[4][6],
+                                             typename Ops::Vec& best, typename Ops::IVec& pat) {
   constexpr const Tile4Plan& P = Tile4PlanFor<N>::value;
-  Vec rs[4][6];
-  for (int r = 0; r < 4; ++r)
-    for (int ch = 0; ch < P.nchoices; ++ch) {
-      bool first = true;
-      for (int c = 0; c < 4; ++c)
-        if ((P.choice[ch] >> c) & 1) {
-          rs[r][ch] = first ? x[r][c] : Ops::add(rs[r][ch], x[r][c]);
-          first = false;
-        }
-    }
-  Vec best{};
-  IVec best_pat{};
-  for (int k = 0; k < P.nkeys; ++k) {
-    int t = P.top_begin[k];
-    Vec bt = Ops::add(rs[0][P.top_a[t]], rs[1][P.top_b[t]]);
-    IVec tp = Ops::iset(std::uint32_t(P.choice[P.top_a[t]] | (P.choice[P.top_b[t]] << 4)));
-    for (++t; t < P.top_end[k]; ++t) {
-      const Vec v = Ops::add(rs[0][P.top_a[t]], rs[1][P.top_b[t]]);
-      const auto m = Ops::gt(v, bt);
-      bt = Ops::select(m, v, bt);
-      tp = Ops::iselect(
-          m, Ops::iset(std::uint32_t(P.choice[P.top_a[t]] | (P.choice[P.top_b[t]] << 4))), tp);
-    }
-    int b = P.bot_begin[k];
-    Vec bb = Ops::add(rs[2][P.bot_a[b]], rs[3][P.bot_b[b]]);
-    IVec bp = Ops::iset(std::uint32_t((P.choice[P.bot_a[b]] | (P.choice[P.bot_b[b]] << 4)) << 8));
-    for (++b; b < P.bot_end[k]; ++b) {
-      const Vec v = Ops::add(rs[2][P.bot_a[b]], rs[3][P.bot_b[b]]);
-      const auto m = Ops::gt(v, bb);
-      bb = Ops::select(m, v, bb);
-      bp = Ops::iselect(
-          m, Ops::iset(std::uint32_t((P.choice[P.bot_a[b]] | (P.choice[P.bot_b[b]] << 4)) << 8)),
-          bp);
-    }
-    const Vec tot = Ops::add(bt, bb);
-    const IVec pat = Ops::ior(tp, bp);
-    if (k == 0) {
+  constexpr int a = Top ? P.top_a[T] : P.bot_a[T];
+  constexpr int b = Top ? P.top_b[T] : P.bot_b[T];
+  constexpr int r0 = Top ? 0 : 2;
+  constexpr std::uint32_t bits = std::uint32_t(P.choice[a] | (P.choice[b] << 4)) << (Top ? 0 : 8);
+  best = Ops::add(rs[r0][a], rs[r0 + 1][b]);
+  pat = Ops::iset(bits);
+}
+
+/// Keys [K, nkeys): best top half + best complementary bottom half, merged into (best, best_pat).
+template <int N, class Ops, int K>
+SPARSENM_ALWAYS_INLINE void tile4_keys(const typename Ops::Vec (&rs)[4][6], typename Ops::Vec& best,
+                                       typename Ops::IVec& best_pat) {
+  constexpr const Tile4Plan& P = Tile4PlanFor<N>::value;
+  if constexpr (K < P.nkeys) {
+    typename Ops::Vec bt, bb;
+    typename Ops::IVec tp, bp;
+    tile4_half_first<N, Ops, true, P.top_begin[K]>(rs, bt, tp);
+    tile4_half_step<N, Ops, true, P.top_begin[K] + 1, P.top_end[K]>(rs, bt, tp);
+    tile4_half_first<N, Ops, false, P.bot_begin[K]>(rs, bb, bp);
+    tile4_half_step<N, Ops, false, P.bot_begin[K] + 1, P.bot_end[K]>(rs, bb, bp);
+    const typename Ops::Vec tot = Ops::add(bt, bb);
+    const typename Ops::IVec pat = Ops::ior(tp, bp);
+    if constexpr (K == 0) {
       best = tot;
       best_pat = pat;
     } else {
@@ -167,7 +170,46 @@ inline typename Ops::IVec tile4_search(const typename Ops::Vec (&x)[4][4]) {
       best = Ops::select(m, tot, best);
       best_pat = Ops::iselect(m, pat, best_pat);
     }
+    tile4_keys<N, Ops, K + 1>(rs, best, best_pat);
   }
+}
+
+/// Score sum of row choice ch (columns ascending, left to right).
+template <int N, class Ops, int Ch>
+SPARSENM_ALWAYS_INLINE typename Ops::Vec tile4_row_sum(const typename Ops::Vec (&xr)[4]) {
+  constexpr int bits = Tile4PlanFor<N>::value.choice[Ch];
+  constexpr int c0 = (bits & 1) ? 0 : (bits & 2) ? 1 : (bits & 4) ? 2 : 3;
+  if constexpr (N == 1) {
+    return xr[c0];
+  } else {
+    constexpr int rest = bits & ~(1 << c0);
+    constexpr int c1 = (rest & 2) ? 1 : (rest & 4) ? 2 : 3;
+    if constexpr (N == 2) {
+      return Ops::add(xr[c0], xr[c1]);
+    } else {
+      constexpr int c2 = ((rest & ~(1 << c1)) & 4) ? 2 : 3;
+      return Ops::add(Ops::add(xr[c0], xr[c1]), xr[c2]);
+    }
+  }
+}
+
+template <int N, class Ops, std::size_t... Ch>
+SPARSENM_ALWAYS_INLINE void tile4_row_sums(const typename Ops::Vec (&xr)[4], typename Ops::Vec* rs,
+                                           std::index_sequence<Ch...>) {
+  ((rs[Ch] = tile4_row_sum<N, Ops, int(Ch)>(xr)), ...);
+}
+
+/// The meet-in-the-middle search on one "vector" of tiles; x[r][c] holds entry (r, c) of every
+/// tile in the vector. Returns the 16-bit pattern (bit 4r + c) of each tile.
+template <int N, class Ops>
+SPARSENM_ALWAYS_INLINE typename Ops::IVec tile4_search(const typename Ops::Vec (&x)[4][4]) {
+  constexpr int kChoices = Tile4PlanFor<N>::value.nchoices;
+  typename Ops::Vec rs[4][6];
+  for (int r = 0; r < 4; ++r)
+    tile4_row_sums<N, Ops>(x[r], rs[r], std::make_index_sequence<std::size_t(kChoices)>{});
+  typename Ops::Vec best{};
+  typename Ops::IVec best_pat{};
+  tile4_keys<N, Ops, 0>(rs, best, best_pat);
   return best_pat;
 }
 
@@ -199,12 +241,8 @@ inline bool transposable4_band(const S* s, Index stride, Index t0, Index t1, std
 
 }  // namespace scalar
 
-// GCC 12 reports -Wmaybe-uninitialized inside AVX-512 intrinsics that start from
-// _mm512_undefined_*() (a known false positive); silence it for the kernels only.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+// GCC 12 false positive in AVX-512 intrinsics (core/simd.hpp).
+SPARSENM_SIMD_WARNINGS_PUSH
 inline namespace SPARSENM_ISA_NAMESPACE {
 
 #if SPARSENM_HAS_AVX512
@@ -323,9 +361,7 @@ inline bool transposable4_band_simd(const S* s, Index stride, Index t0, Index t1
 }
 
 }  // namespace SPARSENM_ISA_NAMESPACE
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+SPARSENM_SIMD_WARNINGS_POP
 }  // namespace detail
 }  // namespace sparsenm
 
