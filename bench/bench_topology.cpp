@@ -16,6 +16,7 @@
 #include <vector>
 
 #include <sparsenm/core/philox.hpp>
+#include <sparsenm/mask.hpp>
 #include <sparsenm/topology.hpp>
 
 using namespace sparsenm;
@@ -113,6 +114,34 @@ void BM_ChScoresFast(benchmark::State& state) {
   state.counters["speedup_vs_sgemm"] = baseline_seconds(rows, cols, n) / fast;
 }
 
+/// One whole refresh (soft removal, soft CH2-L3n regrowth, survivor boosting, projection) on an
+/// evolving legal mask; layout 0 = row-wise with CHTsNM's MPR (0.5 for 1:4, 0.75 for 2:4),
+/// 1 = transposable.
+void BM_RefreshStep(benchmark::State& state) {
+  const Index rows = state.range(0), cols = state.range(1);
+  const int n = static_cast<int>(state.range(2));
+  const bool rowwise = state.range(3) == 0;
+  RefreshConfig cfg;
+  cfg.layout = rowwise ? Layout::RowWise : Layout::Transposable;
+  cfg.nm = NM{n, 4};
+  cfg.mpr_rho = rowwise ? (n == 1 ? 0.5 : 0.75) : 0.0;
+  cfg.total_steps = 1000000;
+  TopologyRefresher<float> topo(cfg, 7);
+  Mask mask = random_mask(rows, cols, cfg.nm, cfg.layout, Philox(1));
+  Matrix<float> w(rows, cols);
+  const Philox rng(2);
+  for (Index k = 0; k < w.size(); ++k)
+    w.data()[k] = mask.data()[k] ? float(rng.uniform(std::uint64_t(k)) - 0.5) : 0.0f;
+  long step = 0;
+  for (auto _ : state) {
+    step += cfg.interval;
+    RefreshResult r = topo.refresh(w, mask, step);
+    benchmark::DoNotOptimize(r.changed.data());
+  }
+  state.counters["flip_rate"] = topo.last_stats().flip_rate;
+  state.counters["eff_refresh_rate"] = topo.last_stats().effective_refresh_rate;
+}
+
 void shapes(benchmark::internal::Benchmark* b) {
   for (int n : {1, 2}) {
     b->Args({1280, 512, n});
@@ -126,5 +155,11 @@ void shapes(benchmark::internal::Benchmark* b) {
 
 BENCHMARK(BM_ChScoresGemmBaseline)->Apply(shapes);
 BENCHMARK(BM_ChScoresFast)->Apply(shapes);
+BENCHMARK(BM_RefreshStep)
+    ->ArgsProduct({{1280}, {512}, {1, 2}, {0, 1}})
+    ->ArgsProduct({{4096}, {4096}, {1, 2}, {0, 1}})
+    ->ArgNames({"rows", "cols", "n", "transposable"})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 BENCHMARK_MAIN();

@@ -254,6 +254,61 @@ inline void gram(const BitRows& b, std::int32_t* g, bool par = true) {
 #endif
 }
 
+#if SPARSENM_HAS_AVX512
+/// RB output rows x JB inner blocks per pass over the column tile [c0, c1): builds the RB·JB
+/// lookup tables (two zmm each: subset sums of 5 reals, patterns 0-15 and 16-31), then for every
+/// 16 columns one VPERMT2PS per (row, block) and an add. Blocks are added in ascending J, the order
+/// of scalar::fr_product, so the results are bit-identical.
+template <int RB, int JB>
+SPARSENM_ALWAYS_INLINE void fr_tile(const float* const* x, float* const* o, int rows_valid,
+                                    Index blocks, const std::uint32_t* pattern, Index ldp, Index c0,
+                                    Index c1) {
+  const __m512 bit0 = _mm512_setr_ps(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1);
+  const __m512 bit1 = _mm512_setr_ps(0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 1, 1);
+  const __m512 bit2 = _mm512_setr_ps(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1);
+  const __m512 bit3 = _mm512_setr_ps(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  const Index blocks4 = (blocks + 3) / 4;
+  for (Index J4 = 0; J4 < blocks4; ++J4) {
+    const std::uint32_t* pj = pattern + J4 * ldp;
+    for (int h = 0; h < 4 / JB; ++h) {
+      if (4 * J4 + h * JB >= blocks) break;
+      __m512 lo[RB][JB], hi[RB][JB];
+      for (int jj = 0; jj < JB; ++jj) {
+        const Index J = 4 * J4 + h * JB + jj;
+        for (int r = 0; r < RB; ++r) {
+          if (J >= blocks) {
+            lo[r][jj] = hi[r][jj] = _mm512_setzero_ps();
+            continue;
+          }
+          const float* y = x[r] + 5 * J;
+          __m512 t = _mm512_mul_ps(_mm512_set1_ps(y[0]), bit0);
+          t = _mm512_fmadd_ps(_mm512_set1_ps(y[1]), bit1, t);
+          t = _mm512_fmadd_ps(_mm512_set1_ps(y[2]), bit2, t);
+          t = _mm512_fmadd_ps(_mm512_set1_ps(y[3]), bit3, t);
+          lo[r][jj] = t;
+          hi[r][jj] = _mm512_add_ps(t, _mm512_set1_ps(y[4]));
+        }
+      }
+      const bool first = J4 == 0 && h == 0;
+      for (Index c = c0; c < c1; c += 16) {
+        const __m512i idx = _mm512_loadu_si512(pj + c);
+        __m512 acc[RB];
+        for (int r = 0; r < RB; ++r)
+          acc[r] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(o[r] + c);
+        for (int jj = 0; jj < JB; ++jj) {
+          const int sh = 8 * (h * JB + jj);
+          const __m512i ix = sh == 0 ? idx : _mm512_srli_epi32(idx, static_cast<unsigned>(sh));
+          for (int r = 0; r < RB; ++r)
+            acc[r] = _mm512_add_ps(acc[r], _mm512_permutex2var_ps(lo[r][jj], ix, hi[r][jj]));
+        }
+        for (int r = 0; r < RB; ++r)
+          if (r < rows_valid) _mm512_storeu_ps(o[r] + c, acc[r]);
+      }
+    }
+  }
+}
+#endif
+
 /// Four-Russians product (see scalar::fr_product for the contract); AVX-512 for float.
 template <class S>
 void fr_product(const S* a, Index rows, Index lda, Index blocks, const std::uint32_t* pattern,
@@ -261,78 +316,26 @@ void fr_product(const S* a, Index rows, Index lda, Index blocks, const std::uint
 #if SPARSENM_HAS_AVX512
   if constexpr (std::is_same<S, float>::value) {
     // ldo and ldp are multiples of 16 and the pattern/out buffers are padded to them.
+    constexpr int kRB = 2, kJB = 4;  // measured best of (2,4) (3,4) (4,2) (4,4) (6,2)
     const Index n16 = round_up(n, 16);
-    const Index blocks4 = (blocks + 3) / 4;
     constexpr Index kTile = 1024;  // columns per tile: the tile's patterns stay in L2
-    const __m512 bit0 = _mm512_setr_ps(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1);
-    const __m512 bit1 = _mm512_setr_ps(0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 1, 1);
-    const __m512 bit2 = _mm512_setr_ps(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1);
-    const __m512 bit3 = _mm512_setr_ps(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
     const Index threads = par ? std::max(1, thread_count()) : 1;
-    const Index pairs = (rows + 1) / 2;
-    const Index grain = (pairs + threads - 1) / threads;
-    parallel_for_chunks(pairs, grain, [&](Index p_begin, Index p_end) {
+    const Index groups = (rows + kRB - 1) / kRB;
+    const Index grain = (groups + threads - 1) / threads;
+    parallel_for_chunks(groups, grain, [&](Index g_begin, Index g_end) {
       for (Index c0 = 0; c0 < n16; c0 += kTile) {
         const Index c1 = std::min(n16, c0 + kTile);
-        for (Index pr = p_begin; pr < p_end; ++pr) {
-          const Index r0 = 2 * pr;
-          const bool two = r0 + 1 < rows;
-          const S* x0 = a + r0 * lda;
-          const S* x1 = a + (two ? r0 + 1 : r0) * lda;
-          float* o0 = out + r0 * ldo;
-          float* o1 = out + (two ? r0 + 1 : r0) * ldo;
-          for (Index J4 = 0; J4 < blocks4; ++J4) {
-            __m512 lo0[4], hi0[4], lo1[4], hi1[4];
-            for (int q = 0; q < 4; ++q) {
-              const Index J = 4 * J4 + q;
-              if (J >= blocks) {
-                lo0[q] = hi0[q] = lo1[q] = hi1[q] = _mm512_setzero_ps();
-                continue;
-              }
-              const float* y0 = x0 + 5 * J;
-              const float* y1 = x1 + 5 * J;
-              __m512 t0 = _mm512_mul_ps(_mm512_set1_ps(y0[0]), bit0);
-              __m512 t1 = _mm512_mul_ps(_mm512_set1_ps(y1[0]), bit0);
-              t0 = _mm512_fmadd_ps(_mm512_set1_ps(y0[1]), bit1, t0);
-              t1 = _mm512_fmadd_ps(_mm512_set1_ps(y1[1]), bit1, t1);
-              t0 = _mm512_fmadd_ps(_mm512_set1_ps(y0[2]), bit2, t0);
-              t1 = _mm512_fmadd_ps(_mm512_set1_ps(y1[2]), bit2, t1);
-              t0 = _mm512_fmadd_ps(_mm512_set1_ps(y0[3]), bit3, t0);
-              t1 = _mm512_fmadd_ps(_mm512_set1_ps(y1[3]), bit3, t1);
-              lo0[q] = t0;
-              lo1[q] = t1;
-              hi0[q] = _mm512_add_ps(t0, _mm512_set1_ps(y0[4]));
-              hi1[q] = _mm512_add_ps(t1, _mm512_set1_ps(y1[4]));
-            }
-            const std::uint32_t* pj = pattern + J4 * ldp;
-            if (J4 == 0) {
-              for (Index c = c0; c < c1; c += 16) {
-                const __m512i idx = _mm512_loadu_si512(pj + c);
-                __m512 s0 = _mm512_permutex2var_ps(lo0[0], idx, hi0[0]);
-                __m512 s1 = _mm512_permutex2var_ps(lo1[0], idx, hi1[0]);
-                for (int q = 1; q < 4; ++q) {
-                  const __m512i ix = _mm512_srli_epi32(idx, 8 * q);
-                  s0 = _mm512_add_ps(s0, _mm512_permutex2var_ps(lo0[q], ix, hi0[q]));
-                  s1 = _mm512_add_ps(s1, _mm512_permutex2var_ps(lo1[q], ix, hi1[q]));
-                }
-                _mm512_storeu_ps(o0 + c, s0);
-                if (two) _mm512_storeu_ps(o1 + c, s1);
-              }
-            } else {
-              for (Index c = c0; c < c1; c += 16) {
-                const __m512i idx = _mm512_loadu_si512(pj + c);
-                __m512 s0 = _mm512_loadu_ps(o0 + c);
-                __m512 s1 = _mm512_loadu_ps(o1 + c);
-                for (int q = 0; q < 4; ++q) {
-                  const __m512i ix = q == 0 ? idx : _mm512_srli_epi32(idx, 8 * q);
-                  s0 = _mm512_add_ps(s0, _mm512_permutex2var_ps(lo0[q], ix, hi0[q]));
-                  s1 = _mm512_add_ps(s1, _mm512_permutex2var_ps(lo1[q], ix, hi1[q]));
-                }
-                _mm512_storeu_ps(o0 + c, s0);
-                if (two) _mm512_storeu_ps(o1 + c, s1);
-              }
-            }
+        for (Index g = g_begin; g < g_end; ++g) {
+          const Index r0 = kRB * g;
+          const int valid = static_cast<int>(std::min<Index>(kRB, rows - r0));
+          const float* x[kRB];
+          float* o[kRB];
+          for (int r = 0; r < kRB; ++r) {
+            const Index rr = r0 + std::min(r, valid - 1);  // repeat the last row as padding
+            x[r] = a + rr * lda;
+            o[r] = out + rr * ldo;
           }
+          fr_tile<kRB, kJB>(x, o, valid, blocks, pattern, ldp, c0, c1);
         }
       }
     });
