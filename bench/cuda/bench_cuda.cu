@@ -1,0 +1,410 @@
+// SPDX-License-Identifier: Apache-2.0
+// GPU benchmarks of the CUDA backend, each next to its baseline in the same process, timed with
+// CUDA events (median of repeated runs after warm-up; inputs rotated where they would fit in L2):
+//   copy        device-to-device cudaMemcpy: the bandwidth ceiling (bytes read + written)
+//   select/perturb/tans passes   GB/s and fraction of that copy bandwidth (target >= 80%)
+//   tans step   full device TANS step (NS fp32 / TF32 / bf16), for the PyTorch comparison
+//   sparse24    cuSPARSELt 2:4 vs cuBLAS dense bf16, 8192 tokens (target >= 1.3x)
+//   decode14    native 1:4 kernel vs cuBLAS dense bf16 at 1, 4, 16 tokens (target >= 2.5x at 1)
+// Output: "RESULT <key> <value>" lines (parsed by scripts/cuda_check) and a readable table.
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+
+#include <sparsenm/cuda.cuh>
+#include <sparsenm/mask.hpp>
+
+namespace sc = sparsenm::cuda;
+using sparsenm::Index;
+using sparsenm::Matrix;
+using sparsenm::NM;
+using sparsenm::Philox;
+
+namespace {
+
+bool g_quick = false;
+
+double median_ms(const std::function<void(int)>& f, int warmup, int reps, cudaStream_t s) {
+  for (int i = 0; i < warmup; ++i) f(i);
+  SPARSENM_CUDA_CHECK(cudaStreamSynchronize(s));
+  std::vector<float> t(static_cast<std::size_t>(reps));
+  sc::Event a, b;
+  for (int i = 0; i < reps; ++i) {
+    a.record(s);
+    f(warmup + i);
+    b.record(s);
+    b.synchronize();
+    t[std::size_t(i)] = b.elapsed_ms_since(a);
+  }
+  std::sort(t.begin(), t.end());
+  return double(t[t.size() / 2]);
+}
+
+/// Times `inner` launches per event pair (for microsecond kernels: amortises the event overhead).
+double median_ms_batched(const std::function<void(int)>& f, int inner, int reps, cudaStream_t s) {
+  return median_ms(
+             [&](int r) {
+               for (int i = 0; i < inner; ++i) f(r * inner + i);
+             },
+             2, reps, s) /
+         inner;
+}
+
+void result(const std::string& key, double v) { std::printf("RESULT %s %.6g\n", key.c_str(), v); }
+
+template <class T>
+__global__ void fill_random_kernel(T* p, std::size_t n, Philox rng, float lo, float hi) {
+  for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n;
+       i += std::size_t(gridDim.x) * blockDim.x) {
+    const float u = rng.uniform_float(i);
+    p[i] = T(lo + (hi - lo) * u);
+  }
+}
+template <>
+__global__ void fill_random_kernel<__nv_bfloat16>(__nv_bfloat16* p, std::size_t n, Philox rng,
+                                                  float lo, float hi) {
+  for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n;
+       i += std::size_t(gridDim.x) * blockDim.x)
+    p[i] = __float2bfloat16(lo + (hi - lo) * rng.uniform_float(i));
+}
+
+template <class T>
+void fill(sc::DeviceBuffer<T>& b, std::uint64_t seed, float lo = -1.f, float hi = 1.f) {
+  fill_random_kernel<T><<<1024, 256>>>(b.data(), b.size(), Philox(seed), lo, hi);
+  SPARSENM_CUDA_CHECK_LAUNCH("fill_random_kernel");
+}
+
+__global__ void fill_mask_kernel(std::uint8_t* m, std::size_t n, Philox rng) {
+  for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n;
+       i += std::size_t(gridDim.x) * blockDim.x)
+    m[i] = std::uint8_t((rng.bits(i) & 3u) < 2u);  // ~50% active
+}
+
+double g_copy_gbs = 0;
+
+void bench_copy(cudaStream_t s) {
+  const std::size_t bytes = std::size_t(1) << 30;
+  sc::DeviceBuffer<unsigned char> a(bytes), b(bytes);
+  a.fill_bytes(1, s);
+  const double ms = median_ms(
+      [&](int) {
+        SPARSENM_CUDA_CHECK(
+            cudaMemcpyAsync(b.data(), a.data(), bytes, cudaMemcpyDeviceToDevice, s));
+      },
+      3, g_quick ? 5 : 20, s);
+  g_copy_gbs = 2.0 * double(bytes) / (ms * 1e6);
+  std::printf("%-44s %9.3f ms %9.1f GB/s\n", "copy D2D 1 GiB (read+write)", ms, g_copy_gbs);
+  result("copy_gbs", g_copy_gbs);
+}
+
+void report_bw(const char* name, const std::string& key, double ms, double bytes) {
+  const double gbs = bytes / (ms * 1e6);
+  std::printf("%-44s %9.3f ms %9.1f GB/s  %5.1f%% of copy\n", name, ms, gbs,
+              100.0 * gbs / g_copy_gbs);
+  result(key + "_gbs", gbs);
+  result(key + "_frac", gbs / g_copy_gbs);
+}
+
+void bench_selection(cudaStream_t s) {
+  const Index rows = 8192, cols = 16384;
+  const std::size_t n = std::size_t(rows) * std::size_t(cols);
+  sc::DeviceBuffer<float> scores(n), out(n);
+  sc::DeviceBuffer<std::uint8_t> mask(n);
+  fill(scores, 1);
+  const int reps = g_quick ? 5 : 20;
+  struct Case {
+    const char* name;
+    const char* key;
+    NM nm;
+    sparsenm::Layout layout;
+  };
+  const Case cases[] = {
+      {"select rowwise 2:4 (8192x16384 f32)", "select_row24", {2, 4}, sparsenm::Layout::RowWise},
+      {"select rowwise 1:4", "select_row14", {1, 4}, sparsenm::Layout::RowWise},
+      {"select transposable 2:4 (90 patterns)",
+       "select_tr24",
+       {2, 4},
+       sparsenm::Layout::Transposable},
+      {"select transposable 1:4 (24 patterns)",
+       "select_tr14",
+       {1, 4},
+       sparsenm::Layout::Transposable}};
+  for (const Case& c : cases) {
+    const double ms = median_ms(
+        [&](int) { sc::project(scores.data(), rows, cols, c.nm, c.layout, mask.data(), s); }, 2,
+        reps, s);
+    report_bw(c.name, c.key, ms, double(n) * 5.0);
+  }
+  const Philox rng(5);
+  double ms = median_ms(
+      [&](int) {
+        sc::frechet_scores<float, float>(scores.data(), Index(n), 3.0, rng, out.data(), s);
+      },
+      2, reps, s);
+  report_bw("perturb frechet (f32, fp64 log/exp)", "perturb_frechet", ms, double(n) * 8.0);
+  ms = median_ms(
+      [&](int) { sc::uniform_perturb<float, float>(scores.data(), Index(n), rng, out.data(), s); },
+      2, reps, s);
+  report_bw("perturb uniform (f32)", "perturb_uniform", ms, double(n) * 8.0);
+}
+
+void bench_tans_passes(cudaStream_t s) {
+  const std::size_t n = std::size_t(8192) * 8192;
+  sc::DeviceBuffer<float> g(n), V(n), P(n), U(n), O(n), W(n);
+  sc::DeviceBuffer<std::uint8_t> m(n);
+  fill(g, 2);
+  fill(V, 3, 0.f, 1e-3f);
+  fill(P, 4);
+  fill(O, 5);
+  fill(W, 6);
+  fill_mask_kernel<<<1024, 256>>>(m.data(), n, Philox(7));
+  const int grid = int(
+      sc::detail::grid_for((n + 3) / 4, sc::detail::kReduceBlock, 4u * unsigned(sc::sm_count())));
+  sc::DeviceBuffer<double> partial(2 * std::size_t(grid)), scal(5);
+  scal.fill_bytes(0, s);
+  const unsigned eg = sc::detail::grid_for((n + 3) / 4, 256);
+  const int reps = g_quick ? 5 : 20;
+  double ms = median_ms(
+      [&](int) {
+        sc::detail::tans_moments_kernel<float><<<unsigned(grid), sc::detail::kReduceBlock, 0, s>>>(
+            g.data(), m.data(), V.data(), P.data(), U.data(), n, 0.9f, 0.999f, 1e-5f,
+            partial.data());
+      },
+      2, reps, s);
+  report_bw("tans pass 1: V,P,U_base + sums (64M f32)", "tans_pass1", ms, double(n) * 25.0);
+  ms = median_ms(
+      [&](int) {
+        sc::detail::tans_o_sums_kernel<float><<<unsigned(grid), sc::detail::kReduceBlock, 0, s>>>(
+            O.data(), m.data(), n, partial.data());
+      },
+      2, reps, s);
+  report_bw("tans pass 2: sum_M O^2", "tans_pass2", ms, double(n) * 5.0);
+  ms = median_ms(
+      [&](int) {
+        sc::detail::tans_apply_kernel<float><<<eg, 256, 0, s>>>(
+            O.data(), U.data(), m.data(), W.data(), n, 0.5f, scal.data(), 1.f, 1e-3f);
+      },
+      2, reps, s);
+  report_bw("tans pass 3: blend + update", "tans_pass3", ms, double(n) * 17.0);
+  ms = median_ms(
+      [&](int) {
+        sc::detail::adam_kernel<true, float><<<eg, 256, 0, s>>>(g.data(), m.data(), P.data(),
+                                                                V.data(), W.data(), n, 0.9f, 0.999f,
+                                                                1e-3f, 1.f, 1e-8f, 0.f, 1.f);
+      },
+      2, reps, s);
+  report_bw("adam (masked) fused pass", "adam_pass", ms, double(n) * 29.0);
+  SPARSENM_CUDA_CHECK_LAUNCH("tans passes");
+}
+
+void bench_tans_step(cudaStream_t s, cublasHandle_t h) {
+  const std::pair<Index, Index> shapes[] = {{4096, 4096}, {11008, 4096}};
+  for (auto sh : shapes) {
+    const Index R = sh.first, C = sh.second;
+    const std::size_t n = std::size_t(R) * std::size_t(C);
+    sc::DeviceBuffer<float> w(n), g(n);
+    sc::DeviceBuffer<std::uint8_t> mask(n);
+    fill(w, 8);
+    fill(g, 9);
+    fill_mask_kernel<<<1024, 256>>>(mask.data(), n, Philox(10));
+    for (auto prec : {sc::NsPrecision::Native, sc::NsPrecision::Tf32, sc::NsPrecision::Bf16}) {
+      sparsenm::TansConfig cfg;
+      cfg.ramp_steps = 0;  // steady state: gamma = gamma_NS, Newton-Schulz every step
+      sc::Tans<float> opt(R, C, cfg, prec);
+      const double ms = median_ms([&](int) { opt.step(w.data(), g.data(), mask.data(), h, s); }, 2,
+                                  g_quick ? 3 : 10, s);
+      char name[96];
+      std::snprintf(name, sizeof name, "tans step %lldx%lld NS %s", (long long)R, (long long)C,
+                    sc::to_string(prec));
+      std::printf("%-44s %9.3f ms\n", name, ms);
+      result(std::string("tans_step_") + std::to_string(R) + "x" + std::to_string(C) + "_" +
+                 sc::to_string(prec) + "_ms",
+             ms);
+    }
+  }
+}
+
+void gemm_bf16(cublasHandle_t h, const __nv_bfloat16* w, const __nv_bfloat16* x, __nv_bfloat16* y,
+               int out, int in, int tokens) {
+  const float alpha = 1.f, beta = 0.f;
+  // y (tokens x out, row-major) = col-major (out x tokens) = W (col-major in x out)^T * X
+  // (col-major in x tokens)
+  SPARSENM_CUBLAS_CHECK(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, out, tokens, in, &alpha, w,
+                                     CUDA_R_16BF, in, x, CUDA_R_16BF, in, &beta, y, CUDA_R_16BF,
+                                     out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+double max_rel_diff_bf16(const sc::DeviceBuffer<__nv_bfloat16>& a,
+                         const sc::DeviceBuffer<__nv_bfloat16>& b) {
+  std::vector<__nv_bfloat16> ha = a.to_host(), hb = b.to_host();
+  double mx = 0, e = 0;
+  for (auto v : hb) mx = std::max(mx, std::abs(double(__bfloat162float(v))));
+  for (std::size_t i = 0; i < ha.size(); ++i)
+    e = std::max(e, std::abs(double(__bfloat162float(ha[i])) - double(__bfloat162float(hb[i]))) /
+                        std::max(mx, 1e-30));
+  return e;
+}
+
+template <class T>
+void upload_matrix(sc::DeviceBuffer<__nv_bfloat16>& d, const Matrix<T>& m) {
+  std::vector<__nv_bfloat16> h(std::size_t(m.size()));
+  for (Index k = 0; k < m.size(); ++k) h[std::size_t(k)] = __float2bfloat16(float(m.data()[k]));
+  d.upload(h);
+}
+
+void bench_sparse24(cudaStream_t s, cublasHandle_t h) {
+#if defined(SPARSENM_HAS_CUSPARSELT)
+  const std::pair<int, int> shapes[] = {{4096, 4096}, {11008, 4096}};
+  const int tokens = 8192;
+  for (auto sh : shapes) {
+    const int out = sh.first, in = sh.second;
+    const Matrix<float> w = Matrix<float>::Random(out, in);
+    const sparsenm::Mask mask = sparsenm::random_rowwise(out, in, NM{2, 4}, Philox(out));
+    const auto c = sparsenm::compress(w, mask, NM{2, 4});
+    sc::DeviceBuffer<__nv_bfloat16> wd, x(std::size_t(tokens) * in), y1(std::size_t(tokens) * out),
+        y2(std::size_t(tokens) * out);
+    upload_matrix(wd, sparsenm::decompress(c));
+    fill(x, 11);
+    SPARSENM_CUBLAS_CHECK(cublasSetStream(h, s));
+    sc::Sparse24 sp(c, tokens, true, s);
+    sp.matmul(x.data(), y1.data(), s);
+    gemm_bf16(h, wd.data(), x.data(), y2.data(), out, in, tokens);
+    const double err = max_rel_diff_bf16(y1, y2);
+    // dense timing on a fully random weight (never on zeros)
+    sc::DeviceBuffer<__nv_bfloat16> wr(std::size_t(out) * in);
+    fill(wr, 12);
+    const int reps = g_quick ? 5 : 20;
+    const double ms_d = median_ms(
+        [&](int) { gemm_bf16(h, wr.data(), x.data(), y2.data(), out, in, tokens); }, 3, reps, s);
+    const double ms_s = median_ms([&](int) { sp.matmul(x.data(), y1.data(), s); }, 3, reps, s);
+    const double flop = 2.0 * tokens * double(out) * in;
+    char name[96];
+    std::snprintf(name, sizeof name, "2:4 %dx%d, %d tok: cuBLAS / cuSPARSELt", out, in, tokens);
+    std::printf(
+        "%-44s %9.3f / %7.3f ms  %6.0f / %6.0f TFLOP/s  speedup %.2fx  (max rel diff %.1e)\n", name,
+        ms_d, ms_s, flop / ms_d / 1e9, flop / ms_s / 1e9, ms_d / ms_s, err);
+    const std::string k = "sparse24_" + std::to_string(out) + "x" + std::to_string(in);
+    result(k + "_dense_ms", ms_d);
+    result(k + "_sparse_ms", ms_s);
+    result(k + "_speedup", ms_d / ms_s);
+    result(k + "_maxrel", err);
+  }
+  std::printf("cuSPARSELt version %d\n", [&] {
+    const Matrix<float> w = Matrix<float>::Random(16, 16);
+    return sc::Sparse24(sparsenm::compress(w, sparsenm::random_rowwise(16, 16, NM{2, 4}, Philox(1)),
+                                           NM{2, 4}),
+                        16, false, s)
+        .library_version();
+  }());
+#else
+  (void)s, (void)h;
+  std::printf("sparse24: cuSPARSELt not found at configure time; skipped\n");
+  result("sparse24_available", 0);
+#endif
+}
+
+void bench_decode14(cudaStream_t s, cublasHandle_t h) {
+  const std::pair<int, int> shapes[] = {{4096, 4096}, {11008, 4096}};
+  const std::size_t rotate_bytes = std::size_t(320) << 20;  // > 6x the 50 MB L2
+  SPARSENM_CUBLAS_CHECK(cublasSetStream(h, s));
+  for (auto sh : shapes) {
+    const int out = sh.first, in = sh.second;
+    const Matrix<float> w = Matrix<float>::Random(out, in);
+    const sparsenm::Mask mask = sparsenm::random_rowwise(out, in, NM{1, 4}, Philox(out + 1));
+    const auto c = sparsenm::compress(w, mask, NM{1, 4});
+    const std::size_t dense_bytes = std::size_t(out) * in * 2;
+    const int nd = int(std::max<std::size_t>(1, (rotate_bytes + dense_bytes - 1) / dense_bytes));
+    std::vector<sc::DeviceBuffer<__nv_bfloat16>> dense(static_cast<std::size_t>(nd));
+    for (int i = 0; i < nd; ++i) {
+      dense[std::size_t(i)].resize(std::size_t(out) * in);
+      fill(dense[std::size_t(i)], 100 + std::uint64_t(i));
+    }
+    std::vector<sc::Sparse14> sparse;
+    sparse.emplace_back(c, s);
+    const std::size_t sp_bytes = sparse[0].weight_bytes();
+    const int ns = int(std::max<std::size_t>(1, (rotate_bytes + sp_bytes - 1) / sp_bytes));
+    for (int i = 1; i < ns; ++i) sparse.emplace_back(c, s);
+    // correctness: sparse kernel vs cuBLAS on the decompressed weight
+    sc::DeviceBuffer<__nv_bfloat16> wdec;
+    upload_matrix(wdec, sparsenm::decompress(c));
+    for (int tokens : {1, 4, 16}) {
+      sc::DeviceBuffer<__nv_bfloat16> x(std::size_t(tokens) * in), y1(std::size_t(tokens) * out),
+          y2(std::size_t(tokens) * out);
+      fill(x, 13);
+      sparse[0].matmul(x.data(), tokens, y1.data(), s);
+      gemm_bf16(h, wdec.data(), x.data(), y2.data(), out, in, tokens);
+      const double err = max_rel_diff_bf16(y1, y2);
+      const int inner = 20, reps = g_quick ? 5 : 15;
+      const double ms_d = median_ms_batched(
+          [&](int i) {
+            gemm_bf16(h, dense[std::size_t(i % nd)].data(), x.data(), y2.data(), out, in, tokens);
+          },
+          inner, reps, s);
+      const double ms_s = median_ms_batched(
+          [&](int i) { sparse[std::size_t(i % ns)].matmul(x.data(), tokens, y1.data(), s); }, inner,
+          reps, s);
+      const double bw_d = double(dense_bytes) / (ms_d * 1e6),
+                   bw_s = double(sp_bytes) / (ms_s * 1e6);
+      char name[96];
+      std::snprintf(name, sizeof name, "1:4 decode %dx%d, %2d tok: cuBLAS / 1:4", out, in, tokens);
+      std::printf(
+          "%-44s %8.2f / %6.2f us  %5.0f / %5.0f GB/s  speedup %.2fx  (max rel diff %.1e)\n", name,
+          ms_d * 1e3, ms_s * 1e3, bw_d, bw_s, ms_d / ms_s, err);
+      const std::string k = "decode14_" + std::to_string(out) + "x" + std::to_string(in) + "_t" +
+                            std::to_string(tokens);
+      result(k + "_dense_us", ms_d * 1e3);
+      result(k + "_sparse_us", ms_s * 1e3);
+      result(k + "_speedup", ms_d / ms_s);
+      result(k + "_maxrel", err);
+    }
+  }
+}
+
+void bench_ch(cudaStream_t s, cublasHandle_t h) {
+  const Index R = 4096, C = 4096;
+  sc::DeviceBuffer<std::uint8_t> m(std::size_t(R * C));
+  fill_mask_kernel<<<1024, 256>>>(m.data(), m.size(), Philox(3));
+  sc::DeviceBuffer<float> out(std::size_t(R * C));
+  sc::ChScores<float> ch(R, C);
+  const double ms =
+      median_ms([&](int) { ch.run(m.data(), out.data(), h, s); }, 1, g_quick ? 3 : 5, s);
+  std::printf("%-44s %9.3f ms\n", "CH2-L3n scores 4096x4096 (fp32 GEMMs)", ms);
+  result("ch2_l3n_4096_ms", ms);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string only;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--quick") == 0)
+      g_quick = true;
+    else
+      only = argv[i];
+  }
+  if (sc::device_count() == 0) {
+    std::printf("bench_cuda: no CUDA device\n");
+    return 77;
+  }
+  cudaDeviceProp p{};
+  SPARSENM_CUDA_CHECK(cudaGetDeviceProperties(&p, 0));
+  std::printf("device: %s, %d SMs, L2 %d MB\n", p.name, p.multiProcessorCount, p.l2CacheSize >> 20);
+  sc::Stream stream;
+  sc::CublasHandle handle;
+  auto want = [&](const char* k) { return only.empty() || only == k; };
+  bench_copy(stream);
+  if (want("select")) bench_selection(stream);
+  if (want("tans")) bench_tans_passes(stream);
+  if (want("decode")) bench_decode14(stream, handle);
+  if (want("sparse24")) bench_sparse24(stream, handle);
+  if (want("step")) bench_tans_step(stream, handle);
+  if (want("ch")) bench_ch(stream, handle);
+  SPARSENM_CUDA_CHECK(cudaDeviceSynchronize());
+  return 0;
+}

@@ -1,0 +1,148 @@
+// SPDX-License-Identifier: Apache-2.0
+// Device Adam / AdamW (counterpart of sparsenm::Adam, optim/adam.hpp: same AdamConfig, same
+// operation order, masked entries frozen bit for bit) and AdamS (counterpart of sparsenm::AdamS,
+// CAST Algorithm 1: proportional L1 decay mixed into the first moment of pruned entries).
+// One fused pass per step (read g, mask, m, v, W; write m, v, W); nothing is allocated in step().
+// Gradients are not screened for NaN/Inf on the device (AdamConfig::nonfinite is ignored).
+#ifndef SPARSENM_CUDA_ADAM_CUH
+#define SPARSENM_CUDA_ADAM_CUH
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include <cuda_runtime.h>
+
+#include "../core/types.hpp"
+#include "../core/validate.hpp"
+#include "../optim/adam.hpp"
+#include "../optim/adams.hpp"
+#include "projection.cuh"
+#include "detail/optim_kernels.cuh"
+#include "error.cuh"
+#include "memory.cuh"
+
+namespace sparsenm {
+namespace cuda {
+
+template <class S>
+class Adam {
+  static_assert(std::is_floating_point<S>::value, "cuda::Adam<S>: S must be float or double");
+
+ public:
+  Adam(Index rows, Index cols, AdamConfig cfg = {}) : m_cfg(cfg), m_rows(rows), m_cols(cols) {
+    m_cfg.validate();
+    SPARSENM_CHECK(rows > 0 && cols > 0, "cuda::Adam: shape ", rows, "x", cols,
+                   " must be positive");
+    m_m.resize(size());
+    m_v.resize(size());
+    m_m.fill_bytes(0);
+    m_v.fill_bytes(0);
+    SPARSENM_CUDA_CHECK(cudaDeviceSynchronize());
+  }
+
+  /// One step on device `weight` with device `grad`; `mask` (device, optional): entries with 0
+  /// are frozen (weight and moments keep their bits).
+  void step(S* weight, const S* grad, const std::uint8_t* mask = nullptr,
+            cudaStream_t stream = nullptr) {
+    SPARSENM_CHECK(weight && grad, "cuda::Adam::step: weight and grad must be device pointers");
+    ++m_t;
+    const double bc1 = m_cfg.bias_correction ? 1.0 - std::pow(m_cfg.beta1, double(m_t)) : 1.0;
+    const double bc2 = m_cfg.bias_correction ? 1.0 - std::pow(m_cfg.beta2, double(m_t)) : 1.0;
+    const S step = S(m_cfg.lr / bc1), inv = S(1.0 / std::sqrt(bc2));
+    const S l2 = m_cfg.decoupled_weight_decay ? S(0) : S(m_cfg.weight_decay);
+    const S decay = m_cfg.decoupled_weight_decay ? S(1.0 - m_cfg.lr * m_cfg.weight_decay) : S(1);
+    const S b1 = S(m_cfg.beta1), b2 = S(m_cfg.beta2), eps = S(m_cfg.eps);
+    const unsigned grid = detail::grid_for((size() + 3) / 4, 256);
+    if (mask)
+      detail::adam_kernel<true, S><<<grid, 256, 0, stream>>>(
+          grad, mask, m_m.data(), m_v.data(), weight, size(), b1, b2, step, inv, eps, l2, decay);
+    else
+      detail::adam_kernel<false, S><<<grid, 256, 0, stream>>>(
+          grad, mask, m_m.data(), m_v.data(), weight, size(), b1, b2, step, inv, eps, l2, decay);
+    SPARSENM_CUDA_CHECK_LAUNCH("adam_kernel");
+  }
+
+  const AdamConfig& config() const { return m_cfg; }
+  void set_lr(double lr) {
+    check_finite_positive(lr, "cuda::Adam::set_lr: lr");
+    m_cfg.lr = lr;
+  }
+  const DeviceBuffer<S>& exp_avg() const { return m_m; }
+  const DeviceBuffer<S>& exp_avg_sq() const { return m_v; }
+  long steps() const { return m_t; }
+
+ private:
+  std::size_t size() const { return std::size_t(m_rows) * std::size_t(m_cols); }
+  AdamConfig m_cfg;
+  Index m_rows, m_cols;
+  DeviceBuffer<S> m_m, m_v;
+  long m_t = 0;
+};
+
+/// Device AdamS (counterpart of sparsenm::AdamS, optim/adams.hpp, with the same AdamSConfig) for
+/// scaling_groups = 0 (no learnable scaling on the device: the constructor throws otherwise).
+/// Before every step whose 0-based index is a multiple of mask_interval the mask is recomputed as
+/// the row-wise magnitude top-n of the weight (cuda::project_rowwise on |W|); then one fused pass
+/// applies CAST Algorithm 1 (alpha = min(1, t / T), t = steps taken before this one).
+template <class S>
+class AdamS {
+  static_assert(std::is_floating_point<S>::value, "cuda::AdamS<S>: S must be float or double");
+
+ public:
+  AdamS(Index rows, Index cols, AdamSConfig cfg = {}) : m_cfg(cfg), m_rows(rows), m_cols(cols) {
+    m_cfg.validate();
+    SPARSENM_CHECK(rows > 0 && cols > 0, "cuda::AdamS: shape ", rows, "x", cols,
+                   " must be positive");
+    check_divisible(cols, cfg.nm.m, "cuda::AdamS: cols", "nm.m");
+    SPARSENM_CHECK(cfg.scaling_groups == 0,
+                   "cuda::AdamS: AdamSConfig::scaling_groups = ", cfg.scaling_groups,
+                   " must be 0 (the device class has no learnable scaling)");
+    m_mu.resize(size());
+    m_v.resize(size());
+    m_scores.resize(size());
+    m_mask.resize(size());
+    m_mu.fill_bytes(0);
+    m_v.fill_bytes(0);
+    SPARSENM_CUDA_CHECK(cudaDeviceSynchronize());
+  }
+
+  /// One step on the device weight with the device gradient (both rows x cols row-major).
+  void step(S* weight, const S* grad, cudaStream_t stream = nullptr) {
+    SPARSENM_CHECK(weight && grad, "cuda::AdamS::step: weight and grad must be device pointers");
+    const unsigned eg = detail::grid_for(size(), 256);
+    if (m_t % m_cfg.mask_interval == 0) {
+      detail::abs_kernel<S><<<eg, 256, 0, stream>>>(weight, size(), m_scores.data());
+      SPARSENM_CUDA_CHECK_LAUNCH("abs_kernel");
+      project_rowwise(m_scores.data(), m_rows, m_cols, m_cfg.nm, m_mask.data(), stream);
+    }
+    const double alpha = std::min(1.0, double(m_t) / double(m_cfg.total_steps));
+    ++m_t;
+    const double bc1 = 1.0 - std::pow(m_cfg.beta1, double(m_t));
+    const double bc2 = 1.0 - std::pow(m_cfg.beta2, double(m_t));
+    detail::adams_kernel<S><<<detail::grid_for((size() + 3) / 4, 256), 256, 0, stream>>>(
+        grad, m_mask.data(), m_mu.data(), m_v.data(), weight, size(), S(m_cfg.beta1),
+        S(m_cfg.beta2), S(alpha), S(m_cfg.lambda), S(m_cfg.lr / bc1), S(1.0 / std::sqrt(bc2)),
+        S(m_cfg.eps));
+    SPARSENM_CUDA_CHECK_LAUNCH("adams_kernel");
+  }
+
+  long steps() const { return m_t; }
+  const AdamSConfig& config() const { return m_cfg; }
+  const DeviceBuffer<S>& exp_avg() const { return m_mu; }
+  const DeviceBuffer<S>& exp_avg_sq() const { return m_v; }
+  const DeviceBuffer<std::uint8_t>& mask() const { return m_mask; }
+
+ private:
+  std::size_t size() const { return std::size_t(m_rows) * std::size_t(m_cols); }
+  AdamSConfig m_cfg;
+  Index m_rows, m_cols;
+  DeviceBuffer<S> m_mu, m_v, m_scores;
+  DeviceBuffer<std::uint8_t> m_mask;
+  long m_t = 0;
+};
+
+}  // namespace cuda
+}  // namespace sparsenm
+
+#endif  // SPARSENM_CUDA_ADAM_CUH

@@ -1,0 +1,127 @@
+// SPDX-License-Identifier: Apache-2.0
+// A native 1:4 sparse weight for memory-bound decode (1-16 tokens): y = x Wᵀ reading only the
+// kept values and their 2-bit indices (kernel and storage format:
+// cuda/detail/decode14_kernels.cuh). Dense bf16 moves 2 bytes per weight; this format moves 0.5625
+// (a 3.56x ratio), which is the speed-up bound at the shapes where a dense GEMV is bandwidth-bound.
+// Built from the CPU's NMCompressed (mask/compress.hpp), so any row-wise 1:4 mask (or a
+// transposable 1:4 mask, which is row-wise legal too) can be served.
+#ifndef SPARSENM_CUDA_DECODE14_CUH
+#define SPARSENM_CUDA_DECODE14_CUH
+
+#include <cstdint>
+#include <vector>
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include "../core/types.hpp"
+#include "../core/validate.hpp"
+#include "../mask/compress.hpp"
+#include "detail/decode14_kernels.cuh"
+#include "error.cuh"
+#include "memory.cuh"
+
+namespace sparsenm {
+namespace cuda {
+
+/// A 1:4 weight (out x in) on the device in the decode format.
+class Sparse14 {
+ public:
+  static constexpr int kMaxTokens = 16;
+
+  Sparse14() = default;
+
+  /// From a CPU-compressed 1:4 weight (values rounded to bf16). in % 32 == 0.
+  template <class S>
+  explicit Sparse14(const NMCompressed<S>& c, cudaStream_t stream = nullptr) {
+    SPARSENM_CHECK(c.nm.n == 1 && c.nm.m == 4, "cuda::Sparse14: nm = ", c.nm, " must be NM{1,4}");
+    check_divisible(c.cols, 32, "cuda::Sparse14: cols", "32");
+    check_shape(c.values, c.rows, c.cols / 4, "cuda::Sparse14: values");
+    check_shape(c.indices, c.rows, c.cols / 4, "cuda::Sparse14: indices");
+    m_rows = c.rows;
+    m_cols = c.cols;
+    const std::size_t groups = std::size_t(c.rows) * std::size_t(c.cols / 4);
+    std::vector<__nv_bfloat16> v(groups);
+    std::vector<std::uint16_t> ix(groups / 8, 0);
+    for (std::size_t g = 0; g < groups; ++g) {
+      v[g] = __float2bfloat16(float(c.values.data()[g]));
+      const unsigned k = c.indices.data()[g];
+      SPARSENM_CHECK(k < 4, "cuda::Sparse14: indices entry ", g, " = ", k, " must be in [0, 4)");
+      ix[g / 8] = std::uint16_t(ix[g / 8] | (k << (2 * (g % 8))));
+    }
+    m_values.upload(v, stream);
+    m_idx.upload(ix, stream);
+  }
+
+  Index rows() const { return m_rows; }
+  Index cols() const { return m_cols; }
+  /// Bytes the kernel reads for the weight (values + indices).
+  std::size_t weight_bytes() const { return m_values.bytes() + m_idx.bytes(); }
+
+  /// y (tokens x rows, row-major bf16) = x (tokens x cols, row-major bf16) Wᵀ; 1 <= tokens <= 16.
+  /// `grid` = 0 picks a persistent grid (the occupancy limit times the multiprocessor count).
+  void matmul(const __nv_bfloat16* x, int tokens, __nv_bfloat16* y, cudaStream_t stream = nullptr,
+              int grid = 0) const {
+    SPARSENM_CHECK(tokens >= 1 && tokens <= kMaxTokens, "cuda::Sparse14::matmul: tokens = ", tokens,
+                   " must be in [1, ", kMaxTokens, "]");
+    SPARSENM_CHECK(x && y, "cuda::Sparse14::matmul: x and y must be device pointers");
+    if (m_rows == 0) return;
+    switch (tokens) {
+#define SPARSENM_DECODE14_CASE(T_) \
+  case T_:                         \
+    return launch<T_>(x, y, stream, grid);
+      SPARSENM_DECODE14_CASE(1)
+      SPARSENM_DECODE14_CASE(2)
+      SPARSENM_DECODE14_CASE(3)
+      SPARSENM_DECODE14_CASE(4)
+      SPARSENM_DECODE14_CASE(5)
+      SPARSENM_DECODE14_CASE(6)
+      SPARSENM_DECODE14_CASE(7)
+      SPARSENM_DECODE14_CASE(8)
+      SPARSENM_DECODE14_CASE(9)
+      SPARSENM_DECODE14_CASE(10)
+      SPARSENM_DECODE14_CASE(11)
+      SPARSENM_DECODE14_CASE(12)
+      SPARSENM_DECODE14_CASE(13)
+      SPARSENM_DECODE14_CASE(14)
+      SPARSENM_DECODE14_CASE(15)
+      SPARSENM_DECODE14_CASE(16)
+#undef SPARSENM_DECODE14_CASE
+      default:
+        break;
+    }
+  }
+
+ private:
+  template <int T>
+  void launch(const __nv_bfloat16* x, __nv_bfloat16* y, cudaStream_t stream, int grid) const {
+    const std::size_t smem = std::size_t(m_cols) * T * sizeof(__nv_bfloat16);
+    SPARSENM_CHECK(smem <= 227u * 1024u, "cuda::Sparse14::matmul: cols * tokens * 2 = ", smem,
+                   " bytes of activations exceed the 227 KiB of shared memory");
+    if (smem > 48u * 1024u)
+      SPARSENM_CUDA_CHECK(cudaFuncSetAttribute(
+          detail::decode14_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    if (grid <= 0) {
+      int per_sm = 0;
+      SPARSENM_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+          &per_sm, detail::decode14_kernel<T>, detail::kDecodeWarps * 32, smem));
+      if (per_sm < 1) per_sm = 1;
+      const long rows_per_block = detail::kDecodeWarps;
+      const long need = (long(m_rows) + rows_per_block - 1) / rows_per_block;
+      grid = int(std::min<long>(need, long(per_sm) * sm_count()));
+    }
+    detail::decode14_kernel<T><<<unsigned(grid), detail::kDecodeWarps * 32, smem, stream>>>(
+        reinterpret_cast<const uint4*>(m_values.data()), m_idx.data(), x, int(m_rows), int(m_cols),
+        y);
+    SPARSENM_CUDA_CHECK_LAUNCH("decode14_kernel");
+  }
+
+  Index m_rows = 0, m_cols = 0;
+  DeviceBuffer<__nv_bfloat16> m_values;
+  DeviceBuffer<std::uint16_t> m_idx;
+};
+
+}  // namespace cuda
+}  // namespace sparsenm
+
+#endif  // SPARSENM_CUDA_DECODE14_CUH

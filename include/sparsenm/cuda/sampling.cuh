@@ -1,0 +1,81 @@
+// SPDX-License-Identifier: Apache-2.0
+// Device soft-sampling noise (chts24 Sec. 3.2.2-3.2.3, App. A, C), the counterparts of
+// sparsenm::frechet_scores and sparsenm::uniform_perturb (sampling/frechet.hpp) with the same
+// Philox stream (counter = row-major linear index) and the same double-precision formulas:
+//   frechet:  W~ = |W| exp(-(1/T) log(-log U))     uniform:  S~ = S * U
+// uniform_perturb is bit-identical to the CPU (one exactly rounded product of identical operands).
+// frechet_scores is bit-identical in float output for all but astronomically rare inputs and within
+// 2 ulp in double output: CUDA's double log/exp are within 1 ulp of glibc's, not always equal.
+// Device-pointer functions are asynchronous and set `*bad_flag` (optional device int) instead of
+// throwing: frechet for a non-finite weight, uniform_perturb for a NaN score.
+#ifndef SPARSENM_CUDA_SAMPLING_CUH
+#define SPARSENM_CUDA_SAMPLING_CUH
+
+#include <cmath>
+#include <cstdint>
+
+#include <cuda_runtime.h>
+
+#include "../core/philox.hpp"
+#include "../core/types.hpp"
+#include "../core/validate.hpp"
+#include "detail/sampling_kernels.cuh"
+#include "error.cuh"
+#include "memory.cuh"
+
+namespace sparsenm {
+namespace cuda {
+
+/// Fréchet removal scores of `count` device weights (row-major matrix flattened), T > 0.
+template <class S, class T>
+void frechet_scores(const T* w, Index count, double temperature, const Philox& rng, S* out,
+                    cudaStream_t stream = nullptr, int* bad_flag = nullptr) {
+  check_finite_positive(temperature, "cuda::frechet_scores: temperature");
+  SPARSENM_CHECK(count >= 0, "cuda::frechet_scores: count = ", count, " must be >= 0");
+  if (count == 0) return;
+  const std::size_t n = std::size_t(count);
+  detail::frechet_kernel<S, T><<<detail::grid_for((n + 3) / 4, 256), 256, 0, stream>>>(
+      w, n, 1.0 / temperature, rng, out, bad_flag);
+  SPARSENM_CUDA_CHECK_LAUNCH("frechet_kernel");
+}
+
+/// Soft-regrowth noise of `count` device scores.
+template <class R, class T>
+void uniform_perturb(const T* scores, Index count, const Philox& rng, R* out,
+                     cudaStream_t stream = nullptr, int* nan_flag = nullptr) {
+  SPARSENM_CHECK(count >= 0, "cuda::uniform_perturb: count = ", count, " must be >= 0");
+  if (count == 0) return;
+  const std::size_t n = std::size_t(count);
+  detail::uniform_perturb_kernel<R, T>
+      <<<detail::grid_for((n + 3) / 4, 256), 256, 0, stream>>>(scores, n, rng, out, nan_flag);
+  SPARSENM_CUDA_CHECK_LAUNCH("uniform_perturb_kernel");
+}
+
+/// Host convenience (synchronises; throws like the CPU function).
+template <class S>
+Matrix<S> frechet_scores(const Matrix<S>& w, double temperature, const Philox& rng,
+                         cudaStream_t stream = nullptr) {
+  check_finite_positive(temperature, "cuda::frechet_scores: temperature");
+  check_all_finite(w, "cuda::frechet_scores: w");
+  DeviceBuffer<S> d_w = to_device(w, stream), d_o(std::size_t(w.size()));
+  frechet_scores<S, S>(d_w.data(), w.size(), temperature, rng, d_o.data(), stream);
+  return to_host(d_o, w.rows(), w.cols(), stream);
+}
+
+/// Host convenience (synchronises; throws on NaN like the CPU function).
+template <class S>
+Matrix<S> uniform_perturb(const Matrix<S>& scores, const Philox& rng,
+                          cudaStream_t stream = nullptr) {
+  for (Index k = 0; k < scores.size(); ++k)
+    SPARSENM_CHECK(!std::isnan(double(scores.data()[k])), "cuda::uniform_perturb: scores(",
+                   k / std::max<Index>(1, scores.cols()), ", ",
+                   k % std::max<Index>(1, scores.cols()), ") is NaN");
+  DeviceBuffer<S> d_s = to_device(scores, stream), d_o(std::size_t(scores.size()));
+  uniform_perturb<S, S>(d_s.data(), scores.size(), rng, d_o.data(), stream);
+  return to_host(d_o, scores.rows(), scores.cols(), stream);
+}
+
+}  // namespace cuda
+}  // namespace sparsenm
+
+#endif  // SPARSENM_CUDA_SAMPLING_CUH

@@ -1,0 +1,101 @@
+// SPDX-License-Identifier: Apache-2.0
+// The 1:4 decode kernel and the cuSPARSELt 2:4 product against an fp64 host reference computed
+// from the same bf16-rounded operands (tolerance 1e-2 relative: bf16 output rounding is 2^-9).
+// Outputs are poisoned (NaN) before each run, so an unwritten element fails.
+#include <cstdint>
+#include <vector>
+
+#include <cuda_bf16.h>
+#include <gtest/gtest.h>
+
+#include <sparsenm/cuda.cuh>
+#include <sparsenm/mask.hpp>
+
+#include "cuda/cuda_test_util.cuh"
+
+namespace {
+
+using sparsenm::Index;
+using sparsenm::Mask;
+using sparsenm::Matrix;
+using sparsenm::NM;
+using sparsenm::Philox;
+namespace sc = sparsenm::cuda;
+namespace st = sparsenm::test;
+
+float bf16_round(float x) { return __bfloat162float(__float2bfloat16(x)); }
+
+std::vector<__nv_bfloat16> to_bf16(const Matrix<float>& m) {
+  std::vector<__nv_bfloat16> v(std::size_t(m.size()));
+  for (Index k = 0; k < m.size(); ++k) v[std::size_t(k)] = __float2bfloat16(m.data()[k]);
+  return v;
+}
+
+/// y = x W^T in fp64 from bf16-rounded operands; W = decompress(c).
+Matrix<double> reference(const Matrix<float>& x, const Matrix<float>& w) {
+  Matrix<double> xd = x.unaryExpr([](float v) { return double(bf16_round(v)); });
+  Matrix<double> wd = w.unaryExpr([](float v) { return double(bf16_round(v)); });
+  return xd * wd.transpose();
+}
+
+Matrix<double> download_bf16(const sc::DeviceBuffer<__nv_bfloat16>& d, Index rows, Index cols) {
+  std::vector<__nv_bfloat16> h = d.to_host();
+  Matrix<double> out(rows, cols);
+  for (Index k = 0; k < out.size(); ++k)
+    out.data()[k] = double(__bfloat162float(h[std::size_t(k)]));
+  return out;
+}
+
+TEST(CudaDecode14, MatchesReferenceForEveryTokenCount) {
+  for (auto shape : {std::pair<Index, Index>{72, 256}, {129, 96}}) {
+    const Index out = shape.first, in = shape.second;
+    const Mask mask = sparsenm::random_rowwise(out, in, NM{1, 4}, Philox(out));
+    const Matrix<float> w = st::random_matrix<float>(out, in, 21);
+    const auto c = sparsenm::compress(w, mask, NM{1, 4});
+    const Matrix<float> wp = sparsenm::decompress(c);
+    sc::Sparse14 s14(c);
+    EXPECT_EQ(s14.weight_bytes(), std::size_t(out * in / 4 * 2 + out * in / 32 * 2));
+    for (int tokens = 1; tokens <= 16; ++tokens) {
+      const Matrix<float> x = st::random_matrix<float>(tokens, in, 100 + std::uint64_t(tokens));
+      sc::DeviceBuffer<__nv_bfloat16> d_x, d_y(std::size_t(tokens * out));
+      d_x.upload(to_bf16(x));
+      d_y.fill_bytes(0xFF);  // NaN poison
+      s14.matmul(d_x.data(), tokens, d_y.data());
+      const Matrix<double> y = download_bf16(d_y, tokens, out);
+      const Matrix<double> ref = reference(x, wp);
+      EXPECT_LT(st::max_rel_err(y, ref, 1e-2), 1e-2) << out << "x" << in << " tokens " << tokens;
+    }
+  }
+  const auto c24 =
+      sparsenm::compress(st::random_matrix<float>(8, 32, 1),
+                         sparsenm::random_rowwise(8, 32, NM{2, 4}, Philox(1)), NM{2, 4});
+  EXPECT_THROW(sc::Sparse14{c24}, sparsenm::Error);
+}
+
+#if defined(SPARSENM_HAS_CUSPARSELT)
+TEST(CudaSparse24, CuSparseLtMatchesReference) {
+  const Index out = 128, in = 256, tokens = 32;
+  const Mask mask = sparsenm::random_rowwise(out, in, NM{2, 4}, Philox(3));
+  const Matrix<float> w = st::random_matrix<float>(out, in, 22);
+  const auto c = sparsenm::compress(w, mask, NM{2, 4});
+  sc::Sparse24 s24(c, tokens);
+  const Matrix<float> x = st::random_matrix<float>(tokens, in, 23);
+  sc::DeviceBuffer<__nv_bfloat16> d_x, d_y(std::size_t(tokens * out));
+  d_x.upload(to_bf16(x));
+  d_y.fill_bytes(0xFF);
+  s24.matmul(d_x.data(), d_y.data());
+  const Matrix<double> y = download_bf16(d_y, tokens, out);
+  EXPECT_LT(st::max_rel_err(y, reference(x, sparsenm::decompress(c)), 1e-2), 1e-2);
+  std::printf("cuSPARSELt version %d\n", s24.library_version());
+  // A weight that is not 2:4 is refused.
+  sc::DeviceBuffer<__nv_bfloat16> dense;
+  dense.upload(to_bf16(w));
+  EXPECT_THROW(sc::Sparse24(dense.data(), out, in, tokens), sparsenm::Error);
+}
+#else
+TEST(CudaSparse24, CuSparseLtNotFoundAtConfigureTime) {
+  GTEST_SKIP() << "cuSPARSELt was not found by CMake; cuda::Sparse24 is not compiled";
+}
+#endif
+
+}  // namespace
