@@ -7,5 +7,9 @@
 #include "optim/nonfinite.hpp"
 #include "optim/newton_schulz.hpp"
 #include "optim/tans.hpp"
+#include "optim/adam.hpp"
+#include "optim/adams.hpp"
+#include "optim/muon.hpp"
+#include "optim/ste.hpp"
 
 #endif  // SPARSENM_OPTIM_HPP

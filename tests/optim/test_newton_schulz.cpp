@@ -24,10 +24,10 @@ TYPED_TEST_SUITE(NewtonSchulzTyped, Scalars);
 // (explicit transpose for tall matrices, explicit normalisation, three plain products per step).
 TYPED_TEST(NewtonSchulzTyped, MatchesLongDoubleReference) {
   using S = TypeParam;
-  const Index shapes[][2] = {{16, 16}, {24, 40}, {40, 24}, {1, 7}, {7, 1}, {64, 96}, {33, 5}};
+  const Index shapes[][2] = {{16, 16}, {24, 40}, {40, 24}, {1, 7}, {7, 1}, {48, 64}, {33, 5}};
   for (const auto& sh : shapes)
     for (NsCoefficients c : {NsCoefficients::TansTableA4, NsCoefficients::Muon})
-      for (int steps : {0, 1, 5, 7}) {
+      for (int steps : {0, 1, 5, 6}) {
         const Matrix<S> x = t::gaussian_matrix<S>(sh[0], sh[1], 11 + sh[0] * 3 + sh[1]);
         const Matrix<S> got = sparsenm::newton_schulz(x, steps, c);
         const Eigen::MatrixXd ref = t::to_double(t::ref_newton_schulz(t::to_ref(x), steps, c));
@@ -61,7 +61,7 @@ TYPED_TEST(NewtonSchulzTyped, TransposeCommutes) {
 // that all of them lie in the band [min f, max f] over [s_min, 1] (reported).
 TEST(NewtonSchulz, SingularValuesFollowScalarPolynomialAndBand) {
   for (NsCoefficients c : {NsCoefficients::TansTableA4, NsCoefficients::Muon}) {
-    for (const auto& sh : {std::pair<Index, Index>{64, 128}, {128, 64}, {48, 200}}) {
+    for (const auto& sh : {std::pair<Index, Index>{48, 112}, {112, 48}}) {
       const Matrix<float> x = t::gaussian_matrix<float>(sh.first, sh.second, 42 + sh.first);
       t::RefMat xr = t::to_ref(x);
       t::LD nrm = 0;

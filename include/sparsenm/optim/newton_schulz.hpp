@@ -69,26 +69,33 @@ template <class S>
 void mirror_lower(S* m, Index n) {
   constexpr Index kT = 64;
   const Index tiles = (n + kT - 1) / kT;
-  parallel_for(Index(0), tiles, [&](Index tj) {
-    const Index j0 = tj * kT, j1 = std::min(n, j0 + kT);
-    // tile column tj: lower tiles (ti >= tj) feed upper tiles (tj, ti).
-    for (Index ti = tj; ti < tiles; ++ti) {
-      const Index i0 = ti * kT, i1 = std::min(n, i0 + kT);
-      for (Index j = j0; j < j1; ++j)
-        for (Index i = std::max(i0, j + 1); i < i1; ++i) m[j + i * n] = m[i + j * n];
-    }
-  });
+  // Below 256 x 256 a parallel region costs more than the copy.
+  parallel_for(
+      Index(0), tiles,
+      [&](Index tj) {
+        const Index j0 = tj * kT, j1 = std::min(n, j0 + kT);
+        // tile column tj: lower tiles (ti >= tj) feed upper tiles (tj, ti).
+        for (Index ti = tj; ti < tiles; ++ti) {
+          const Index i0 = ti * kT, i1 = std::min(n, i0 + kT);
+          for (Index j = j0; j < j1; ++j)
+            for (Index i = std::max(i0, j + 1); i < i1; ++i) m[j + i * n] = m[i + j * n];
+        }
+      },
+      Index(4));
 }
 
 /// B = a I + b A + c A2 on the lower triangle (written into A2), then mirrored to full.
 template <class S>
 void ns_combine(const S* A, S* A2, Index n, S a, S b, S c) {
-  parallel_for(Index(0), n, [&](Index j) {
-    S* SPARSENM_RESTRICT out = A2 + j * n;
-    const S* SPARSENM_RESTRICT in = A + j * n;
-    for (Index i = j; i < n; ++i) out[i] = c * out[i] + b * in[i];
-    out[j] += a;
-  });
+  parallel_for(
+      Index(0), n,
+      [&](Index j) {
+        S* SPARSENM_RESTRICT out = A2 + j * n;
+        const S* SPARSENM_RESTRICT in = A + j * n;
+        for (Index i = j; i < n; ++i) out[i] = c * out[i] + b * in[i];
+        out[j] += a;
+      },
+      Index(256));  // below 256 columns a parallel region costs more than the work
   mirror_lower(A2, n);
 }
 

@@ -163,8 +163,7 @@ namespace detail {
 template <class S>
 double tans_moments(const S* SPARSENM_RESTRICT g, const std::uint8_t* SPARSENM_RESTRICT m,
                     S* SPARSENM_RESTRICT V, S* SPARSENM_RESTRICT P, S* SPARSENM_RESTRICT U, Index b,
-                    Index e, S b1, S b2, S eps) {
-  const S ob1 = S(1) - b1, ob2 = S(1) - b2;
+                    Index e, S b1, S b2, S ob1, S ob2, S eps) {
   S acc[kLanes] = {};
   auto one = [&](Index j, S& a) {
     const S gm = m[j] ? g[j] : S(0);  // select, not multiply: 0 * Inf would be NaN
@@ -259,12 +258,14 @@ void Tans<S>::step(Eigen::Ref<Matrix<S>> weight, const Eigen::MatrixBase<Derived
     return;
   }
   const double gamma = gamma_for(m_tau);
+  // 1 - beta is formed in double: float(1 - 0.999) is 1e-3 to 7 digits, 1 - float(0.999) is not.
   const S b1 = S(m_cfg.beta1), b2 = S(m_cfg.beta2), eps = S(m_cfg.eps);
+  const S ob1 = S(1.0 - m_cfg.beta1), ob2 = S(1.0 - m_cfg.beta2);
   S* V = m_v.data();
   S* P = m_p.data();
   S* U = m_u.data();
   const double ss = detail::chunk_sum(n, m_scratch.a, [&](Index b, Index e) {
-    return detail::tans_moments(g, mk, V, P, U, b, e, b1, b2, eps);
+    return detail::tans_moments(g, mk, V, P, U, b, e, b1, b2, ob1, ob2, eps);
   });
   const S decay = S(1.0 - m_cfg.lr * m_cfg.weight_decay);
   const S eta_mat = S(m_cfg.lr * std::sqrt(double(m_rows) / double(m_cols)));

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include <Eigen/Core>
@@ -53,6 +54,14 @@ void for_each_chunk(Index n, F&& f) {
     const Index e = b + kOptimGrain < n ? b + kOptimGrain : n;
     f(b, e, c);
   });
+}
+
+/// Calls f(r) for every row; in parallel only when the matrix spans at least two chunks (a parallel
+/// region on a small matrix costs more than the work, and much more on a loaded machine).
+template <class F>
+void for_each_row(Index rows, Index cols, F&& f) {
+  const Index min_parallel = rows * cols >= 2 * kOptimGrain ? 2 : rows + 1;
+  parallel_for(Index(0), rows, std::forward<F>(f), min_parallel);
 }
 
 /// Result of the pre-scan of a gradient (and optionally a mask).
@@ -191,7 +200,7 @@ void for_each_weight_span(Eigen::Ref<Matrix<S>>& w, F&& f) {
     for_each_chunk(rows * cols, [&](Index b, Index e, Index) { f(b, e, base + b); });
   } else {
     const Index stride = w.outerStride();
-    parallel_for(Index(0), rows, [&](Index r) { f(r * cols, (r + 1) * cols, base + r * stride); });
+    for_each_row(rows, cols, [&](Index r) { f(r * cols, (r + 1) * cols, base + r * stride); });
   }
 }
 
