@@ -77,6 +77,9 @@ endif()
 # enable_testing() and friends exist.
 option(SPARSENM_CUDA_TESTS "Build the GPU tests (needs SPARSENM_CUDA)" ON)
 option(SPARSENM_CUDA_BENCHMARKS "Build bench_cuda (needs SPARSENM_CUDA)" ON)
+if(SPARSENM_CUDA AND SPARSENM_CUDA_TESTS)
+  enable_testing()  # at directory scope: it sets a directory variable, so not inside a function
+endif()
 
 function(_sparsenm_cuda_define_tests)
   if(SPARSENM_CUDA)
@@ -90,7 +93,6 @@ function(_sparsenm_cuda_define_tests)
         add_library(GTest::gtest ALIAS gtest)
       endif()
       if(TARGET GTest::gtest)
-        enable_testing()
         file(GLOB _cu CONFIGURE_DEPENDS "${PROJECT_SOURCE_DIR}/tests/cuda/*.cu")
         add_executable(test_cuda ${_cu})
         target_link_libraries(test_cuda PRIVATE sparsenm_cuda GTest::gtest

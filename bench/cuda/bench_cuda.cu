@@ -388,6 +388,7 @@ int main(int argc, char** argv) {
     else
       only = argv[i];
   }
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   if (sc::device_count() == 0) {
     std::printf("bench_cuda: no CUDA device\n");
     return 77;
@@ -398,13 +399,23 @@ int main(int argc, char** argv) {
   sc::Stream stream;
   sc::CublasHandle handle;
   auto want = [&](const char* k) { return only.empty() || only == k; };
+  auto guarded = [&](const char* name, const std::function<void()>& f) {
+    if (!want(name)) return;
+    try {
+      f();
+    } catch (const std::exception& e) {
+      std::printf("%s: FAILED: %s\n", name, e.what());
+      result(std::string(name) + "_failed", 1);
+      (void)cudaGetLastError();
+    }
+  };
   bench_copy(stream);
-  if (want("select")) bench_selection(stream);
-  if (want("tans")) bench_tans_passes(stream);
-  if (want("decode")) bench_decode14(stream, handle);
-  if (want("sparse24")) bench_sparse24(stream, handle);
-  if (want("step")) bench_tans_step(stream, handle);
-  if (want("ch")) bench_ch(stream, handle);
+  guarded("select", [&] { bench_selection(stream); });
+  guarded("tans", [&] { bench_tans_passes(stream); });
+  guarded("decode", [&] { bench_decode14(stream, handle); });
+  guarded("sparse24", [&] { bench_sparse24(stream, handle); });
+  guarded("step", [&] { bench_tans_step(stream, handle); });
+  guarded("ch", [&] { bench_ch(stream, handle); });
   SPARSENM_CUDA_CHECK(cudaDeviceSynchronize());
   return 0;
 }

@@ -49,6 +49,19 @@ double max_rel_err(const A& a, const B& b, double floor_frac = 1e-3) {
   return e;
 }
 
+/// max |a - b| / max |b| (absolute error relative to the largest reference value).
+template <class A, class B>
+double max_abs_rel(const A& a, const B& b) {
+  double bmax = 0, e = 0;
+  for (Index k = 0; k < b.size(); ++k) {
+    bmax = std::max(bmax, std::abs(double(b.data()[k])));
+    const double d = std::abs(double(a.data()[k]) - double(b.data()[k]));
+    if (std::isnan(d)) return INFINITY;
+    e = std::max(e, d);
+  }
+  return e / std::max(bmax, 1e-300);
+}
+
 /// ||a - b||_F / ||b||_F.
 template <class A, class B>
 double fro_rel_err(const A& a, const B& b) {

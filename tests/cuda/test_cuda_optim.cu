@@ -1,8 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 // Device Newton-Schulz, TANS, Adam and AdamS against the CPU classes on fresh random inputs.
-// Tolerances: fp32 within 1e-5 relative (elementwise with a floor of 1e-3 of the largest value,
-// or Frobenius for Newton-Schulz, whose GEMM summation order differs); TF32 within 5e-3 and bf16
-// within 3e-2 (Frobenius, relative to an fp64 CPU reference).
+// Tolerances: fp32 within 1e-5 relative, both in Frobenius norm and as the largest absolute
+// difference over the largest reference value (elementwise ratios are not used: the CPU build
+// contracts a*b+c into FMAs where GCC chooses, the GPU where nvcc chooses, and quantities such as
+// g + wd*W cancel, so single entries can differ by more than 1e-5 of themselves while agreeing to
+// 1e-7 of the data); TF32 within 5e-3 and bf16 within 3e-2 (Frobenius; Newton-Schulz also
+// against an fp64 CPU reference). Weights start at 0.01 scale so the updates are not lost in the
+// rounding of the weights themselves.
 #include <cstdint>
 #include <vector>
 
@@ -59,7 +63,7 @@ void run_tans_case(sparsenm::TansConfig cfg, sc::NsPrecision prec, double tol) {
   const NM nm{2, 4};
   const Philox rng(2024);
   Mask mask = sparsenm::random_transposable(R, C, nm, rng.split(1));
-  Matrix<S> w_cpu = st::random_matrix<S>(R, C, 11);
+  Matrix<S> w_cpu = st::random_matrix<S>(R, C, 11) * S(0.01);
   for (Index k = 0; k < w_cpu.size(); ++k)
     if (!mask.data()[k]) w_cpu.data()[k] = S(0.25);  // inactive weights must stay bit-exact
   sparsenm::Tans<S> cpu(R, C, cfg);
@@ -92,13 +96,15 @@ void run_tans_case(sparsenm::TansConfig cfg, sc::NsPrecision prec, double tol) {
   const Matrix<S> w_gpu = sc::to_host(d_w, R, C, stream);
   // Compare the accumulated updates (the weights themselves are O(1), the updates O(lr)).
   const Matrix<S> du_gpu = w_gpu - w0, du_cpu = w_cpu - w0;
-  EXPECT_LT(st::max_rel_err(du_gpu, du_cpu), tol) << sc::to_string(prec);
+  EXPECT_LT(st::fro_rel_err(du_gpu, du_cpu), tol) << sc::to_string(prec);
+  if (prec == sc::NsPrecision::Native) EXPECT_LT(st::max_abs_rel(du_gpu, du_cpu), tol);
   EXPECT_EQ(gpu.steps_since_refresh(), cpu.steps_since_refresh());
   if (prec == sc::NsPrecision::Native) {
     const Matrix<S> v = sc::to_host(gpu.exp_avg_sq(), R, C, stream);
     const Matrix<S> p = sc::to_host(gpu.momentum(), R, C, stream);
-    EXPECT_LT(st::max_rel_err(v, cpu.exp_avg_sq()), 1e-5);
-    EXPECT_LT(st::max_rel_err(p, cpu.momentum()), 1e-5);
+    for (double e : {st::fro_rel_err(v, cpu.exp_avg_sq()), st::max_abs_rel(v, cpu.exp_avg_sq()),
+                     st::fro_rel_err(p, cpu.momentum()), st::max_abs_rel(p, cpu.momentum())})
+      EXPECT_LT(e, std::max(tol, 1e-12));
     EXPECT_NEAR(gpu.last_rms_scale(stream), cpu.last_rms_scale(), 1e-5 * cpu.last_rms_scale());
   }
   // Inactive entries of the final mask that were never active keep their exact bits.
@@ -140,7 +146,7 @@ TEST(CudaAdam, MatchesCpuMaskedAndDenseL2AndDecoupled) {
     cfg.weight_decay = 0.05;
     cfg.decoupled_weight_decay = variant & 1;
     const bool masked = variant & 2;
-    Matrix<float> w_cpu = st::random_matrix<float>(R, C, 3);
+    Matrix<float> w_cpu = st::random_matrix<float>(R, C, 3) * 0.01f;
     const Matrix<float> w0 = w_cpu;
     sparsenm::Adam<float> cpu(R, C, cfg);
     sc::Adam<float> gpu(R, C, cfg);
@@ -160,9 +166,13 @@ TEST(CudaAdam, MatchesCpuMaskedAndDenseL2AndDecoupled) {
       }
     }
     const Matrix<float> w_gpu = sc::to_host(d_w, R, C);
-    EXPECT_LT(st::max_rel_err((w_gpu - w0).eval(), (w_cpu - w0).eval()), 1e-5) << variant;
-    EXPECT_LT(st::max_rel_err(sc::to_host(gpu.exp_avg(), R, C), cpu.exp_avg()), 1e-5);
-    EXPECT_LT(st::max_rel_err(sc::to_host(gpu.exp_avg_sq(), R, C), cpu.exp_avg_sq()), 1e-5);
+    const Matrix<float> du_gpu = w_gpu - w0, du_cpu = w_cpu - w0;
+    const Matrix<float> m = sc::to_host(gpu.exp_avg(), R, C),
+                        v = sc::to_host(gpu.exp_avg_sq(), R, C);
+    for (double e : {st::fro_rel_err(du_gpu, du_cpu), st::max_abs_rel(du_gpu, du_cpu),
+                     st::fro_rel_err(m, cpu.exp_avg()), st::max_abs_rel(m, cpu.exp_avg()),
+                     st::fro_rel_err(v, cpu.exp_avg_sq()), st::max_abs_rel(v, cpu.exp_avg_sq())})
+      EXPECT_LT(e, 1e-5) << variant;
     if (masked)
       for (Index k = 0; k < mask.size(); ++k)
         if (!mask.data()[k]) ASSERT_EQ(w_gpu.data()[k], w0.data()[k]);
@@ -203,7 +213,7 @@ TEST(CudaAdamS, MatchesCpuWithMaskRecompute) {
   cfg.total_steps = 5;
   cfg.lambda = 0.01;
   const Index R = 24, C = 64;
-  Matrix<float> w_cpu = st::random_matrix<float>(R, C, 12);
+  Matrix<float> w_cpu = st::random_matrix<float>(R, C, 12) * 0.01f;
   const Matrix<float> w0 = w_cpu;
   sparsenm::AdamS<float> cpu(R, C, cfg);
   sc::AdamS<float> gpu(R, C, cfg);
@@ -216,7 +226,9 @@ TEST(CudaAdamS, MatchesCpuWithMaskRecompute) {
     gpu.step(d_w.data(), d_g.data());
   }
   const Matrix<float> w_gpu = sc::to_host(d_w, R, C);
-  EXPECT_LT(st::max_rel_err((w_gpu - w0).eval(), (w_cpu - w0).eval()), 1e-5);
+  const Matrix<float> du_gpu = w_gpu - w0, du_cpu = w_cpu - w0;
+  EXPECT_LT(st::fro_rel_err(du_gpu, du_cpu), 1e-5);
+  EXPECT_LT(st::max_abs_rel(du_gpu, du_cpu), 1e-5);
   std::vector<std::uint8_t> m = gpu.mask().to_host();
   for (Index k = 0; k < R * C; ++k) ASSERT_EQ(m[std::size_t(k)], cpu.mask().data()[k]);
 }

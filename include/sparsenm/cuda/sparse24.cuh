@@ -137,6 +137,7 @@ class Sparse24 {
     m_plan_ready = true;
     // The input must already be 2:4 along k; cuSPARSELt checks it (0 = valid).
     DeviceBuffer<int> valid(1);
+    valid.fill_bytes(0, stream);  // the check only reports failures: start from 0
     SPARSENM_CUSPARSELT_CHECK(
         cusparseLtSpMMAPruneCheck(&m_handle, &m_matmul, pruned, valid.data(), stream));
     int is_valid = 1;
