@@ -6,17 +6,22 @@
 #define SPARSENM_SAMPLING_FRECHET_HPP
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
+#include <vector>
 
 #include <Eigen/Core>
 
 #include "../core/error.hpp"
 #include "../core/parallel.hpp"
 #include "../core/philox.hpp"
+#include "../core/random_fill.hpp"
 #include "../core/types.hpp"
 #include "../core/validate.hpp"
+#include "detail/frechet_kernels.hpp"
 
 namespace sparsenm {
 
@@ -25,14 +30,27 @@ namespace detail {
 template <class S, class Fallback>
 using sampling_scalar_t = std::conditional_t<std::is_void<S>::value, Fallback, S>;
 
-/// Calls f(i, j, linear) over a (rows, cols) shape in parallel row chunks (static schedule).
+/// Calls f(i, row_begin, row_end) over rows in parallel chunks (static schedule; chunking depends
+/// only on the shape).
 template <class F>
-void for_each_entry(Index rows, Index cols, F&& f) {
+void for_each_row_chunk(Index rows, Index cols, F&& f) {
   const Index grain = std::max<Index>(1, Index(16384) / std::max<Index>(cols, 1));
-  parallel_for_chunks(rows, grain, [&](Index b, Index e) {
-    for (Index i = b; i < e; ++i)
-      for (Index j = 0; j < cols; ++j) f(i, j, i * cols + j);
-  });
+  parallel_for_chunks(rows, grain, [&](Index b, Index e) { f(b, e); });
+}
+
+/// True if any of n values is NaN or +-Inf (exponent bits all ones); vectorisable integer OR.
+template <class T>
+bool any_nonfinite(const T* p, Index n) {
+  static_assert(std::is_floating_point<T>::value, "any_nonfinite: floating-point input");
+  using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+  constexpr U kExp = sizeof(T) == 4 ? U(0x7f800000u) : U(0x7ff0000000000000ull);
+  U hit = 0;
+  for (Index k = 0; k < n; ++k) {
+    U bits;
+    std::memcpy(&bits, p + k, sizeof(T));
+    hit |= U((bits & kExp) == kExp);
+  }
+  return hit != 0;
 }
 
 }  // namespace detail
@@ -40,33 +58,40 @@ void for_each_entry(Index rows, Index cols, F&& f) {
 /// Fréchet removal scores W~ = |W| * (-ln U)^(-1/T), U ~ U(0, 1) with counter = linear index
 /// (chts24 Sec. 3.2.2, App. A). Keeping the top-k of W~ samples k entries without replacement with
 /// probability proportional to |W|^T (Gumbel-top-k in log space): small T = near-uniform, large T =
-/// near-greedy top-k. Computed in double, returned as S (deduced from `temperature`; write
-/// `frechet_scores<float>(w, 2.0, rng)` to force it). Zero weights score exactly 0. For very small
-/// T a score may overflow to +Inf (it then ties with other +Inf scores).
+/// near-greedy top-k. Computed in S (deduced from `temperature`; write
+/// `frechet_scores<float>(w, 2.0, rng)` to force it) with U = rng.uniform_float(k) for float and
+/// rng.uniform(k) for double; the float path is vectorised (AVX-512 logf/expf polynomials, ~1 ulp).
+/// Zero weights score exactly 0. For very small T a score may overflow to +Inf (it then ties with
+/// other +Inf scores).
 /// Throws sparsenm::Error if T is not finite and > 0 or if w has a NaN/Inf entry.
 template <class S, class Derived>
 Matrix<S> frechet_scores(const Eigen::MatrixBase<Derived>& w, S temperature, const Philox& rng) {
   static_assert(std::is_floating_point<S>::value, "frechet_scores: S must be float or double");
   check_finite_positive(double(temperature), "frechet_scores: temperature");
-  check_all_finite(w, "frechet_scores: w");
   using T = typename Derived::Scalar;
   const Eigen::Ref<const Matrix<T>> x(w.derived());
   Matrix<S> out(x.rows(), x.cols());
-  const double inv_t = 1.0 / double(temperature);
-  detail::for_each_entry(x.rows(), x.cols(), [&](Index i, Index j, Index k) {
-    const double a = std::abs(double(x(i, j)));
-    if (a == 0) {
-      out(i, j) = S(0);
-      return;
+  const Index cols = x.cols();
+  if (out.size() == 0) return out;
+  const S inv_t = S(1.0 / double(temperature));
+  std::atomic<bool> bad{false};
+  detail::for_each_row_chunk(x.rows(), cols, [&](Index b, Index e) {
+    std::vector<S> u(static_cast<std::size_t>(cols));
+    for (Index i = b; i < e; ++i) {
+      if (detail::any_nonfinite(x.data() + i * x.outerStride(), cols))
+        bad.store(true, std::memory_order_relaxed);
+      detail::fill_uniform(rng, std::uint64_t(i * cols), u.data(), cols);
+      detail::frechet_transform(x.data() + i * x.outerStride(), u.data(), out.data() + i * cols,
+                                cols, inv_t);
     }
-    const double e = -std::log(rng.uniform(std::uint64_t(k)));  // Exp(1), > 0
-    out(i, j) = S(a * std::exp(-inv_t * std::log(e)));
   });
+  if (bad.load()) check_all_finite(x, "frechet_scores: w");  // throws, naming the entry
   return out;
 }
 
-/// Soft-regrowth noise S~ = S ⊙ U(0, 1) (chts24 Sec. 3.2.3, App. C), U with counter = linear index.
-/// S defaults to the scores' scalar. ±Inf pass through (Inf * U = Inf); NaN throws.
+/// Soft-regrowth noise S~ = S ⊙ U(0, 1) (chts24 Sec. 3.2.3, App. C), U with counter = linear index
+/// (rng.uniform_float for a float result, rng.uniform for double), computed in the result type S,
+/// which defaults to the scores' scalar. ±Inf pass through (Inf * U = Inf); NaN throws.
 template <class S = void, class Derived>
 Matrix<detail::sampling_scalar_t<S, typename Derived::Scalar>> uniform_perturb(
     const Eigen::MatrixBase<Derived>& scores, const Philox& rng) {
@@ -79,8 +104,15 @@ Matrix<detail::sampling_scalar_t<S, typename Derived::Scalar>> uniform_perturb(
       SPARSENM_CHECK(!std::isnan(double(x(i, j))), "uniform_perturb: scores(", i, ", ", j,
                      ") is NaN");
   Matrix<R> out(x.rows(), x.cols());
-  detail::for_each_entry(x.rows(), x.cols(), [&](Index i, Index j, Index k) {
-    out(i, j) = R(double(x(i, j)) * rng.uniform(std::uint64_t(k)));
+  const Index cols = x.cols();
+  if (out.size() == 0) return out;
+  detail::for_each_row_chunk(x.rows(), cols, [&](Index b, Index e) {
+    for (Index i = b; i < e; ++i) {
+      R* o = out.data() + i * cols;
+      detail::fill_uniform(rng, std::uint64_t(i * cols), o, cols);
+      const T* xi = x.data() + i * x.outerStride();
+      for (Index j = 0; j < cols; ++j) o[j] = R(xi[j]) * o[j];
+    }
   });
   return out;
 }
