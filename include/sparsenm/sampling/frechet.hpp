@@ -53,6 +53,22 @@ bool any_nonfinite(const T* p, Index n) {
   return hit != 0;
 }
 
+/// True if any of n values is NaN (magnitude bits above the infinity pattern).
+template <class T>
+bool any_nan(const T* p, Index n) {
+  static_assert(std::is_floating_point<T>::value, "any_nan: floating-point input");
+  using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+  constexpr U kAbs = sizeof(T) == 4 ? U(0x7fffffffu) : U(0x7fffffffffffffffull);
+  constexpr U kInf = sizeof(T) == 4 ? U(0x7f800000u) : U(0x7ff0000000000000ull);
+  U hit = 0;
+  for (Index k = 0; k < n; ++k) {
+    U bits;
+    std::memcpy(&bits, p + k, sizeof(T));
+    hit |= U((bits & kAbs) > kInf);
+  }
+  return hit != 0;
+}
+
 }  // namespace detail
 
 /// Fréchet removal scores W~ = |W| * (-ln U)^(-1/T), U ~ U(0, 1) with counter = linear index
@@ -99,21 +115,25 @@ Matrix<detail::sampling_scalar_t<S, typename Derived::Scalar>> uniform_perturb(
   using T = typename Derived::Scalar;
   static_assert(std::is_floating_point<R>::value, "uniform_perturb: S must be float or double");
   const Eigen::Ref<const Matrix<T>> x(scores.derived());
-  for (Index i = 0; i < x.rows(); ++i)
-    for (Index j = 0; j < x.cols(); ++j)
-      SPARSENM_CHECK(!std::isnan(double(x(i, j))), "uniform_perturb: scores(", i, ", ", j,
-                     ") is NaN");
   Matrix<R> out(x.rows(), x.cols());
   const Index cols = x.cols();
   if (out.size() == 0) return out;
+  std::atomic<bool> nan{false};
   detail::for_each_row_chunk(x.rows(), cols, [&](Index b, Index e) {
     for (Index i = b; i < e; ++i) {
       R* o = out.data() + i * cols;
+      if (detail::any_nan(x.data() + i * x.outerStride(), cols))
+        nan.store(true, std::memory_order_relaxed);
       detail::fill_uniform(rng, std::uint64_t(i * cols), o, cols);
       const T* xi = x.data() + i * x.outerStride();
       for (Index j = 0; j < cols; ++j) o[j] = R(xi[j]) * o[j];
     }
   });
+  if (nan.load())
+    for (Index i = 0; i < x.rows(); ++i)
+      for (Index j = 0; j < cols; ++j)
+        SPARSENM_CHECK(!std::isnan(double(x(i, j))), "uniform_perturb: scores(", i, ", ", j,
+                       ") is NaN");
   return out;
 }
 
