@@ -4,5 +4,9 @@
 #define SPARSENM_NN_HPP
 
 #include "core.hpp"
+#include "mask.hpp"
+#include "kernels.hpp"
+#include "nn/sparse_linear.hpp"
+#include "nn/comolora.hpp"
 
 #endif  // SPARSENM_NN_HPP

@@ -6,6 +6,7 @@
 #define SPARSENM_KERNELS_DETAIL_SIMD_VEC_HPP
 
 #include "../../core/simd.hpp"
+#include "../../core/types.hpp"
 
 // GCC 12 reports false -Wmaybe-uninitialized warnings inside AVX-512 intrinsics that start from
 // _mm512_undefined_*() (GCC bug 105593); silence them for these kernels only.
@@ -27,6 +28,7 @@ template <>
 struct VecOps<float> {
   using V = __m512;
   static constexpr int kWidth = 16;
+  static constexpr bool kHasTranspose = true;
   static SPARSENM_ALWAYS_INLINE V zero() { return _mm512_setzero_ps(); }
   static SPARSENM_ALWAYS_INLINE V set1(float a) { return _mm512_set1_ps(a); }
   static SPARSENM_ALWAYS_INLINE V load(const float* p) { return _mm512_loadu_ps(p); }
@@ -64,11 +66,49 @@ struct VecOps<float> {
     return _mm512_add_ps(_mm512_mask_shuffle_f32x4(x01, 0xFFFF, x01, x23, _MM_SHUFFLE(2, 0, 2, 0)),
                          _mm512_mask_shuffle_f32x4(x01, 0xFFFF, x01, x23, _MM_SHUFFLE(3, 1, 3, 1)));
   }
+  /// Transposes a kWidth x kWidth block: row i of the source (src + i * lds) becomes column i of
+  /// the destination (dst + j * ldd). Standard unpack/shuffle network (64 shuffles for 16 x 16).
+  static SPARSENM_ALWAYS_INLINE void transpose_block(const float* src, Index lds, float* dst,
+                                                     Index ldd) {
+    V r[16], t[16];
+    for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + i * lds);
+    for (int i = 0; i < 8; ++i) {
+      t[2 * i] = _mm512_mask_unpacklo_ps(r[2 * i], 0xFFFF, r[2 * i], r[2 * i + 1]);
+      t[2 * i + 1] = _mm512_mask_unpackhi_ps(r[2 * i], 0xFFFF, r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; ++i)
+      for (int h = 0; h < 2; ++h) {
+        const V a = t[4 * i + h], b = t[4 * i + 2 + h];
+        r[4 * i + h] = _mm512_mask_shuffle_ps(a, 0xFFFF, a, b, _MM_SHUFFLE(1, 0, 1, 0));
+        r[4 * i + 2 + h] = _mm512_mask_shuffle_ps(a, 0xFFFF, a, b, _MM_SHUFFLE(3, 2, 3, 2));
+      }
+    // r[4i + k] now holds, in each 128-bit lane q, column (4q + k') entries of rows 4i..4i+3 for
+    // k' = {0, 2, 1, 3}[k]; combine lanes across the four row quads.
+    for (int k = 0; k < 4; ++k) {
+      const V a = r[k], b = r[4 + k], c = r[8 + k], d = r[12 + k];
+      const V ab0 = _mm512_mask_shuffle_f32x4(a, 0xFFFF, a, b, _MM_SHUFFLE(2, 0, 2, 0));
+      const V ab1 = _mm512_mask_shuffle_f32x4(a, 0xFFFF, a, b, _MM_SHUFFLE(3, 1, 3, 1));
+      const V cd0 = _mm512_mask_shuffle_f32x4(c, 0xFFFF, c, d, _MM_SHUFFLE(2, 0, 2, 0));
+      const V cd1 = _mm512_mask_shuffle_f32x4(c, 0xFFFF, c, d, _MM_SHUFFLE(3, 1, 3, 1));
+      t[k] = _mm512_mask_shuffle_f32x4(ab0, 0xFFFF, ab0, cd0, _MM_SHUFFLE(2, 0, 2, 0));
+      t[8 + k] = _mm512_mask_shuffle_f32x4(ab0, 0xFFFF, ab0, cd0, _MM_SHUFFLE(3, 1, 3, 1));
+      t[4 + k] = _mm512_mask_shuffle_f32x4(ab1, 0xFFFF, ab1, cd1, _MM_SHUFFLE(2, 0, 2, 0));
+      t[12 + k] = _mm512_mask_shuffle_f32x4(ab1, 0xFFFF, ab1, cd1, _MM_SHUFFLE(3, 1, 3, 1));
+    }
+    // t[4q + k] = column 4q + {0, 2, 1, 3}[k].
+    static constexpr int kCol[4] = {0, 2, 1, 3};
+    for (int q = 0; q < 4; ++q)
+      for (int k = 0; k < 4; ++k) _mm512_storeu_ps(dst + (4 * q + kCol[k]) * ldd, t[4 * q + k]);
+  }
 };
 template <>
 struct VecOps<double> {
   using V = __m512d;
   static constexpr int kWidth = 8;
+  static constexpr bool kHasTranspose = false;
+  template <class T>
+  static void transpose_block(const T*, Index, T*, Index) {}
+
   static SPARSENM_ALWAYS_INLINE V zero() { return _mm512_setzero_pd(); }
   static SPARSENM_ALWAYS_INLINE V set1(double a) { return _mm512_set1_pd(a); }
   static SPARSENM_ALWAYS_INLINE V load(const double* p) { return _mm512_loadu_pd(p); }
@@ -102,6 +142,10 @@ template <>
 struct VecOps<float> {
   using V = __m256;
   static constexpr int kWidth = 8;
+  static constexpr bool kHasTranspose = false;
+  template <class T>
+  static void transpose_block(const T*, Index, T*, Index) {}
+
   static SPARSENM_ALWAYS_INLINE V zero() { return _mm256_setzero_ps(); }
   static SPARSENM_ALWAYS_INLINE V set1(float a) { return _mm256_set1_ps(a); }
   static SPARSENM_ALWAYS_INLINE V load(const float* p) { return _mm256_loadu_ps(p); }
@@ -124,6 +168,10 @@ template <>
 struct VecOps<double> {
   using V = __m256d;
   static constexpr int kWidth = 4;
+  static constexpr bool kHasTranspose = false;
+  template <class T>
+  static void transpose_block(const T*, Index, T*, Index) {}
+
   static SPARSENM_ALWAYS_INLINE V zero() { return _mm256_setzero_pd(); }
   static SPARSENM_ALWAYS_INLINE V set1(double a) { return _mm256_set1_pd(a); }
   static SPARSENM_ALWAYS_INLINE V load(const double* p) { return _mm256_loadu_pd(p); }
@@ -148,6 +196,10 @@ template <class S>
 struct VecOps {
   using V = S;
   static constexpr int kWidth = 1;
+  static constexpr bool kHasTranspose = false;
+  template <class T>
+  static void transpose_block(const T*, Index, T*, Index) {}
+
   static V zero() { return S(0); }
   static V set1(S a) { return a; }
   static V load(const S* p) { return *p; }

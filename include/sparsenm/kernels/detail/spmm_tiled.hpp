@@ -49,13 +49,30 @@ inline namespace SPARSENM_ISA_NAMESPACE {
 /// Rows of W per work item (the Y^T buffer is kRowBlock x T values).
 constexpr Index kRowBlock = 256;
 /// Target size of the X^T block that one row block sweeps (fits L1 with room for the rest).
-constexpr Index kL1Block = 32768;
+#ifndef SPARSENM_KL1
+#define SPARSENM_KL1 32768
+#endif
+#ifndef SPARSENM_KR
+#define SPARSENM_KR 2
+#endif
+constexpr Index kL1Block = SPARSENM_KL1;
 
 /// Features per input block for a tile of `tile` tokens, a multiple of `m` (at least m).
 template <class S>
 inline Index feature_block(Index tile, int m) {
   const Index kc = kL1Block / (tile * Index(sizeof(S)));
   return std::max<Index>(m, kc / m * m);
+}
+
+/// Forces `p` into a register as computed, so the compiler addresses the C vectors of a tile row
+/// as [p + c * 64] instead of hoisting C separate base pointers (which exhausts the general
+/// registers and spills them: measured 2x slower on g++ 12).
+template <class T>
+SPARSENM_ALWAYS_INLINE const T* opaque(const T* p) {
+#if defined(__GNUC__) || defined(__clang__)
+  asm("" : "+r"(p));
+#endif
+  return p;
 }
 
 /// Per-thread scratch that survives between calls (no allocation in the steady state).
@@ -95,7 +112,7 @@ SPARSENM_ALWAYS_INLINE void spmm_nm_rows(const S* SPARSENM_RESTRICT val,
         const Index j = g * n + s;
         for (int rr = 0; rr < R; ++rr) {
           const V v = Ops::set1(vr[rr * nnzr + j]);
-          const S* xr = xg + Index(ir[rr * nnzr + j]) * T;
+          const S* xr = opaque(xg + Index(ir[rr * nnzr + j]) * T);
           for (int c = 0; c < C; ++c) acc[rr][c] = Ops::fmadd(v, Ops::load(xr + c * W), acc[rr][c]);
         }
       }
@@ -105,22 +122,33 @@ SPARSENM_ALWAYS_INLINE void spmm_nm_rows(const S* SPARSENM_RESTRICT val,
   }
 }
 
-/// Copies the Y^T buffer of rows [r0, r1) and tile q into Y (tokens x rows, leading dim ldo).
+/// Copies the Y^T buffer of rows [r0, r1) and tile q into Y (tokens x rows, leading dim ldo);
+/// full W x W blocks go through the in-register transpose where the ISA has one.
 template <class S>
 inline void store_transposed(const S* buf, Index tile, Index q, Index tokens, Index r0, Index r1,
                              S* out, Index ldo) {
-  const Index t_end = std::min(tokens, (q + 1) * tile);
-  for (Index t = q * tile; t < t_end; ++t) {
-    const Index i = t - q * tile;
+  using Ops = VecOps<S>;
+  constexpr Index W = Ops::kWidth;
+  const Index t0 = q * tile, t_end = std::min(tokens, (q + 1) * tile);
+  Index r_done = r0, t_done = t0;
+  if (Ops::kHasTranspose) {
+    r_done = r0 + (r1 - r0) / W * W;
+    t_done = t0 + (t_end - t0) / W * W;
+    for (Index t = t0; t < t_done; t += W)
+      for (Index r = r0; r < r_done; r += W)
+        Ops::transpose_block(buf + (r - r0) * tile + (t - t0), tile, out + t * ldo + r, ldo);
+  }
+  for (Index t = t0; t < t_end; ++t) {
+    const Index i = t - t0;
     S* o = out + t * ldo;
-    for (Index r = r0; r < r1; ++r) o[r] = buf[(r - r0) * tile + i];
+    for (Index r = (t < t_done ? r_done : r0); r < r1; ++r) o[r] = buf[(r - r0) * tile + i];
   }
 }
 
 template <class S, int C, int NN>
 void spmm_nm_impl(const NMCompressed<S>& w, const PackedTokens<S>& xp, S* out, Index ldo) {
   constexpr int W = VecOps<S>::kWidth;
-  constexpr int R = C >= 8 ? 1 : 8 / C;
+  constexpr int R = C >= 8 ? SPARSENM_KR : 16 / C;
   constexpr Index T = Index(C) * W;
   const int n = w.nm.n, m = w.nm.m;
   const Index rows = w.rows, groups = w.cols / m, nnzr = w.values.cols();
@@ -211,7 +239,7 @@ void spmm_csr_impl(const TransposedWeight<S>& wt, const PackedTokens<S>& xp, S* 
         const Index e_row_end = ptr[r + 1];
         for (; e < e_row_end && col[e] < c_end; ++e) {
           const V v = Ops::set1(val[e]);
-          const S* xr = xt + Index(col[e]) * T;
+          const S* xr = opaque(xt + Index(col[e]) * T);
           for (int c = 0; c < C; ++c) acc[c] = Ops::fmadd(v, Ops::load(xr + c * W), acc[c]);
         }
         cursor[r - r0] = e;
@@ -276,7 +304,7 @@ void sddmm_nm_impl(const NMCompressed<S>& w, const PackedTokens<S>& dyp, const P
           for (; j + W <= j1; j += W) {
             V acc[W];
             for (int e = 0; e < W; ++e) {
-              const S* xr = xt + (g * m + ir[j + e]) * T;
+              const S* xr = opaque(xt + (g * m + ir[j + e]) * T);
               V a = Ops::zero();
               for (int c = 0; c < C; ++c) a = Ops::fmadd(dy[c], Ops::load(xr + c * W), a);
               acc[e] = a;
@@ -288,7 +316,7 @@ void sddmm_nm_impl(const NMCompressed<S>& w, const PackedTokens<S>& dyp, const P
             Ops::store(dr + j, Ops::add(Ops::load(dr + j), Ops::reduce_batch(acc)));
           }
           for (; j < j1; ++j) {
-            const S* xr = xt + (g * m + ir[j]) * T;
+            const S* xr = opaque(xt + (g * m + ir[j]) * T);
             V a = Ops::zero();
             for (int c = 0; c < C; ++c) a = Ops::fmadd(dy[c], Ops::load(xr + c * W), a);
             dr[j] += Ops::hsum(a);
