@@ -204,7 +204,7 @@ TEST(Refresh, EffectiveRefreshRateRisesWithRho) {
 TEST(Refresh, SameResultForOneAndTwoThreads) {
   for (Layout layout : {Layout::RowWise, Layout::Transposable}) {
     const NM nm{2, 4};
-    const Mask start = random_mask(128, 192, nm, layout, Philox(4));
+    const Mask start = random_mask(192, 256, nm, layout, Philox(4));  // big enough for threads
     const Matrix<float> w0 = weights_for(start, 6);
     Mask masks[2];
     Matrix<float> ws[2];

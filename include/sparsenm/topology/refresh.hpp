@@ -15,6 +15,7 @@
 #include <Eigen/Core>
 
 #include "../core/error.hpp"
+#include "../core/parallel.hpp"
 #include "../core/philox.hpp"
 #include "../core/types.hpp"
 #include "../core/validate.hpp"
@@ -174,8 +175,8 @@ class TopologyRefresher {
  private:
   void project_rowwise_groups(const Mask& before, const Mask& after, const Matrix<S>& scores,
                               const Philox& mpr_rng, Mask& out, RefreshStats& st) const;
-  void project_tiles(const Mask& before, const Mask& after, const Matrix<S>& scores, Mask& out,
-                     RefreshStats& st) const;
+  void project_tiles(const Mask& before, const Mask& after, const Matrix<S>& scores,
+                     const std::vector<std::uint8_t>& refreshed, Mask& out, RefreshStats& st) const;
 
   RefreshConfig m_cfg;
   Philox m_rng;
@@ -231,11 +232,13 @@ RefreshResult TopologyRefresher<S>::refresh(Eigen::Ref<Matrix<S>> weight, Mask& 
   active.reserve(static_cast<std::size_t>(size / 2 + 1));
   Matrix<S> removal;
   if (c.soft_remove) removal = frechet_scores(weight, S(st.temperature), rng.split(1));
-  for (Index k = 0; k < size; ++k)
-    if (mb[k]) {
-      const Index i = k / cols, j = k % cols;
-      active.emplace_back(c.soft_remove ? removal(i, j) : std::abs(weight(i, j)), k);
-    }
+  for (Index i = 0; i < rows; ++i) {
+    const std::uint8_t* mr = mb + i * cols;
+    for (Index j = 0; j < cols; ++j)
+      if (mr[j])
+        active.emplace_back(c.soft_remove ? removal(i, j) : std::abs(weight(i, j)), i * cols + j);
+  }
+  removal.resize(0, 0);
   st.active = static_cast<Index>(active.size());
   st.removed = static_cast<Index>(std::floor(double(st.active) * st.zeta));
   Mask after = before;
@@ -244,17 +247,45 @@ RefreshResult TopologyRefresher<S>::refresh(Eigen::Ref<Matrix<S>> weight, Mask& 
     if (nth != active.end()) std::nth_element(first, nth, active.end());  // (score, index) order
     for (auto it = first; it != nth; ++it) after.data()[it->second] = 0;
   }
+  std::vector<std::pair<S, Index>>().swap(active);
 
-  // 2. Regrowth scores on the mask after removal (CH2-L3n), soft: ⊙ U(0, 1).
+  // 2. Regrowth scores on the mask after removal (CH2-L3n), soft: ⊙ U(0, 1). Only groups/tiles
+  // that lost a link can change (the others are fully held by their survivors), so the noise is
+  // drawn only there; the values are those of uniform_perturb(scores, rng.split(2)) (same
+  // counters), so the result equals the plain pipeline.
   ch_l3n_scores_into(after, c.rule, m_scores, m_ws);
-  if (c.soft_regrow) m_scores = uniform_perturb(m_scores, rng.split(2));
+  const Index gr = c.layout == Layout::RowWise ? 1 : nm.m;  // group rows
+  const Index gpr = cols / nm.m;                            // groups per group-row
+  std::vector<std::uint8_t> refreshed(static_cast<std::size_t>((rows / gr) * gpr), 0);
+  {
+    const std::uint8_t* ma = after.data();
+    for (Index i = 0; i < rows; ++i)
+      for (Index j = 0; j < cols; ++j)
+        if (mb[i * cols + j] != ma[i * cols + j])
+          refreshed[static_cast<std::size_t>((i / gr) * gpr + j / nm.m)] = 1;
+  }
+  if (c.soft_regrow) {
+    const Philox noise = rng.split(2);
+    S* sp = m_scores.data();
+    const std::uint8_t* ma = after.data();
+    parallel_for(
+        0, rows,
+        [&](Index i) {
+          for (Index j = 0; j < cols; ++j) {
+            const Index k = i * cols + j;
+            if (!ma[k] && refreshed[static_cast<std::size_t>((i / gr) * gpr + j / nm.m)])
+              sp[k] = S(double(sp[k]) * noise.uniform(static_cast<std::uint64_t>(k)));
+          }
+        },
+        64);
+  }
 
   // 3.-4. Survivor boosting and the legal projection.
-  Mask next(rows, cols);
+  Mask next = before;
   if (c.layout == Layout::RowWise)
     project_rowwise_groups(before, after, m_scores, rng.split(3), next, st);
   else
-    project_tiles(before, after, m_scores, next, st);
+    project_tiles(before, after, m_scores, refreshed, next, st);
 
   // 5. Zero removed and regrown weights; report the changed entries.
   RefreshResult res;
@@ -262,15 +293,17 @@ RefreshResult TopologyRefresher<S>::refresh(Eigen::Ref<Matrix<S>> weight, Mask& 
   const std::uint8_t* ma = after.data();
   const std::uint8_t* mn = next.data();
   std::uint8_t* ch = res.changed.data();
-  for (Index k = 0; k < size; ++k) {
-    ch[k] = mb[k] != mn[k] ? 1 : 0;
-    st.changed_count += ch[k];
-    if (!ma[k] && (mb[k] || mn[k])) weight(k / cols, k % cols) = S(0);
-    if (!ma[k] && mn[k]) {
-      ++st.regrown;
-      if (mb[k]) ++st.revived;
+  for (Index i = 0; i < rows; ++i)
+    for (Index j = 0; j < cols; ++j) {
+      const Index k = i * cols + j;
+      ch[k] = mb[k] != mn[k] ? 1 : 0;
+      st.changed_count += ch[k];
+      if (!ma[k] && (mb[k] || mn[k])) weight(i, j) = S(0);
+      if (!ma[k] && mn[k]) {
+        ++st.regrown;
+        if (mb[k]) ++st.revived;
+      }
     }
-  }
   st.effective_refresh_rate =
       st.refreshed_groups > 0 ? double(st.changed_groups) / double(st.refreshed_groups) : 0.0;
   st.flip_rate = size > 0 ? double(st.changed_count) / double(size) : 0.0;
@@ -328,32 +361,46 @@ void TopologyRefresher<S>::project_rowwise_groups(const Mask& before, const Mask
 
 template <class S>
 void TopologyRefresher<S>::project_tiles(const Mask& before, const Mask& after,
-                                         const Matrix<S>& scores, Mask& out,
+                                         const Matrix<S>& scores,
+                                         const std::vector<std::uint8_t>& refreshed, Mask& out,
                                          RefreshStats& st) const {
   const int m = m_cfg.nm.m;
-  const Index rows = before.rows(), cols = before.cols();
+  const Index rows = before.rows(), cols = before.cols(), tpr = cols / m;
+  st.groups = (rows / m) * tpr;
+  // Only tiles that lost a link can change; they are stacked side by side into one m x (m·T)
+  // matrix (each stays an m x m tile) and projected together.
+  std::vector<Index> tiles;
+  for (Index t = 0; t < st.groups; ++t)
+    if (refreshed[static_cast<std::size_t>(t)]) tiles.push_back(t);
+  st.refreshed_groups = static_cast<Index>(tiles.size());
+  if (tiles.empty()) return;
   // Survivor boosting Ŝ = S̃ + Γ [survivor] in double with Γ a power of two above m² · max S̃:
   // a pattern that drops a survivor loses Γ and can gain at most m² · max S̃ < Γ, so survivors
   // are always kept (Γ → ∞), while the sums of the remaining scores stay exact in double.
   double smax = 0;
   for (Index k = 0; k < scores.size(); ++k) smax = std::max(smax, double(scores.data()[k]));
   const double gamma = std::exp2(std::ceil(std::log2((smax + 1.0) * double(m) * double(m) * 2.0)));
-  Matrix<double> boosted(rows, cols);
-  for (Index i = 0; i < rows; ++i)
-    for (Index j = 0; j < cols; ++j) boosted(i, j) = after(i, j) ? gamma : double(scores(i, j));
-  out = project_transposable(boosted, m_cfg.nm);
-  st.groups = (rows / m) * (cols / m);
-  for (Index ti = 0; ti < rows; ti += m)
-    for (Index tj = 0; tj < cols; tj += m) {
-      bool refreshed = false, changed = false;
-      for (int a = 0; a < m; ++a)
-        for (int b = 0; b < m; ++b) {
-          refreshed |= before(ti + a, tj + b) != after(ti + a, tj + b);
-          changed |= before(ti + a, tj + b) != out(ti + a, tj + b);
-        }
-      st.refreshed_groups += refreshed;
-      st.changed_groups += changed;
-    }
+  const Index T = static_cast<Index>(tiles.size());
+  Matrix<double> boosted(m, m * T);
+  for (Index t = 0; t < T; ++t) {
+    const Index ti = tiles[static_cast<std::size_t>(t)] / tpr * m;
+    const Index tj = tiles[static_cast<std::size_t>(t)] % tpr * m;
+    for (int a = 0; a < m; ++a)
+      for (int b = 0; b < m; ++b)
+        boosted(a, t * m + b) = after(ti + a, tj + b) ? gamma : double(scores(ti + a, tj + b));
+  }
+  const Mask proj = project_transposable(boosted, m_cfg.nm);
+  for (Index t = 0; t < T; ++t) {
+    const Index ti = tiles[static_cast<std::size_t>(t)] / tpr * m;
+    const Index tj = tiles[static_cast<std::size_t>(t)] % tpr * m;
+    bool changed = false;
+    for (int a = 0; a < m; ++a)
+      for (int b = 0; b < m; ++b) {
+        out(ti + a, tj + b) = proj(a, t * m + b);
+        changed |= before(ti + a, tj + b) != proj(a, t * m + b);
+      }
+    st.changed_groups += changed;
+  }
 }
 
 }  // namespace sparsenm

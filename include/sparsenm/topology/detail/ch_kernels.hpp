@@ -462,7 +462,7 @@ void ch_l3n_fast(const Mask& mask, ChRule rule, ChWorkspace<S>& ws, S* out, bool
   const Index R = mask.rows(), C = mask.cols();
   if (R == 0 || C == 0) return;
   // Parallel only when the work (about R·C·(R + C) / 80 lookups) amortises the regions.
-  const bool par = double(R) * double(C) * double(R + C) >= 4e6;
+  const bool par = double(R) * double(C) * double(R + C) >= 2e7;
   pack_rows(mask, ws.bits_rows, par);
   pack_cols(mask, ws.bits_cols, par);
   row_degrees(ws.bits_rows, ws.deg_rows);
