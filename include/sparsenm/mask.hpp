@@ -8,6 +8,7 @@
 #include "mask/rowwise.hpp"
 #include "mask/transposable.hpp"
 #include "mask/project.hpp"
+#include "mask/families.hpp"
 #include "mask/stats.hpp"
 #include "mask/compress.hpp"
 #include "mask/nvidia_metadata.hpp"

@@ -11,3 +11,7 @@ template struct sparsenm::TransposablePatterns<4, 3>;
 template struct sparsenm::TransposablePatterns<6, 3>;
 template struct sparsenm::detail::ScalarTileOps<float>;
 template struct sparsenm::detail::ScalarTileOps<double>;
+template struct sparsenm::RowWiseFamily<4, 2>;
+template struct sparsenm::TransposableTableFamily<4, 2>;
+template struct sparsenm::TransposableTableFamily<5, 2>;
+template struct sparsenm::TransposableExactFamily<8, 4>;
