@@ -3,6 +3,7 @@
 #ifndef SPARSENM_OPTIM_ADAM_HPP
 #define SPARSENM_OPTIM_ADAM_HPP
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -12,6 +13,7 @@
 #include "../core/types.hpp"
 #include "../core/validate.hpp"
 #include "detail/elementwise.hpp"
+#include "detail/sqrt_block.hpp"
 #include "nonfinite.hpp"
 
 namespace sparsenm {
@@ -128,26 +130,42 @@ class AdamW : public Adam<S> {
 namespace detail {
 
 /// The fused Adam update over [b, e) (w points at element b). MASKED selects the frozen-entry
-/// blend; L2 adds wd * W to the gradient.
+/// blend; L2 adds wd * W to the gradient. L1 blocks so the square roots vectorise.
 template <bool MASKED, class S>
 void adam_update(const S* SPARSENM_RESTRICT g, const std::uint8_t* SPARSENM_RESTRICT mk,
                  S* SPARSENM_RESTRICT m, S* SPARSENM_RESTRICT v, S* SPARSENM_RESTRICT w, Index b,
                  Index e, S b1, S b2, S ob1, S ob2, S step, S inv_sqrt_bc2, S eps, S l2, S decay) {
-  for (Index i = b; i < e; ++i) {
-    const S wo = w[i - b];
-    const S gg = g[i] + l2 * wo;
-    const S mn = b1 * m[i] + ob1 * gg;
-    const S vn = b2 * v[i] + ob2 * (gg * gg);
-    const S wn = decay * wo - step * mn / (std::sqrt(vn) * inv_sqrt_bc2 + eps);
-    if (MASKED) {
-      const bool on = mk[i] != 0;
-      m[i] = on ? mn : m[i];
-      v[i] = on ? vn : v[i];
-      w[i - b] = on ? wn : wo;
-    } else {
-      m[i] = mn;
-      v[i] = vn;
-      w[i - b] = wn;
+  alignas(64) S root[kSqrtBlock];
+  alignas(64) S mom[kSqrtBlock];
+  for (Index i0 = b; i0 < e; i0 += kSqrtBlock) {
+    const Index len = std::min(kSqrtBlock, e - i0);
+    const S* SPARSENM_RESTRICT gb = g + i0;
+    S* SPARSENM_RESTRICT mb = m + i0;
+    S* SPARSENM_RESTRICT vb = v + i0;
+    S* SPARSENM_RESTRICT wb = w + (i0 - b);
+    for (Index k = 0; k < len; ++k) {
+      const S gg = gb[k] + l2 * wb[k];
+      const S mn = b1 * mb[k] + ob1 * gg;
+      const S vn = b2 * vb[k] + ob2 * (gg * gg);
+      if (MASKED) {
+        const bool on = mk[i0 + k] != 0;
+        mb[k] = on ? mn : mb[k];
+        vb[k] = on ? vn : vb[k];
+      } else {
+        mb[k] = mn;
+        vb[k] = vn;
+      }
+      mom[k] = mn;
+      root[k] = vn;
+    }
+    sqrt_block(root, len);
+    for (Index k = 0; k < len; ++k) {
+      const S wo = wb[k];
+      const S wn = decay * wo - step * mom[k] / (root[k] * inv_sqrt_bc2 + eps);
+      if (MASKED)
+        wb[k] = mk[i0 + k] ? wn : wo;
+      else
+        wb[k] = wn;
     }
   }
 }

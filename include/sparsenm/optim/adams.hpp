@@ -15,6 +15,7 @@
 #include "../core/validate.hpp"
 #include "../mask/rowwise.hpp"
 #include "detail/elementwise.hpp"
+#include "detail/sqrt_block.hpp"
 #include "nonfinite.hpp"
 
 namespace sparsenm {
@@ -169,7 +170,7 @@ class AdamS {
 namespace detail {
 
 /// One block of a row: the AdamS update of Theta over [0, len) with scale a; returns
-/// sum g * Theta_{t-1} (the block's dL/dA).
+/// sum g * Theta_{t-1} (the block's dL/dA). L1 sub-blocks so the square roots vectorise.
 template <class S>
 double adams_block(const S* SPARSENM_RESTRICT g, const std::uint8_t* SPARSENM_RESTRICT mk,
                    S* SPARSENM_RESTRICT mu, S* SPARSENM_RESTRICT v, S* SPARSENM_RESTRICT w,
@@ -177,22 +178,31 @@ double adams_block(const S* SPARSENM_RESTRICT g, const std::uint8_t* SPARSENM_RE
                    S eps) {
   const S oa = S(1) - alpha, al = alpha * lam;
   S acc[kLanes] = {};
-  auto one = [&](Index i, S& ac) {
-    const S th = w[i];
-    ac += g[i] * th;
-    const S gt = g[i] * a;
-    const S m = b1 * mu[i] + ob1 * gt;
-    const S sg = S(th > S(0)) - S(th < S(0));
-    const S mt = mk[i] ? m : oa * m + al * sg;
-    const S vn = b2 * v[i] + ob2 * (mt * mt);
-    mu[i] = m;
-    v[i] = vn;
-    w[i] = th - step * mt / (std::sqrt(vn) * inv_sqrt_bc2 + eps);
-  };
-  Index i = 0;
-  for (; i + kLanes <= len; i += kLanes)
-    for (int l = 0; l < kLanes; ++l) one(i + l, acc[l]);
-  for (; i < len; ++i) one(i, acc[0]);
+  alignas(64) S root[kSqrtBlock];
+  alignas(64) S mix[kSqrtBlock];
+  for (Index i0 = 0; i0 < len; i0 += kSqrtBlock) {
+    const Index n = std::min(kSqrtBlock, len - i0);
+    const S* SPARSENM_RESTRICT gb = g + i0;
+    const std::uint8_t* SPARSENM_RESTRICT mb = mk + i0;
+    S* SPARSENM_RESTRICT mub = mu + i0;
+    S* SPARSENM_RESTRICT vb = v + i0;
+    S* SPARSENM_RESTRICT wb = w + i0;
+    lanes_dot(gb, wb, n, acc);  // dL/dA uses Theta_{t-1}
+    for (Index k = 0; k < n; ++k) {
+      const S th = wb[k];
+      const S gt = gb[k] * a;
+      const S m = b1 * mub[k] + ob1 * gt;
+      const S sg = S(th > S(0)) - S(th < S(0));
+      const S mt = mb[k] ? m : oa * m + al * sg;
+      const S vn = b2 * vb[k] + ob2 * (mt * mt);
+      mub[k] = m;
+      vb[k] = vn;
+      mix[k] = mt;
+      root[k] = vn;
+    }
+    sqrt_block(root, n);
+    for (Index k = 0; k < n; ++k) wb[k] -= step * mix[k] / (root[k] * inv_sqrt_bc2 + eps);
+  }
   double s = 0;
   for (int l = 0; l < kLanes; ++l) s += double(acc[l]);
   return s;

@@ -14,6 +14,7 @@
 #include "../core/types.hpp"
 #include "../core/validate.hpp"
 #include "detail/elementwise.hpp"
+#include "detail/sqrt_block.hpp"
 #include "newton_schulz.hpp"
 #include "nonfinite.hpp"
 
@@ -160,49 +161,60 @@ class Tans {
 namespace detail {
 
 /// Pass 1 of a TANS step over [b, e): V, P, U_base; returns sum U_base^2 (chtsnm Sec. 3.2).
+/// Works in L1 blocks so the square roots vectorise (see detail/sqrt_block.hpp).
 template <class S>
 double tans_moments(const S* SPARSENM_RESTRICT g, const std::uint8_t* SPARSENM_RESTRICT m,
                     S* SPARSENM_RESTRICT V, S* SPARSENM_RESTRICT P, S* SPARSENM_RESTRICT U, Index b,
                     Index e, S b1, S b2, S ob1, S ob2, S eps) {
   S acc[kLanes] = {};
-  auto one = [&](Index j, S& a) {
-    const S gm = m[j] ? g[j] : S(0);  // select, not multiply: 0 * Inf would be NaN
-    const S v = b2 * V[j] + ob2 * (gm * gm);
-    const S gh = gm / (std::sqrt(v) + eps);
-    const S p = b1 * P[j] + ob1 * gh;
-    const S u = m[j] ? ob1 * gh + b1 * p : S(0);
-    V[j] = v;
-    P[j] = p;
-    U[j] = u;
-    a += u * u;
-  };
-  Index i = b;
-  for (; i + kLanes <= e; i += kLanes)
-    for (int l = 0; l < kLanes; ++l) one(i + l, acc[l]);
-  for (; i < e; ++i) one(i, acc[0]);
+  alignas(64) S root[kSqrtBlock];
+  for (Index i0 = b; i0 < e; i0 += kSqrtBlock) {
+    const Index len = std::min(kSqrtBlock, e - i0);
+    const S* SPARSENM_RESTRICT gb = g + i0;
+    const std::uint8_t* SPARSENM_RESTRICT mb = m + i0;
+    S* SPARSENM_RESTRICT Vb = V + i0;
+    S* SPARSENM_RESTRICT Pb = P + i0;
+    S* SPARSENM_RESTRICT Ub = U + i0;
+    for (Index k = 0; k < len; ++k) {
+      const S gm = mb[k] ? gb[k] : S(0);  // select, not multiply: 0 * Inf would be NaN
+      const S v = b2 * Vb[k] + ob2 * (gm * gm);
+      Vb[k] = v;
+      root[k] = v;
+    }
+    sqrt_block(root, len);
+    for (Index k = 0; k < len; ++k) {
+      const S gm = mb[k] ? gb[k] : S(0);
+      const S gh = gm / (root[k] + eps);
+      const S p = b1 * Pb[k] + ob1 * gh;
+      Pb[k] = p;
+      Ub[k] = mb[k] ? ob1 * gh + b1 * p : S(0);
+    }
+    lanes_sum_squares(Ub, len, acc);  // U is still in L1
+  }
   double s = 0;
   for (int l = 0; l < kLanes; ++l) s += double(acc[l]);
   return s;
 }
 
-/// Pass 2 over [b, e): sum of O^2 over active entries (act) and over all entries (all).
+/// Pass 2 over [b, e): sum of O^2 over active entries (act) and over all entries (all). The mask
+/// is known to be 0/1 here (pre-scan), so O^2 * float(mask) is exact; L1 blocks keep it one pass.
 template <class S>
 void tans_o_sums(const S* SPARSENM_RESTRICT O, const std::uint8_t* SPARSENM_RESTRICT m, Index b,
                  Index e, double& act, double& all) {
   S a[kLanes] = {}, t[kLanes] = {};
-  Index i = b;
-  for (; i + kLanes <= e; i += kLanes)
-    for (int l = 0; l < kLanes; ++l) {
-      const S o2 = O[i + l] * O[i + l];
-      t[l] += o2;
-      a[l] += m[i + l] ? o2 : S(0);
-    }
-  double sa = 0, st = 0;
-  for (; i < e; ++i) {
-    const double o2 = double(O[i]) * double(O[i]);
-    st += o2;
-    sa += m[i] ? o2 : 0.0;
+  alignas(64) S sq[kSqrtBlock];
+  for (Index i0 = b; i0 < e; i0 += kSqrtBlock) {
+    const Index len = std::min(kSqrtBlock, e - i0);
+    const S* SPARSENM_RESTRICT Ob = O + i0;
+    const std::uint8_t* SPARSENM_RESTRICT mb = m + i0;
+    for (Index k = 0; k < len; ++k) sq[k] = Ob[k] * Ob[k] * S(mb[k]);
+    lanes_sum_squares(Ob, len, t);
+    Index k = 0;
+    for (; k + kLanes <= len; k += kLanes)
+      for (int l = 0; l < kLanes; ++l) a[l] += sq[k + l];
+    for (; k < len; ++k) a[0] += sq[k];
   }
+  double sa = 0, st = 0;
   for (int l = 0; l < kLanes; ++l) {
     sa += double(a[l]);
     st += double(t[l]);

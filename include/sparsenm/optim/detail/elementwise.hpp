@@ -72,44 +72,30 @@ struct GradScan {
 };
 
 /// One read-only pass over grad (and mask when non-null): finiteness, mask legality, |M|.
+/// Finiteness: g * 0 is 0 for finite g and NaN for Inf/NaN (never folded without -ffast-math),
+/// summed in lanes, so the test vectorises; the mask count and OR are integer reductions.
 template <class S>
 GradScan scan_gradient(const S* SPARSENM_RESTRICT g, const std::uint8_t* SPARSENM_RESTRICT mask,
                        Index n, ChunkScratch& scratch) {
-  const S big = std::numeric_limits<S>::max();
   for_each_chunk(n, [&](Index b, Index e, Index c) {
-    int bad[kLanes] = {};
-    int act[kLanes] = {};
-    int orr[kLanes] = {};
-    long long bad_total = 0, act_total = 0, or_total = 0;
+    S z[kLanes] = {};
     Index i = b;
-    // Inner blocks are short enough that the int lane counters cannot overflow.
-    while (i < e) {
-      const Index stop = (e - i) > (Index(1) << 20) ? i + (Index(1) << 20) : e;
-      for (; i + kLanes <= stop; i += kLanes) {
-        for (int l = 0; l < kLanes; ++l) bad[l] += !(std::abs(g[i + l]) <= big);
-        if (mask) {
-          for (int l = 0; l < kLanes; ++l) {
-            act[l] += mask[i + l];
-            orr[l] |= mask[i + l];
-          }
-        }
-      }
-      for (; i < stop; ++i) {
-        bad_total += !(std::abs(g[i]) <= big);
-        if (mask) {
-          act_total += mask[i];
-          or_total |= mask[i];
-        }
+    for (; i + kLanes <= e; i += kLanes)
+      for (int l = 0; l < kLanes; ++l) z[l] += g[i + l] * S(0);
+    S tail = 0;
+    for (; i < e; ++i) tail += g[i] * S(0);
+    bool finite = tail == S(0);
+    for (int l = 0; l < kLanes; ++l) finite = finite && z[l] == S(0);
+    unsigned act = 0, orr = 0;  // a chunk has at most 2^15 entries of at most 255
+    if (mask) {
+      for (Index k = b; k < e; ++k) {
+        act += mask[k];
+        orr |= mask[k];
       }
     }
-    for (int l = 0; l < kLanes; ++l) {
-      bad_total += bad[l];
-      act_total += act[l];
-      or_total |= orr[l];
-    }
-    scratch.c[static_cast<std::size_t>(c)] = bad_total;
-    scratch.d[static_cast<std::size_t>(c)] = mask ? act_total : (e - b);
-    scratch.e[static_cast<std::size_t>(c)] = or_total;
+    scratch.c[static_cast<std::size_t>(c)] = finite ? 0 : 1;
+    scratch.d[static_cast<std::size_t>(c)] = mask ? (long long)act : (long long)(e - b);
+    scratch.e[static_cast<std::size_t>(c)] = orr;
   });
   GradScan r;
   const Index chunks = optim_chunk_count(n);
@@ -166,6 +152,27 @@ double chunk_sum(Index n, std::vector<double>& partial, F&& f) {
   const Index chunks = optim_chunk_count(n);
   for (Index c = 0; c < chunks; ++c) s += partial[static_cast<std::size_t>(c)];
   return s;
+}
+
+/// acc[l] += x[i]^2 over [0, n), lane l taking i % kLanes == l (the tail goes to lane 0). The
+/// fixed lane split vectorises without -ffast-math and fixes the summation order.
+template <class S>
+SPARSENM_ALWAYS_INLINE void lanes_sum_squares(const S* SPARSENM_RESTRICT x, Index n,
+                                              S (&acc)[kLanes]) {
+  Index i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int l = 0; l < kLanes; ++l) acc[l] += x[i + l] * x[i + l];
+  for (; i < n; ++i) acc[0] += x[i] * x[i];
+}
+
+/// acc[l] += x[i] y[i] over [0, n), same lane split as lanes_sum_squares.
+template <class S>
+SPARSENM_ALWAYS_INLINE void lanes_dot(const S* SPARSENM_RESTRICT x, const S* SPARSENM_RESTRICT y,
+                                      Index n, S (&acc)[kLanes]) {
+  Index i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int l = 0; l < kLanes; ++l) acc[l] += x[i + l] * y[i + l];
+  for (; i < n; ++i) acc[0] += x[i] * y[i];
 }
 
 /// Sum of squares of x[b, e) with lane-split partial sums (vectorised, fixed order).
