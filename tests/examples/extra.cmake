@@ -1,0 +1,40 @@
+# SPDX-License-Identifier: Apache-2.0
+# End-to-end checks of examples/fashion_mnist (needs the example target and the Fashion-MNIST
+# files of Debian's dataset-fashion-mnist package; skipped when either is missing):
+#   example_smoke         every method, one epoch on 2,000 training images (a few seconds)
+#   example_masks_legal   every exported mask is legal for its N:M and layout (C++ checker)
+#   example_numpy_eval    numpy evaluates each exported model: same test accuracy to 0.1 point;
+#                         SKIPPED (not passed) when /usr/bin/python3 or numpy is missing
+set(_fm_data "/usr/share/datasets/fashion-mnist")
+# (tests/ is added before examples/, so test for the option, not for the target.)
+if(SPARSENM_BUILD_EXAMPLES AND EXISTS "${_fm_data}/t10k-labels-idx1-ubyte.gz")
+  set(_fm_out "${CMAKE_CURRENT_BINARY_DIR}/example_smoke")
+  set(_fm_methods dense ste srste adams chts24 chtsnm chtsnm-lora edsrt sparseforge)
+  list(JOIN _fm_methods "," _fm_method_list)
+  add_test(NAME example_smoke
+           COMMAND fashion_mnist --method ${_fm_method_list} --epochs 1 --train-limit 2000
+                   --test-limit 1000 --batch 500 --tans-batch 1000 --out ${_fm_out}
+                   --data ${_fm_data})
+  set_tests_properties(example_smoke PROPERTIES FIXTURES_SETUP fashion_mnist_export
+                       ENVIRONMENT "OMP_NUM_THREADS=2" TIMEOUT 300)
+
+  add_executable(check_export "${CMAKE_CURRENT_LIST_DIR}/tools/check_export.cpp")
+  target_link_libraries(check_export PRIVATE sparsenm_dev)
+  add_test(NAME example_masks_legal COMMAND check_export ${_fm_out} ${_fm_methods})
+  set_tests_properties(example_masks_legal PROPERTIES FIXTURES_REQUIRED fashion_mnist_export)
+
+  # /usr/bin/python3 is Debian's, which has numpy (python3-numpy); a PATH python3 may not.
+  find_program(SPARSENM_SYSTEM_PYTHON3 python3 PATHS /usr/bin NO_DEFAULT_PATH)
+  if(NOT SPARSENM_SYSTEM_PYTHON3)
+    find_program(SPARSENM_SYSTEM_PYTHON3 python3)
+  endif()
+  if(SPARSENM_SYSTEM_PYTHON3)
+    add_test(NAME example_numpy_eval
+             COMMAND ${SPARSENM_SYSTEM_PYTHON3} "${CMAKE_CURRENT_LIST_DIR}/eval_numpy.py" ${_fm_out}
+                     ${_fm_data} ${_fm_methods})
+  else()
+    add_test(NAME example_numpy_eval COMMAND sh -c "echo 'no python3: skipping'; exit 77")
+  endif()
+  set_tests_properties(example_numpy_eval PROPERTIES FIXTURES_REQUIRED fashion_mnist_export
+                       SKIP_RETURN_CODE 77)
+endif()
