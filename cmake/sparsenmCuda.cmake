@@ -98,8 +98,10 @@ function(_sparsenm_cuda_define_tests)
         target_link_libraries(test_cuda PRIVATE sparsenm_cuda GTest::gtest
                               $<TARGET_NAME_IF_EXISTS:sparsenm_openmp>)
         target_include_directories(test_cuda PRIVATE "${PROJECT_SOURCE_DIR}/tests")
+        # The CPU references are host code of the same TUs: give them the CPU build's -march=native
+        # (so e.g. the CPU's AVX-512 Fréchet kernel is what the device is compared with).
         target_compile_options(test_cuda PRIVATE
-          "$<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wall,-Wextra$<$<BOOL:${SPARSENM_OPENMP}>:,-fopenmp>>")
+          "$<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wall,-Wextra$<$<BOOL:${SPARSENM_OPENMP}>:,-fopenmp>$<$<BOOL:${SPARSENM_NATIVE}>:,-march=native>>")
         # tests/cuda/main.cu returns 77 when no GPU is present: ctest reports the test SKIPPED.
         add_test(NAME cuda_tests COMMAND test_cuda)
         set_tests_properties(cuda_tests PROPERTIES SKIP_RETURN_CODE 77 ENVIRONMENT "OMP_NUM_THREADS=2")

@@ -173,7 +173,7 @@ void bench_tans_passes(cudaStream_t s) {
   double ms = median_ms(
       [&](int) {
         sc::detail::tans_moments_kernel<float><<<unsigned(grid), sc::detail::kReduceBlock, 0, s>>>(
-            g.data(), m.data(), V.data(), P.data(), U.data(), n, 0.9f, 0.999f, 1e-5f,
+            g.data(), m.data(), V.data(), P.data(), U.data(), n, 0.9f, 0.999f, 0.1f, 0.001f, 1e-5f,
             partial.data());
       },
       2, reps, s);
@@ -194,9 +194,9 @@ void bench_tans_passes(cudaStream_t s) {
   report_bw("tans pass 3: blend + update", "tans_pass3", ms, double(n) * 17.0);
   ms = median_ms(
       [&](int) {
-        sc::detail::adam_kernel<true, float><<<eg, 256, 0, s>>>(g.data(), m.data(), P.data(),
-                                                                V.data(), W.data(), n, 0.9f, 0.999f,
-                                                                1e-3f, 1.f, 1e-8f, 0.f, 1.f);
+        sc::detail::adam_kernel<true, float>
+            <<<eg, 256, 0, s>>>(g.data(), m.data(), P.data(), V.data(), W.data(), n, 0.9f, 0.999f,
+                                0.1f, 0.001f, 1e-3f, 1.f, 1e-8f, 0.f, 1.f);
       },
       2, reps, s);
   report_bw("adam (masked) fused pass", "adam_pass", ms, double(n) * 29.0);

@@ -53,13 +53,16 @@ class Adam {
     const S l2 = m_cfg.decoupled_weight_decay ? S(0) : S(m_cfg.weight_decay);
     const S decay = m_cfg.decoupled_weight_decay ? S(1.0 - m_cfg.lr * m_cfg.weight_decay) : S(1);
     const S b1 = S(m_cfg.beta1), b2 = S(m_cfg.beta2), eps = S(m_cfg.eps);
+    const S ob1 = S(1.0 - m_cfg.beta1), ob2 = S(1.0 - m_cfg.beta2);
     const unsigned grid = detail::grid_for((size() + 3) / 4, 256);
     if (mask)
-      detail::adam_kernel<true, S><<<grid, 256, 0, stream>>>(
-          grad, mask, m_m.data(), m_v.data(), weight, size(), b1, b2, step, inv, eps, l2, decay);
+      detail::adam_kernel<true, S><<<grid, 256, 0, stream>>>(grad, mask, m_m.data(), m_v.data(),
+                                                             weight, size(), b1, b2, ob1, ob2, step,
+                                                             inv, eps, l2, decay);
     else
-      detail::adam_kernel<false, S><<<grid, 256, 0, stream>>>(
-          grad, mask, m_m.data(), m_v.data(), weight, size(), b1, b2, step, inv, eps, l2, decay);
+      detail::adam_kernel<false, S><<<grid, 256, 0, stream>>>(grad, mask, m_m.data(), m_v.data(),
+                                                              weight, size(), b1, b2, ob1, ob2,
+                                                              step, inv, eps, l2, decay);
     SPARSENM_CUDA_CHECK_LAUNCH("adam_kernel");
   }
 
@@ -122,8 +125,8 @@ class AdamS {
     const double bc2 = 1.0 - std::pow(m_cfg.beta2, double(m_t));
     detail::adams_kernel<S><<<detail::grid_for((size() + 3) / 4, 256), 256, 0, stream>>>(
         grad, m_mask.data(), m_mu.data(), m_v.data(), weight, size(), S(m_cfg.beta1),
-        S(m_cfg.beta2), S(alpha), S(m_cfg.lambda), S(m_cfg.lr / bc1), S(1.0 / std::sqrt(bc2)),
-        S(m_cfg.eps));
+        S(m_cfg.beta2), S(1.0 - m_cfg.beta1), S(1.0 - m_cfg.beta2), S(alpha), S(m_cfg.lambda),
+        S(m_cfg.lr / bc1), S(1.0 / std::sqrt(bc2)), S(m_cfg.eps));
     SPARSENM_CUDA_CHECK_LAUNCH("adams_kernel");
   }
 

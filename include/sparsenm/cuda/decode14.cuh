@@ -65,6 +65,8 @@ class Sparse14 {
     SPARSENM_CHECK(tokens >= 1 && tokens <= kMaxTokens, "cuda::Sparse14::matmul: tokens = ", tokens,
                    " must be in [1, ", kMaxTokens, "]");
     SPARSENM_CHECK(x && y, "cuda::Sparse14::matmul: x and y must be device pointers");
+    SPARSENM_CHECK((reinterpret_cast<std::uintptr_t>(x) & 15u) == 0,
+                   "cuda::Sparse14::matmul: x must be 16-byte aligned (cudaMalloc'd)");
     if (m_rows == 0) return;
     switch (tokens) {
 #define SPARSENM_DECODE14_CASE(T_) \

@@ -1,12 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
 // Device soft-sampling noise (chts24 Sec. 3.2.2-3.2.3, App. A, C), the counterparts of
 // sparsenm::frechet_scores and sparsenm::uniform_perturb (sampling/frechet.hpp) with the same
-// Philox stream (counter = row-major linear index) and the same double-precision formulas:
+// Philox stream (counter = row-major linear index), U in the output precision (uniform_float for
+// float, uniform for double) and the same formulas in the output precision:
 //   frechet:  W~ = |W| exp(-(1/T) log(-log U))     uniform:  S~ = S * U
-// uniform_perturb is bit-identical to the CPU (one exactly rounded product of identical operands).
-// frechet_scores is bit-identical in float output for all but astronomically rare inputs and within
-// 16 ulp in double output (6 seen on an H100): CUDA's double log/exp are within 1 ulp of glibc's,
-// not always equal, and log(-log U) amplifies that near U = 1/e.
+// uniform_perturb is bit-identical to the CPU (one correctly rounded product of identical
+// operands). frechet_scores in float replays the CPU's AVX-512 kernel (Cephes logf/expf, the same
+// FMAs), so it is bit-identical to the CPU's vector path; the CPU's scalar path (no AVX-512, or a
+// row tail of fewer than 16 entries) uses std::log/std::exp and agrees within a few ulp. In double
+// it uses CUDA's log/exp, within 16 ulp of glibc's (6 seen on an H100; log(-log U) amplifies 1-ulp
+// differences near U = 1/e).
 // Device-pointer functions are asynchronous and set `*bad_flag` (optional device int) instead of
 // throwing: frechet for a non-finite weight, uniform_perturb for a NaN score.
 #ifndef SPARSENM_CUDA_SAMPLING_CUH
@@ -36,7 +39,7 @@ void frechet_scores(const T* w, Index count, double temperature, const Philox& r
   if (count == 0) return;
   const std::size_t n = std::size_t(count);
   detail::frechet_kernel<S, T><<<detail::grid_for((n + 3) / 4, 256), 256, 0, stream>>>(
-      w, n, 1.0 / temperature, rng, out, bad_flag);
+      w, n, S(1.0 / temperature), rng, out, bad_flag);
   SPARSENM_CUDA_CHECK_LAUNCH("frechet_kernel");
 }
 

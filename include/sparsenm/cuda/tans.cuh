@@ -63,8 +63,9 @@ class Tans {
     const std::size_t n = size();
     const double gamma = gamma_for(m_tau);
     const S b1 = S(m_cfg.beta1), b2 = S(m_cfg.beta2), eps = S(m_cfg.eps);
+    const S ob1 = S(1.0 - m_cfg.beta1), ob2 = S(1.0 - m_cfg.beta2);
     detail::tans_moments_kernel<S><<<unsigned(m_grid), detail::kReduceBlock, 0, stream>>>(
-        grad, mask, m_v.data(), m_p.data(), m_u.data(), n, b1, b2, eps, m_partial.data());
+        grad, mask, m_v.data(), m_p.data(), m_u.data(), n, b1, b2, ob1, ob2, eps, m_partial.data());
     SPARSENM_CUDA_CHECK_LAUNCH("tans_moments_kernel");
     detail::finish_partials_kernel<2>
         <<<1, detail::kReduceBlock, 0, stream>>>(m_partial.data(), m_grid, m_scalars.data());

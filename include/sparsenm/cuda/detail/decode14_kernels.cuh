@@ -60,10 +60,34 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
                     __nv_bfloat16* __restrict__ y) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   __nv_bfloat16* xs = reinterpret_cast<__nv_bfloat16*>(smem_raw);
-  // Transpose x into shared memory: xs[k * T + t] = x[t * in + k].
-  for (int e = threadIdx.x; e < in * T; e += blockDim.x) {
-    const int t = e / in, k = e - t * in;
-    xs[k * T + t] = x[e];
+  // Stage x in shared memory, transposed: xs[k * T + t] = x[t * in + k]. 16-byte loads, four in
+  // flight per thread before the first store (a one-load-at-a-time loop costs one L2 round trip
+  // per iteration, which dominated the first version: 13 us at 1 token, 68 us at 16).
+  {
+    const uint4* xv = reinterpret_cast<const uint4*>(x);
+    const int nvec = in * T / 8;
+    constexpr int kBatch = 4;
+    for (int v0 = threadIdx.x; v0 < nvec; v0 += kBatch * blockDim.x) {
+      uint4 u[kBatch];
+#pragma unroll
+      for (int b = 0; b < kBatch; ++b) {
+        const int v = v0 + b * blockDim.x;
+        u[b] = v < nvec ? __ldg(xv + v) : make_uint4(0, 0, 0, 0);
+      }
+#pragma unroll
+      for (int b = 0; b < kBatch; ++b) {
+        const int v = v0 + b * blockDim.x;
+        if (v >= nvec) break;
+        if constexpr (T == 1) {
+          reinterpret_cast<uint4*>(xs)[v] = u[b];
+        } else {
+          const __nv_bfloat16* h = reinterpret_cast<const __nv_bfloat16*>(&u[b]);
+          const int e0 = v * 8, t = e0 / in, k0 = e0 - t * in;  // 8 | in: one token per vector
+#pragma unroll
+          for (int j = 0; j < 8; ++j) xs[(k0 + j) * T + t] = h[j];
+        }
+      }
+    }
   }
   __syncthreads();
   const int lane = threadIdx.x & 31;

@@ -66,9 +66,10 @@ __device__ __forceinline__ void for_each4(std::size_t n, VecF&& vec, OneF&& one)
 
 // ----------------------------------------------------------------------------------------------
 // TANS (chtsnm Sec. 3.2). Pass 1: V, P, U_base and the partial sums (sum U_base^2, |M|).
+// (1 - beta) is rounded once from double, as the CPU does (S(1.0 - beta)), not computed in S.
 template <class S>
-__device__ __forceinline__ S tans_moment_one(S g, std::uint8_t m, S& V, S& P, S b1, S b2, S eps) {
-  const S ob1 = S(1) - b1, ob2 = S(1) - b2;
+__device__ __forceinline__ S tans_moment_one(S g, std::uint8_t m, S& V, S& P, S b1, S b2, S ob1,
+                                             S ob2, S eps) {
   const S gm = m ? g : S(0);  // select, not multiply: 0 * Inf would be NaN
   const S v = b2 * V + ob2 * (gm * gm);
   const S gh = gm / (sqrt(v) + eps);
@@ -82,7 +83,7 @@ template <class S>
 __global__ void __launch_bounds__(kReduceBlock)
     tans_moments_kernel(const S* __restrict__ g, const std::uint8_t* __restrict__ mask,
                         S* __restrict__ V, S* __restrict__ P, S* __restrict__ U, std::size_t n,
-                        S b1, S b2, S eps, double* __restrict__ partial) {
+                        S b1, S b2, S ob1, S ob2, S eps, double* __restrict__ partial) {
   double acc[2] = {0.0, 0.0};  // sum U^2, active count
   for_each4(
       n,
@@ -94,7 +95,7 @@ __global__ void __launch_bounds__(kReduceBlock)
         S su = S(0);
 #pragma unroll
         for (int l = 0; l < 4; ++l) {
-          uv.v[l] = tans_moment_one(gv.v[l], m[l], vv.v[l], pv.v[l], b1, b2, eps);
+          uv.v[l] = tans_moment_one(gv.v[l], m[l], vv.v[l], pv.v[l], b1, b2, ob1, ob2, eps);
           su += uv.v[l] * uv.v[l];
           acc[1] += double(m[l] != 0);
         }
@@ -105,7 +106,7 @@ __global__ void __launch_bounds__(kReduceBlock)
       },
       [&](std::size_t i) {
         S v = V[i], p = P[i];
-        const S u = tans_moment_one(g[i], mask[i], v, p, b1, b2, eps);
+        const S u = tans_moment_one(g[i], mask[i], v, p, b1, b2, ob1, ob2, eps);
         V[i] = v;
         P[i] = p;
         U[i] = u;
@@ -240,9 +241,8 @@ __global__ void reset_changed_kernel(const std::uint8_t* __restrict__ changed, S
 // ----------------------------------------------------------------------------------------------
 // Adam / AdamW (optim/adam.hpp), same operation order; MASKED freezes entries where mask == 0.
 template <bool MASKED, class S>
-__device__ __forceinline__ void adam_one(S g, bool on, S& m, S& v, S& w, S b1, S b2, S step,
-                                         S inv_sqrt_bc2, S eps, S l2, S decay) {
-  const S ob1 = S(1) - b1, ob2 = S(1) - b2;
+__device__ __forceinline__ void adam_one(S g, bool on, S& m, S& v, S& w, S b1, S b2, S ob1, S ob2,
+                                         S step, S inv_sqrt_bc2, S eps, S l2, S decay) {
   const S wo = w;
   const S gg = g + l2 * wo;
   const S mn = b1 * m + ob1 * gg;
@@ -258,7 +258,8 @@ __device__ __forceinline__ void adam_one(S g, bool on, S& m, S& v, S& w, S b1, S
 template <bool MASKED, class S>
 __global__ void adam_kernel(const S* __restrict__ g, const std::uint8_t* __restrict__ mask,
                             S* __restrict__ M, S* __restrict__ V, S* __restrict__ W, std::size_t n,
-                            S b1, S b2, S step, S inv_sqrt_bc2, S eps, S l2, S decay) {
+                            S b1, S b2, S ob1, S ob2, S step, S inv_sqrt_bc2, S eps, S l2,
+                            S decay) {
   for_each4(
       n,
       [&](std::size_t i) {
@@ -268,24 +269,24 @@ __global__ void adam_kernel(const S* __restrict__ g, const std::uint8_t* __restr
         if (MASKED) load_mask4(mask + i, mk);
 #pragma unroll
         for (int l = 0; l < 4; ++l)
-          adam_one<MASKED>(gv.v[l], mk[l] != 0, mv.v[l], vv.v[l], wv.v[l], b1, b2, step,
+          adam_one<MASKED>(gv.v[l], mk[l] != 0, mv.v[l], vv.v[l], wv.v[l], b1, b2, ob1, ob2, step,
                            inv_sqrt_bc2, eps, l2, decay);
         store4(M + i, mv);
         store4(V + i, vv);
         store4(W + i, wv);
       },
       [&](std::size_t i) {
-        adam_one<MASKED>(g[i], MASKED ? mask[i] != 0 : true, M[i], V[i], W[i], b1, b2, step,
-                         inv_sqrt_bc2, eps, l2, decay);
+        adam_one<MASKED>(g[i], MASKED ? mask[i] != 0 : true, M[i], V[i], W[i], b1, b2, ob1, ob2,
+                         step, inv_sqrt_bc2, eps, l2, decay);
       });
 }
 
 // ----------------------------------------------------------------------------------------------
 // AdamS (CAST Algorithm 1; optim/adams.hpp detail::adams_block with scale a = 1, same order).
 template <class S>
-__device__ __forceinline__ void adams_one(S g, bool on, S& mu, S& v, S& w, S b1, S b2, S alpha,
-                                          S lam, S step, S inv_sqrt_bc2, S eps) {
-  const S ob1 = S(1) - b1, ob2 = S(1) - b2, oa = S(1) - alpha, al = alpha * lam;
+__device__ __forceinline__ void adams_one(S g, bool on, S& mu, S& v, S& w, S b1, S b2, S ob1, S ob2,
+                                          S alpha, S lam, S step, S inv_sqrt_bc2, S eps) {
+  const S oa = S(1) - alpha, al = alpha * lam;
   const S th = w;
   const S m = b1 * mu + ob1 * g;
   const S sg = S(th > S(0)) - S(th < S(0));
@@ -299,8 +300,8 @@ __device__ __forceinline__ void adams_one(S g, bool on, S& mu, S& v, S& w, S b1,
 template <class S>
 __global__ void adams_kernel(const S* __restrict__ g, const std::uint8_t* __restrict__ mask,
                              S* __restrict__ MU, S* __restrict__ V, S* __restrict__ W,
-                             std::size_t n, S b1, S b2, S alpha, S lam, S step, S inv_sqrt_bc2,
-                             S eps) {
+                             std::size_t n, S b1, S b2, S ob1, S ob2, S alpha, S lam, S step,
+                             S inv_sqrt_bc2, S eps) {
   for_each4(
       n,
       [&](std::size_t i) {
@@ -310,15 +311,15 @@ __global__ void adams_kernel(const S* __restrict__ g, const std::uint8_t* __rest
         load_mask4(mask + i, mk);
 #pragma unroll
         for (int l = 0; l < 4; ++l)
-          adams_one(gv.v[l], mk[l] != 0, mv.v[l], vv.v[l], wv.v[l], b1, b2, alpha, lam, step,
-                    inv_sqrt_bc2, eps);
+          adams_one(gv.v[l], mk[l] != 0, mv.v[l], vv.v[l], wv.v[l], b1, b2, ob1, ob2, alpha, lam,
+                    step, inv_sqrt_bc2, eps);
         store4(MU + i, mv);
         store4(V + i, vv);
         store4(W + i, wv);
       },
       [&](std::size_t i) {
-        adams_one(g[i], mask[i] != 0, MU[i], V[i], W[i], b1, b2, alpha, lam, step, inv_sqrt_bc2,
-                  eps);
+        adams_one(g[i], mask[i] != 0, MU[i], V[i], W[i], b1, b2, ob1, ob2, alpha, lam, step,
+                  inv_sqrt_bc2, eps);
       });
 }
 

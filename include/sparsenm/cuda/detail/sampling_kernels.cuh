@@ -16,19 +16,81 @@ namespace sparsenm {
 namespace cuda {
 namespace detail {
 
-/// The CPU's formula (sampling/frechet.hpp): |w| * exp(-(1/T) * log(-log U)) in double.
+/// U in the result type, as the CPU's fill (core/random_fill.hpp): uniform_float for float,
+/// uniform for double.
+template <class S>
+__device__ __forceinline__ S uniform_as(std::uint32_t bits) {
+  if constexpr (sizeof(S) == 4)
+    return Philox::to_uniform_float(bits);
+  else
+    return S(Philox::to_uniform(bits));
+}
+
+/// Cephes logf for positive normal floats, operation for operation the CPU's AVX-512 log_ps
+/// (sampling/detail/frechet_kernels.hpp): explicit fmaf where it uses FMA, and _rn intrinsics for
+/// every other product and sum so that nvcc cannot contract them differently.
+__device__ __forceinline__ float cephes_logf(float x) {
+  int ex = 0;
+  float m = frexpf(x, &ex) * 2.0f;  // getmant: [1, 2)
+  float e = float(ex - 1);          // getexp: floor(log2 x)
+  if (m > 1.41421356f) {
+    m = __fmul_rn(m, 0.5f);
+    e = __fadd_rn(e, 1.0f);
+  }
+  const float f = __fsub_rn(m, 1.0f);
+  const float z = __fmul_rn(f, f);
+  float y = 7.0376836292E-2f;
+  y = fmaf(y, f, -1.1514610310E-1f);
+  y = fmaf(y, f, 1.1676998740E-1f);
+  y = fmaf(y, f, -1.2420140846E-1f);
+  y = fmaf(y, f, 1.4249322787E-1f);
+  y = fmaf(y, f, -1.6668057665E-1f);
+  y = fmaf(y, f, 2.0000714765E-1f);
+  y = fmaf(y, f, -2.4999993993E-1f);
+  y = fmaf(y, f, 3.3333331174E-1f);
+  y = __fmul_rn(__fmul_rn(y, f), z);
+  y = fmaf(e, -2.12194440e-4f, y);
+  y = fmaf(-z, 0.5f, y);
+  const float r = __fadd_rn(f, y);
+  return fmaf(e, 0.693359375f, r);
+}
+
+/// Cephes expf, x clamped to [-110, 100], as the CPU's AVX-512 exp_ps.
+__device__ __forceinline__ float cephes_expf(float x) {
+  x = fminf(fmaxf(x, -110.0f), 100.0f);
+  const float n = rintf(__fmul_rn(x, 1.44269504088896341f));
+  x = fmaf(-n, 0.693359375f, x);
+  x = fmaf(-n, -2.12194440e-4f, x);
+  const float z = __fmul_rn(x, x);
+  float y = 1.9875691500E-4f;
+  y = fmaf(y, x, 1.3981999507E-3f);
+  y = fmaf(y, x, 8.3334519073E-3f);
+  y = fmaf(y, x, 4.1665795894E-2f);
+  y = fmaf(y, x, 1.6666665459E-1f);
+  y = fmaf(y, x, 5.0000001201E-1f);
+  y = fmaf(y, z, __fadd_rn(x, 1.0f));
+  return scalbnf(y, int(n));
+}
+
+/// The CPU's Fréchet transform (sampling/frechet.hpp): a * exp(-(1/T) * log(-log U)) in the
+/// output precision; float uses the Cephes polynomials of the CPU's AVX-512 kernel, double the
+/// library log/exp. Exactly 0 where w is 0.
 template <class S, class T>
-__device__ __forceinline__ S frechet_one(T w, std::uint32_t bits, double inv_t, bool& bad) {
-  const double x = double(w);
-  bad |= !(x - x == 0.0);
-  const double a = fabs(x);
-  if (a == 0) return S(0);
-  const double e = -log(Philox::to_uniform(bits));
-  return S(a * exp(-inv_t * log(e)));
+__device__ __forceinline__ S frechet_one(T w, std::uint32_t bits, S inv_t, bool& bad) {
+  bad |= !(double(w) - double(w) == 0.0);
+  const S a = fabs(S(w));
+  if (a == S(0)) return S(0);
+  const S u = uniform_as<S>(bits);
+  if constexpr (sizeof(S) == 4) {
+    const float e = __fsub_rn(0.0f, cephes_logf(u));
+    return __fmul_rn(a, cephes_expf(__fmul_rn(-inv_t, cephes_logf(e))));
+  } else {
+    return a * exp(-inv_t * log(-log(u)));
+  }
 }
 
 template <class S, class T>
-__global__ void frechet_kernel(const T* __restrict__ w, std::size_t n, double inv_t, Philox rng,
+__global__ void frechet_kernel(const T* __restrict__ w, std::size_t n, S inv_t, Philox rng,
                                S* __restrict__ out, int* __restrict__ bad_flag) {
   bool bad = false;
   const std::size_t n4 = (n + 3) / 4;
@@ -50,7 +112,7 @@ __global__ void frechet_kernel(const T* __restrict__ w, std::size_t n, double in
   if (bad && bad_flag) atomicOr(bad_flag, 1);
 }
 
-/// The CPU's formula: R(double(s) * U) (exact product in double, then one rounding).
+/// The CPU's formula: R(s) * U with U in R (one rounding in the result type).
 template <class R, class T>
 __global__ void uniform_perturb_kernel(const T* __restrict__ s, std::size_t n, Philox rng,
                                        R* __restrict__ out, int* __restrict__ nan_flag) {
@@ -66,13 +128,13 @@ __global__ void uniform_perturb_kernel(const T* __restrict__ s, std::size_t n, P
 #pragma unroll
       for (int l = 0; l < 4; ++l) {
         nan |= x.v[l] != x.v[l];
-        o.v[l] = R(double(x.v[l]) * Philox::to_uniform(r[l]));
+        o.v[l] = R(x.v[l]) * uniform_as<R>(r[l]);
       }
       store4(out + i, o);
     } else {
       for (std::size_t l = 0; i + l < n; ++l) {
         nan |= s[i + l] != s[i + l];
-        out[i + l] = R(double(s[i + l]) * Philox::to_uniform(r[l]));
+        out[i + l] = R(s[i + l]) * uniform_as<R>(r[l]);
       }
     }
   }
