@@ -216,7 +216,13 @@ RefreshResult TopologyRefresher<S>::refresh(Eigen::Ref<Matrix<S>> weight, Mask& 
     check_divisible(mask.rows(), nm.m, "TopologyRefresher::refresh: rows", "m");
   SPARSENM_CHECK(is_legal(mask, nm, c.layout), "TopologyRefresher::refresh: mask is not a legal ",
                  to_string(c.layout), " ", nm, " mask");
-  check_all_finite(weight, "TopologyRefresher::refresh: weight");
+  {
+    // Fast finiteness test (x * 0 is NaN exactly for NaN/Inf); the slow check names the entry.
+    S probe = S(0);
+    for (Index i = 0; i < weight.rows(); ++i)
+      for (Index j = 0; j < weight.cols(); ++j) probe += weight(i, j) * S(0);
+    if (!std::isfinite(probe)) check_all_finite(weight, "TopologyRefresher::refresh: weight");
+  }
 
   const Index rows = mask.rows(), cols = mask.cols(), size = mask.size();
   const Philox rng = m_rng.split(static_cast<std::uint64_t>(step));
@@ -257,24 +263,30 @@ RefreshResult TopologyRefresher<S>::refresh(Eigen::Ref<Matrix<S>> weight, Mask& 
   const Index gr = c.layout == Layout::RowWise ? 1 : nm.m;  // group rows
   const Index gpr = cols / nm.m;                            // groups per group-row
   std::vector<std::uint8_t> refreshed(static_cast<std::size_t>((rows / gr) * gpr), 0);
-  {
-    const std::uint8_t* ma = after.data();
-    for (Index i = 0; i < rows; ++i)
-      for (Index j = 0; j < cols; ++j)
-        if (mb[i * cols + j] != ma[i * cols + j])
-          refreshed[static_cast<std::size_t>((i / gr) * gpr + j / nm.m)] = 1;
+  const std::uint8_t* ma = after.data();
+  for (Index i = 0; i < rows; ++i) {
+    const std::uint8_t* x = mb + i * cols;
+    const std::uint8_t* y = ma + i * cols;
+    std::uint8_t* f = refreshed.data() + (i / gr) * gpr;
+    for (Index g = 0; g < gpr; ++g) {
+      std::uint8_t d = 0;
+      for (int q = 0; q < nm.m; ++q) d |= x[g * nm.m + q] ^ y[g * nm.m + q];
+      f[g] |= d;
+    }
   }
   if (c.soft_regrow) {
     const Philox noise = rng.split(2);
     S* sp = m_scores.data();
-    const std::uint8_t* ma = after.data();
     parallel_for(
         0, rows,
         [&](Index i) {
-          for (Index j = 0; j < cols; ++j) {
-            const Index k = i * cols + j;
-            if (!ma[k] && refreshed[static_cast<std::size_t>((i / gr) * gpr + j / nm.m)])
-              sp[k] = S(double(sp[k]) * noise.uniform(static_cast<std::uint64_t>(k)));
+          const std::uint8_t* f = refreshed.data() + (i / gr) * gpr;
+          for (Index g = 0; g < gpr; ++g) {
+            if (!f[g]) continue;
+            for (int q = 0; q < nm.m; ++q) {
+              const Index k = i * cols + g * nm.m + q;
+              if (!ma[k]) sp[k] = S(double(sp[k]) * noise.uniform(static_cast<std::uint64_t>(k)));
+            }
           }
         },
         64);
@@ -290,7 +302,6 @@ RefreshResult TopologyRefresher<S>::refresh(Eigen::Ref<Matrix<S>> weight, Mask& 
   // 5. Zero removed and regrown weights; report the changed entries.
   RefreshResult res;
   res.changed.resize(rows, cols);
-  const std::uint8_t* ma = after.data();
   const std::uint8_t* mn = next.data();
   std::uint8_t* ch = res.changed.data();
   for (Index i = 0; i < rows; ++i)
