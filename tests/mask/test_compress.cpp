@@ -8,7 +8,7 @@ using namespace sparsenm;
 template <class S>
 class CompressTyped : public ::testing::Test {};
 using Scalars = ::testing::Types<float, double>;
-TYPED_TEST_SUITE(CompressTyped, Scalars);
+TYPED_TEST_SUITE(CompressTyped, Scalars, ::testing::internal::DefaultNameGenerator);
 
 TYPED_TEST(CompressTyped, RoundTripAllLayouts) {
   using S = TypeParam;

@@ -171,7 +171,8 @@ using Families = ::testing::Types<
     TransposableTableFamily<4, 2>, TransposableTableFamily<4, 3>, TransposableTableFamily<3, 1>,
     TransposableTableFamily<5, 2>, TransposableExactFamily<4, 2>, TransposableExactFamily<6, 3>,
     TransposableExactFamily<8, 4>, TransposableExactFamily<8, 2>>;
-INSTANTIATE_TYPED_TEST_SUITE_P(All, PatternFamily, Families);
+INSTANTIATE_TYPED_TEST_SUITE_P(All, PatternFamily, Families,
+                               ::testing::internal::DefaultNameGenerator);
 
 TEST(PatternFamilyCounts, KnownValues) {
   EXPECT_EQ((TransposableExactFamily<8, 4>::count()), 116963796250LL);

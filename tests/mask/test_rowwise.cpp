@@ -11,7 +11,7 @@ using namespace sparsenm;
 template <class S>
 class RowwiseTyped : public ::testing::Test {};
 using Scalars = ::testing::Types<float, double>;
-TYPED_TEST_SUITE(RowwiseTyped, Scalars);
+TYPED_TEST_SUITE(RowwiseTyped, Scalars, ::testing::internal::DefaultNameGenerator);
 
 TYPED_TEST(RowwiseTyped, EqualsSortReferenceAllNM) {
   using S = TypeParam;

@@ -65,7 +65,7 @@ void check_against_library(NM nm, const std::vector<std::uint64_t>& lib, Index t
 template <class S>
 class TransposableTyped : public ::testing::Test {};
 using Scalars = ::testing::Types<float, double>;
-TYPED_TEST_SUITE(TransposableTyped, Scalars);
+TYPED_TEST_SUITE(TransposableTyped, Scalars, ::testing::internal::DefaultNameGenerator);
 
 TYPED_TEST(TransposableTyped, FourByFourEqualsBruteForce) {
   using S = TypeParam;
