@@ -260,6 +260,7 @@ inline void gram(const BitRows& b, std::int32_t* g, bool par = true) {
       },
       par ? Index(1) : kNoParallel);
 #else
+  (void)par;
   scalar::gram(b, g);
 #endif
 }
