@@ -26,6 +26,7 @@
 #include "../core/simd.hpp"
 #include "../core/types.hpp"
 #include "../core/validate.hpp"
+#include "detail/finite.hpp"
 
 // GCC 12 reports false -Wmaybe-uninitialized warnings inside AVX-512 intrinsics (and Eigen's
 // AVX-512 reductions) that start from _mm512_undefined_*() (GCC bug 105593); silence them here.
@@ -168,11 +169,16 @@ inline void fill_rademacher(const Philox& rng, S* out, Index begin, Index end) {
       const std::uint32_t w1 = _mm512_test_epi64_mask(c1, one);
       const std::uint32_t w2 = _mm512_test_epi64_mask(c2, one);
       const std::uint32_t w3 = _mm512_test_epi64_mask(c3, one);
+#if defined(__BMI2__)
+      const std::uint32_t bitsmask = _pdep_u32(w0, 0x11111111u) | _pdep_u32(w1, 0x22222222u) |
+                                     _pdep_u32(w2, 0x44444444u) | _pdep_u32(w3, 0x88888888u);
+#else
       std::uint32_t bitsmask = 0;
       for (int l = 0; l < 8; ++l) {
         bitsmask |= (((w0 >> l) & 1u) << (4 * l)) | (((w1 >> l) & 1u) << (4 * l + 1)) |
                     (((w2 >> l) & 1u) << (4 * l + 2)) | (((w3 >> l) & 1u) << (4 * l + 3));
       }
+#endif
       if constexpr (std::is_same<S, float>::value) {
         const __m512 pos = _mm512_set_ps(1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1);
         const __m512 neg = _mm512_sub_ps(_mm512_setzero_ps(), pos);
@@ -270,7 +276,7 @@ void HutchinsonDiagonal<S>::update(Hvp&& hvp, const Philox& rng, int probes) {
                      "HutchinsonDiagonal::update: hvp(v) returned ", hv.rows(), "x", hv.cols(),
                      " but the weight is ", m_v.rows(), "x", m_v.cols());
       // Checked before any state changes, so a throwing update leaves the estimate as it was.
-      check_all_finite(hv, "HutchinsonDiagonal::update: hvp(v)");
+      detail::check_all_finite_fast(hv, "HutchinsonDiagonal::update: hvp(v)");
       const S* h = hv.data();
       const S* v = m_v.data();
       if (probes == 1) {

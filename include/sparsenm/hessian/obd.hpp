@@ -13,6 +13,7 @@
 #include "../core/parallel.hpp"
 #include "../core/types.hpp"
 #include "../core/validate.hpp"
+#include "detail/finite.hpp"
 
 // GCC 12 reports false -Wmaybe-uninitialized warnings inside AVX-512 intrinsics (and Eigen's
 // AVX-512 reductions) that start from _mm512_undefined_*() (GCC bug 105593); silence them here.
@@ -39,8 +40,8 @@ Matrix<S> obd_scores(const Eigen::MatrixBase<DH>& hdiag, const Eigen::MatrixBase
   check_finite_nonnegative(double(eps), "obd_scores: eps");
   const Matrix<S> h = hdiag.template cast<S>();
   const Matrix<S> ww = w.template cast<S>();
-  check_all_finite(h, "obd_scores: hdiag");
-  check_all_finite(ww, "obd_scores: w");
+  detail::check_all_finite_fast(h, "obd_scores: hdiag");
+  detail::check_all_finite_fast(ww, "obd_scores: w");
   Matrix<S> s(h.rows(), h.cols());
   const S* hp = h.data();
   const S* wp = ww.data();

@@ -4,25 +4,34 @@
 // defaults (ALGORITHMS.md, "Hutchinson and SparseForge").
 //
 // Every `update_interval` steps (Alg. 1 line 7), from importance scores s (usually
-// obd_scores(H, W, ε) = (H + ε) ⊙ W², line 8):
-//   s̃ = (s − mean(s)) / (std(s) + std_eps)                   layer-wise, population std (line 8)
-//   per group 𝒢 of m entries: τ_𝒢 = n-th largest s̃ in 𝒢,
-//   G = σ((s̃ − τ_𝒢) / T),   Ḡ = TopK_n(s̃)  (the layout's projection)           (eq. (3), line 9)
-//   G ← (1 − β) G + β Ḡ                                                          (line 10,
-//   Sec. 4.3) G̃ = clamp(G − η_pen · λ_mid · (m − Ḡ), 0, 1)                                  (eq.
-//   (4), line 11) m ← (1 − α) m + α G̃                                                          (eq.
-//   (5), line 12)
-// and the schedules advance (line 13). The forward pass uses m_eff = x m + (1 − x) hard(m)
-// (Sec. 4.3, "final quenching"), x annealed linearly 1 → 0 over the hardening window; once x = 0
+// obd_scores(H, W, eps) = (H + eps) * W^2, line 8):
+//   line 8:  z = (s - mean(s)) / (std(s) + std_eps)     layer-wise, population std
+//   eq. (3): per group of m entries, tau = n-th largest z of the group,
+//            G = sigmoid((z - tau) / T),  Gbar = TopK_n(z)  (the layout's projection)
+//   line 10: G <- (1 - beta) G + beta Gbar               (structure blend, Sec. 4.3)
+//   eq. (4): Gt = clamp(G - pen_lr * lambda_mid * (m - Gbar), 0, 1)
+//   eq. (5): m <- (1 - alpha) m + alpha Gt
+// and the schedules advance (line 13). The forward pass uses m_eff = x m + (1 - x) hard(m)
+// (Sec. 4.3, "final quenching"), x annealed linearly 1 -> 0 over the hardening window; once x = 0
 // the mask is frozen and finalize() returns the legal projection of m.
+//
+// Penalty target: ALGORITHMS.md writes the penalty against "target = top-n of G per group"; for
+// the row-wise layout that is Gbar itself (the blended gate is a strictly increasing function of z
+// inside a group, so its top-n is the top-n of z; exact score ties go to the lower index in both).
+// For the transposable layout Gbar is project_transposable(z), so that the structure the blend
+// and the penalty push towards is the legal tile pattern the mask will be projected onto.
+//
+// Numerics: the gate's exponent is capped at |80| (sigmoid(+-80) differs from 1 / 0 by 1.8e-35),
+// and soft-mask values below 1e-30 are flushed to 0, so no inf or subnormal ever enters the
+// arithmetic (the EMA (1 - alpha)^k would otherwise reach subnormals after ~800 updates).
 #ifndef SPARSENM_HESSIAN_SOFT_MASK_HPP
 #define SPARSENM_HESSIAN_SOFT_MASK_HPP
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <functional>
 #include <type_traits>
+#include <vector>
 
 #include <Eigen/Core>
 
@@ -32,6 +41,7 @@
 #include "../core/validate.hpp"
 #include "../mask/rowwise.hpp"
 #include "../mask/transposable.hpp"
+#include "detail/finite.hpp"
 #include "obd.hpp"
 
 // GCC 12 reports false -Wmaybe-uninitialized warnings inside AVX-512 intrinsics (and Eigen's
@@ -112,6 +122,116 @@ Matrix<S> standardize_scores(const Eigen::MatrixBase<D>& s, double eps = 1e-6);
 
 /// The group-wise soft gate of eq. (3): G = σ((z − τ_𝒢)/T) with τ_𝒢 the n-th largest entry of z
 /// in each row group of m contiguous entries (so the n-th largest entry gets exactly 0.5).
+namespace detail {
+
+/// rank[k] = number of entries of g[0..m) that beat g[k] (larger, or equal at a lower index), so
+/// the top-n entries are exactly those with rank < n, ties going to the lower index as in
+/// project_rowwise. O(m²) compares, branch-free; m <= kMaxGroupSize.
+template <class S, int MC = 0>
+inline void group_ranks(const S* g, int m_runtime, int* rank) {
+  const int m = MC > 0 ? MC : m_runtime;
+  for (int k = 0; k < m; ++k) {
+    int r = 0;
+    for (int j = 0; j < m; ++j) r += int(g[j] > g[k]) | int(j < k && g[j] == g[k]);
+    rank[k] = r;
+  }
+}
+
+/// n-th largest of the m values at g (n in [1, m], m <= kMaxGroupSize).
+template <class S>
+inline S nth_largest(const S* g, int n, int m) {
+  int rank[kMaxGroupSize];
+  group_ranks(g, m, rank);
+  S tau = g[0];
+  for (int k = 0; k < m; ++k)
+    if (rank[k] == n - 1) tau = g[k];
+  return tau;
+}
+
+/// σ(x) without overflow warnings: exp of a large positive argument gives inf and 1/(1+inf) = 0.
+template <class S>
+inline S sigmoid(S x) {
+  return S(1) / (S(1) + std::exp(-x));
+}
+
+}  // namespace detail
+
+namespace detail {
+
+/// Everything one mask update needs (schedules already evaluated at the step).
+template <class S>
+struct SoftMaskStep {
+  S inv_t, beta, pen, alpha;
+  int n, m;
+  Index cols;
+  const S* z;                  // standardised scores s̃
+  const std::uint8_t* target;  // Ḡ for the transposable layout (nullptr: row-wise ranks)
+  S* mask;                     // m, updated in place
+  std::uint8_t* hard;          // hard(m) written here for row-wise (nullptr otherwise)
+};
+
+/// |argument| of the gate's exponential is capped at 80: σ(±80) is 1 − 1.8e−35 / 1.8e−35, so no
+/// result changes visibly, and neither exp nor 1/(1 + e) produces inf or a subnormal.
+constexpr double kGateArgMax = 80.0;
+/// Mask values below this are flushed to 0: the EMA (1 − α)^k would otherwise walk a pruned entry
+/// into the subnormal range after about 800 updates, where x86 arithmetic is ~100x slower.
+constexpr double kMaskFlush = 1e-30;
+
+/// Alg. 1 lines 9–12 on rows [r0, r1). MC = m when known at compile time (4, 8), else 0.
+template <class S, int MC>
+void soft_mask_rows(const SoftMaskStep<S>& st, Index r0, Index r1) {
+  const int m = MC > 0 ? MC : st.m;
+  const int n = st.n;
+  const Index cols = st.cols;
+  const Index groups = cols / m;
+  const S cap = S(kGateArgMax), flush = S(kMaskFlush);
+  // Eigen-allocated (aligned) buffers: the packet exp below then starts at index 0 in every
+  // thread; a std::vector's address-dependent peeling would mix scalar and packet exp depending
+  // on the allocation, and results would differ between thread counts.
+  Eigen::Array<S, Eigen::Dynamic, 1> arg(cols), gbar(cols);
+  int rank[kMaxGroupSize];
+  for (Index r = r0; r < r1; ++r) {
+    const S* z = st.z + r * cols;
+    S* mk = st.mask + r * cols;
+    // Pass 1, per group: ranks give τ_𝒢 (rank n − 1) and the row-wise target Ḡ (rank < n).
+    for (Index q = 0; q < groups; ++q) {
+      const S* zg = z + q * m;
+      group_ranks<S, MC>(zg, m, rank);
+      S tau = zg[0];
+      for (int k = 0; k < m; ++k)
+        if (rank[k] == n - 1) tau = zg[k];
+      for (int k = 0; k < m; ++k) {
+        const Index c = q * m + k;
+        // −(s̃ − τ)/T, the exponent of σ's denominator, capped.
+        arg[c] = std::clamp(-(zg[k] - tau) * st.inv_t, -cap, cap);
+        gbar[c] = st.target ? S(st.target[r * cols + c]) : S(rank[k] < n ? 1 : 0);
+      }
+    }
+    // Pass 2, vectorised: e = exp(arg) (Eigen's packet exp), then the element-wise rule.
+    arg = arg.exp();
+    const S* gb = gbar.data();
+    const S* ex = arg.data();
+    for (Index c = 0; c < cols; ++c) {
+      S g = S(1) / (S(1) + ex[c]);                                        // eq. (3)
+      g = (S(1) - st.beta) * g + st.beta * gb[c];                         // structure blend
+      const S gt = std::clamp(g - st.pen * (mk[c] - gb[c]), S(0), S(1));  // eq. (4)
+      const S mv = (S(1) - st.alpha) * mk[c] + st.alpha * gt;             // eq. (5)
+      mk[c] = mv < flush ? S(0) : mv;
+    }
+    if (st.hard) {
+      // hard(m) fused for row-wise: top-n of the new m per group, ties to the lower index
+      // (= project_rowwise(m)).
+      std::uint8_t* h = st.hard + r * cols;
+      for (Index q = 0; q < groups; ++q) {
+        group_ranks<S, MC>(mk + q * m, m, rank);
+        for (int k = 0; k < m; ++k) h[q * m + k] = std::uint8_t(rank[k] < n ? 1 : 0);
+      }
+    }
+  }
+}
+
+}  // namespace detail
+
 template <class S, class D>
 Matrix<S> group_soft_gate(const Eigen::MatrixBase<D>& z, NM nm, double temperature);
 
@@ -238,40 +358,36 @@ template <class S, class D>
 Matrix<S> standardize_scores(const Eigen::MatrixBase<D>& s, double eps) {
   check_finite_positive(eps, "standardize_scores: eps");
   check_at_least(s.size(), 1, "standardize_scores: size");
-  const Matrix<S> x = s.template cast<S>();
-  check_all_finite(x, "standardize_scores: scores");
-  const S* p = x.data();
-  const Index n = x.size();
+  Matrix<S> z = s.template cast<S>();
+  detail::check_all_finite_fast(z, "standardize_scores: scores");
+  // Sums in double over fixed chunks, combined in chunk order: the result does not depend on the
+  // thread count.
+  constexpr Index grain = Index(1) << 14;
+  const Index n = z.size();
+  const Index chunks = (n + grain - 1) / grain;
+  std::vector<double> part(std::size_t(chunks), 0.0);
+  S* p = z.data();
+  parallel_for_chunks(n, grain, [&](Index b, Index e) {
+    double acc = 0;
+    for (Index i = b; i < e; ++i) acc += double(p[i]);
+    part[std::size_t(b / grain)] = acc;
+  });
   double sum = 0;
-  for (Index i = 0; i < n; ++i) sum += double(p[i]);
+  for (double v : part) sum += v;
   const double mean = sum / double(n);
+  parallel_for_chunks(n, grain, [&](Index b, Index e) {
+    double acc = 0;
+    for (Index i = b; i < e; ++i) acc += (double(p[i]) - mean) * (double(p[i]) - mean);
+    part[std::size_t(b / grain)] = acc;
+  });
   double ss = 0;
-  for (Index i = 0; i < n; ++i) ss += (double(p[i]) - mean) * (double(p[i]) - mean);
+  for (double v : part) ss += v;
   const double inv = 1.0 / (std::sqrt(ss / double(n)) + eps);
-  Matrix<S> z(x.rows(), x.cols());
-  S* q = z.data();
-  for (Index i = 0; i < n; ++i) q[i] = S((double(p[i]) - mean) * inv);
+  parallel_for_chunks(n, grain, [&](Index b, Index e) {
+    for (Index i = b; i < e; ++i) p[i] = S((double(p[i]) - mean) * inv);
+  });
   return z;
 }
-
-namespace detail {
-
-/// n-th largest of the m values at g (n in [1, m], m <= kMaxGroupSize).
-template <class S>
-inline S nth_largest(const S* g, int n, int m) {
-  S buf[kMaxGroupSize];
-  std::copy(g, g + m, buf);
-  std::nth_element(buf, buf + (n - 1), buf + m, std::greater<S>());
-  return buf[n - 1];
-}
-
-/// σ(x) without overflow warnings: exp of a large positive argument gives inf and 1/(1+inf) = 0.
-template <class S>
-inline S sigmoid(S x) {
-  return S(1) / (S(1) + std::exp(-x));
-}
-
-}  // namespace detail
 
 template <class S, class D>
 Matrix<S> group_soft_gate(const Eigen::MatrixBase<D>& z, NM nm, double temperature) {
@@ -356,37 +472,40 @@ bool SoftMaskAnnealer<S>::update(const Eigen::MatrixBase<D>& scores, long step) 
   check_shape(scores, m_mask.rows(), m_mask.cols(), "SoftMaskAnnealer::update: scores");
   if (frozen(step)) return false;
   const Matrix<S> z = standardize_scores<S>(scores, m_cfg.std_eps);  // throws on NaN/Inf
-  const Mask target = project(z);                                    // Ḡ = TopK_n(s̃)
-  const S inv_t = S(1.0 / temperature(step));
-  const S b = S(beta(step));
-  const S pen = S(m_cfg.penalty_lr * lambda_mid(step));
-  const S a = S(m_cfg.mask_lr);
-  const int n = m_cfg.nm.n, m = m_cfg.nm.m;
-  const Index cols = m_mask.cols();
-  const Index groups = cols / m;
-  S* mp = m_mask.data();
-  const S* zp = z.data();
-  const std::uint8_t* tp = target.data();
-  // Rows are independent; small layers stay serial (a parallel region costs microseconds).
-  const Index min_rows = std::max<Index>(2, (Index(1) << 16) / std::max<Index>(cols, 1));
-  parallel_for(
-      Index(0), m_mask.rows(),
-      [&](Index r) {
-        for (Index q = 0; q < groups; ++q) {
-          const Index off = r * cols + q * m;
-          const S tau = detail::nth_largest(zp + off, n, m);
-          for (int k = 0; k < m; ++k) {
-            const Index i = off + k;
-            const S gbar = S(tp[i]);
-            S g = detail::sigmoid((zp[i] - tau) * inv_t);                   // eq. (3)
-            g = (S(1) - b) * g + b * gbar;                                  // structure blend
-            const S gt = std::clamp(g - pen * (mp[i] - gbar), S(0), S(1));  // eq. (4)
-            mp[i] = (S(1) - a) * mp[i] + a * gt;                            // eq. (5)
-          }
-        }
-      },
-      min_rows);
-  m_hard = project(m_mask);
+  const bool rowwise = m_cfg.layout == Layout::RowWise;
+  // Ḡ = TopK_n(s̃): per group for row-wise (from the ranks in the kernel), the tile projection
+  // otherwise.
+  Mask target;
+  if (!rowwise) target = project_transposable(z, m_cfg.nm);
+  detail::SoftMaskStep<S> st;
+  st.inv_t = S(1.0 / temperature(step));
+  st.beta = S(beta(step));
+  st.pen = S(m_cfg.penalty_lr * lambda_mid(step));
+  st.alpha = S(m_cfg.mask_lr);
+  st.n = m_cfg.nm.n;
+  st.m = m_cfg.nm.m;
+  st.cols = m_mask.cols();
+  st.z = z.data();
+  st.target = rowwise ? nullptr : target.data();
+  st.mask = m_mask.data();
+  st.hard = rowwise ? m_hard.data() : nullptr;
+  // Rows are independent; chunks of rows keep small layers serial (a parallel region costs
+  // microseconds) and let each chunk reuse its row buffers. Results do not depend on threads.
+  const Index grain = std::max<Index>(1, (Index(1) << 15) / std::max<Index>(st.cols, 1));
+  switch (st.m) {
+    case 4:
+      parallel_for_chunks(m_mask.rows(), grain,
+                          [&](Index r0, Index r1) { detail::soft_mask_rows<S, 4>(st, r0, r1); });
+      break;
+    case 8:
+      parallel_for_chunks(m_mask.rows(), grain,
+                          [&](Index r0, Index r1) { detail::soft_mask_rows<S, 8>(st, r0, r1); });
+      break;
+    default:
+      parallel_for_chunks(m_mask.rows(), grain,
+                          [&](Index r0, Index r1) { detail::soft_mask_rows<S, 0>(st, r0, r1); });
+  }
+  if (!rowwise) m_hard = project_transposable(m_mask, m_cfg.nm);
   ++m_updates;
   return true;
 }
