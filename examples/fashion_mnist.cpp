@@ -51,7 +51,7 @@ struct Options {
   std::vector<std::string> methods = kDefaultMethods;
   NM nm{1, 4};
   Layout layout = Layout::RowWise;
-  int epochs = 6;
+  int epochs = 4;
   int batch = 128;
   // TANS runs Newton-Schulz on every (1024 x 1024) hidden weight each step, ~30 times the cost of
   // the step itself at batch 128 on a CPU; the TANS methods therefore take bigger batches (fewer
@@ -702,7 +702,9 @@ std::string fmt(const char* f, double v) {
   return buf;
 }
 
-void report(const std::vector<Summary>& all, const Options& o) {
+// Writes results.csv and the plots; prints the table when `print` (called after every method, so
+// a long run leaves usable files behind even if it is interrupted).
+void report(const std::vector<Summary>& all, const Options& o, bool print) {
   double dense_acc = std::nan("");
   for (const Summary& s : all)
     if (s.method == "dense") dense_acc = s.mean(&RunResult::test_accuracy);
@@ -721,11 +723,12 @@ void report(const std::vector<Summary>& all, const Options& o) {
     const double gap = acc - dense_acc, rate = s.refresh_rate();
     const std::string layout = sparse ? to_string(recipe_for(s.method, o).layout) : "-";
     const std::string acc_s = fmt("%.2f", acc) + (o.seeds > 1 ? fmt(" ± %.2f", sd) : "");
-    std::printf("| %s | %s | %s | %s | %s | %lld | %lld | %.0f | %s |\n", s.method.c_str(),
-                sparse ? nm.c_str() : "-", layout.c_str(), acc_s.c_str(),
-                std::isnan(gap) ? "-" : fmt("%+.2f", gap).c_str(), r0.trainable, r0.nonzeros,
-                s.mean(&RunResult::train_seconds),
-                std::isnan(rate) ? "-" : fmt("%.2f", rate).c_str());
+    if (print)
+      std::printf("| %s | %s | %s | %s | %s | %lld | %lld | %.0f | %s |\n", s.method.c_str(),
+                  sparse ? nm.c_str() : "-", layout.c_str(), acc_s.c_str(),
+                  std::isnan(gap) ? "-" : fmt("%+.2f", gap).c_str(), r0.trainable, r0.nonzeros,
+                  s.mean(&RunResult::train_seconds),
+                  std::isnan(rate) ? "-" : fmt("%.2f", rate).c_str());
     csv.add_row({s.method, sparse ? nm : "-", layout, std::to_string(s.runs.size()),
                  fmt("%.4f", acc), fmt("%.4f", sd), std::isnan(gap) ? "" : fmt("%.4f", gap),
                  std::to_string(r0.trainable), std::to_string(r0.nonzeros),
@@ -755,10 +758,11 @@ void report(const std::vector<Summary>& all, const Options& o) {
   }
   acc_plot.save(o.out + "/accuracy.svg");
   if (flip_plot.series_count() > 0) flip_plot.save(o.out + "/mask_flip_rate.svg");
-  std::printf("\nwrote %s/results.csv, %s/accuracy.svg%s and the models under %s/<method>/\n",
-              o.out.c_str(), o.out.c_str(),
-              flip_plot.series_count() ? (", " + o.out + "/mask_flip_rate.svg").c_str() : "",
-              o.out.c_str());
+  if (print)
+    std::printf("\nwrote %s/results.csv, %s/accuracy.svg%s and the models under %s/<method>/\n",
+                o.out.c_str(), o.out.c_str(),
+                flip_plot.series_count() ? (", " + o.out + "/mask_flip_rate.svg").c_str() : "",
+                o.out.c_str());
 }
 
 // =============================================================================================
@@ -766,6 +770,7 @@ void report(const std::vector<Summary>& all, const Options& o) {
 // =============================================================================================
 int main(int argc, char** argv) {
   try {
+    const Stopwatch total;
     const Options o = parse_options(argc, argv);
     if (o.threads > 0) set_thread_count(o.threads);
     make_dirs(o.out);
@@ -780,8 +785,10 @@ int main(int argc, char** argv) {
       Summary s{method, {}};
       for (int k = 0; k < o.seeds; ++k) s.runs.push_back(run_method(method, o, data, o.seed + k));
       all.push_back(std::move(s));
+      report(all, o, false);
     }
-    report(all, o);
+    report(all, o, true);
+    std::printf("total wall time %.0f s (data loading included)\n", total.seconds());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
