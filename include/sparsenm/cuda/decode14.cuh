@@ -40,22 +40,31 @@ class Sparse14 {
     check_shape(c.indices, c.rows, c.cols / 4, "cuda::Sparse14: indices");
     m_rows = c.rows;
     m_cols = c.cols;
-    const std::size_t groups = std::size_t(c.rows) * std::size_t(c.cols / 4);
-    std::vector<__nv_bfloat16> v(groups);
-    std::vector<std::uint16_t> ix(groups / 8, 0);
-    for (std::size_t g = 0; g < groups; ++g) {
-      v[g] = __float2bfloat16(float(c.values.data()[g]));
-      const unsigned k = c.indices.data()[g];
-      SPARSENM_CHECK(k < 4, "cuda::Sparse14: indices entry ", g, " = ", k, " must be in [0, 4)");
-      ix[g / 8] = std::uint16_t(ix[g / 8] | (k << (2 * (g % 8))));
-    }
+    const Index G = c.cols / 4;
+    m_gp = (G + detail::kDecodeSuperGroups - 1) / detail::kDecodeSuperGroups *
+           detail::kDecodeSuperGroups;
+    const std::size_t words = std::size_t(m_gp / 8);
+    std::vector<__nv_bfloat16> v(std::size_t(c.rows) * words * 8, __float2bfloat16(0.f));
+    std::vector<std::uint16_t> ix(std::size_t(c.rows) * words, 0);
+    for (Index r = 0; r < c.rows; ++r)
+      for (Index g = 0; g < G; ++g) {
+        // group g -> super-chunk j, lane l, slot s: g = j*256 + 32 s + l
+        const Index j = g / detail::kDecodeSuperGroups, rem = g % detail::kDecodeSuperGroups;
+        const Index s = rem / 32, l = rem % 32;
+        const std::size_t word = std::size_t(r) * words + std::size_t(j * 32 + l);
+        v[word * 8 + std::size_t(s)] = __float2bfloat16(float(c.values(r, g)));
+        const unsigned k = c.indices(r, g);
+        SPARSENM_CHECK(k < 4, "cuda::Sparse14: indices(", r, ", ", g, ") = ", k,
+                       " must be in [0, 4)");
+        ix[word] = std::uint16_t(ix[word] | (k << (2 * s)));
+      }
     m_values.upload(v, stream);
     m_idx.upload(ix, stream);
   }
 
   Index rows() const { return m_rows; }
   Index cols() const { return m_cols; }
-  /// Bytes the kernel reads for the weight (values + indices).
+  /// Bytes the kernel reads for the weight (values + indices; rows padded to 1024 columns).
   std::size_t weight_bytes() const { return m_values.bytes() + m_idx.bytes(); }
 
   /// y (tokens x rows, row-major bf16) = x (tokens x cols, row-major bf16) Wᵀ; 1 <= tokens <= 16.
@@ -97,8 +106,9 @@ class Sparse14 {
  private:
   template <int T>
   void launch(const __nv_bfloat16* x, __nv_bfloat16* y, cudaStream_t stream, int grid) const {
-    const std::size_t smem = std::size_t(m_cols) * T * sizeof(__nv_bfloat16);
-    SPARSENM_CHECK(smem <= 227u * 1024u, "cuda::Sparse14::matmul: cols * tokens * 2 = ", smem,
+    const std::size_t smem = std::size_t(4 * m_gp) * T * sizeof(__nv_bfloat16);
+    SPARSENM_CHECK(smem <= 227u * 1024u,
+                   "cuda::Sparse14::matmul: padded cols * tokens * 2 = ", smem,
                    " bytes of activations exceed the 227 KiB of shared memory");
     if (smem > 48u * 1024u)
       SPARSENM_CUDA_CHECK(cudaFuncSetAttribute(
@@ -114,11 +124,11 @@ class Sparse14 {
     }
     detail::decode14_kernel<T><<<unsigned(grid), detail::kDecodeWarps * 32, smem, stream>>>(
         reinterpret_cast<const uint4*>(m_values.data()), m_idx.data(), x, int(m_rows), int(m_cols),
-        y);
+        int(m_gp), y);
     SPARSENM_CUDA_CHECK_LAUNCH("decode14_kernel");
   }
 
-  Index m_rows = 0, m_cols = 0;
+  Index m_rows = 0, m_cols = 0, m_gp = 0;
   DeviceBuffer<__nv_bfloat16> m_values;
   DeviceBuffer<std::uint16_t> m_idx;
 };

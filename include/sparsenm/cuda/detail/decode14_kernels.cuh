@@ -1,13 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
 // Native 1:4 sparse x dense kernel for memory-bound decode shapes (1-16 tokens). Host API:
-// cuda/decode14.cuh. Storage (row-major weight W, out x in, 1 of every 4 kept):
-//   values  bf16 [out][in/4]          the kept value of each group of 4
-//   idx     u16  [out][in/32]         eight 2-bit in-group indices, group g at bits 2 (g % 8)
+// cuda/decode14.cuh. Storage of a row-major weight W (out x in) keeping 1 of every 4 entries; the
+// G = in/4 groups of a row are padded to Gp = a multiple of 256 (zero value, index 0) and laid out
+// in super-chunks of 256 groups, each 32 16-byte words (one per lane):
+//   values  bf16: word (j, l) of row r holds groups j*256 + 32*g + l, g = 0..7
+//   idx     u16 : the eight 2-bit in-group indices of that word, group g at bits 2g
 // so a row costs in/2 + in/16 bytes instead of 2 in (3.56x fewer bytes than dense bf16).
-// One warp per output row (a persistent grid walks the rows); each lane reads 16 bytes of values
-// (8 groups) and their 2-byte index word per chunk, with all chunks of a row loaded before use.
-// The T activation rows sit in shared memory transposed (xs[k][t], bf16), so one column gathers
-// all T tokens with one or two vector loads. Accumulation in fp32, warp-shuffle reduction.
+// Why this interleave: at inner step g the 32 lanes of a warp handle 32 CONSECUTIVE groups, so
+// their activation gathers xs[t][4 * group + idx] fall on distinct shared-memory banks (at most
+// 2-way); with 8 consecutive groups per lane (the first version) lanes hit the same bank 16- to
+// 32-way. One warp per output row (a persistent grid walks the rows); the T activation rows are
+// staged in shared memory (token-major, zero-padded to 4 Gp columns) with 16-byte loads. fp32
+// accumulation, warp-shuffle reduction, bf16 output.
 #ifndef SPARSENM_CUDA_DETAIL_DECODE14_KERNELS_CUH
 #define SPARSENM_CUDA_DETAIL_DECODE14_KERNELS_CUH
 
@@ -20,72 +24,37 @@ namespace sparsenm {
 namespace cuda {
 namespace detail {
 
-constexpr int kDecodeWarps = 8;  // warps per block
+constexpr int kDecodeWarps = 8;          // warps per block
+constexpr int kDecodeSuperGroups = 256;  // groups per super-chunk (32 lanes x 8)
 
-/// Loads the T tokens of column k from the transposed shared copy into fp32 registers.
-template <int T>
-__device__ __forceinline__ void load_tokens(const __nv_bfloat16* xs, int k, float (&v)[T]) {
-  const __nv_bfloat16* p = xs + std::size_t(k) * T;
-  if constexpr (T % 8 == 0) {
-#pragma unroll
-    for (int q = 0; q < T / 8; ++q) {
-      const uint4 u = reinterpret_cast<const uint4*>(p)[q];
-      const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&u);
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const float2 f = __bfloat1622float2(h[e]);
-        v[q * 8 + 2 * e] = f.x;
-        v[q * 8 + 2 * e + 1] = f.y;
-      }
-    }
-  } else if constexpr (T % 2 == 0) {
-#pragma unroll
-    for (int q = 0; q < T / 2; ++q) {
-      const float2 f = __bfloat1622float2(reinterpret_cast<const __nv_bfloat162*>(p)[q]);
-      v[2 * q] = f.x;
-      v[2 * q + 1] = f.y;
-    }
-  } else {
-#pragma unroll
-    for (int t = 0; t < T; ++t) v[t] = __bfloat162float(p[t]);
-  }
-}
-
-/// y (T x out, row-major bf16) = x (T x in, row-major bf16) W^T with W in the 1:4 format above.
-/// Requires in % 32 == 0. Dynamic shared memory: in * T * 2 bytes.
+/// y (T x out, row-major bf16) = x (T x in, row-major bf16) W^T with W in the format above.
+/// `gp` = padded groups per row (multiple of 256). Dynamic shared memory: T * 4 gp * 2 bytes.
 template <int T>
 __global__ void __launch_bounds__(kDecodeWarps * 32)
     decode14_kernel(const uint4* __restrict__ values, const std::uint16_t* __restrict__ idx,
-                    const __nv_bfloat16* __restrict__ x, int out, int in,
+                    const __nv_bfloat16* __restrict__ x, int out, int in, int gp,
                     __nv_bfloat16* __restrict__ y) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   __nv_bfloat16* xs = reinterpret_cast<__nv_bfloat16*>(smem_raw);
-  // Stage x in shared memory, transposed: xs[k * T + t] = x[t * in + k]. 16-byte loads, four in
-  // flight per thread before the first store (a one-load-at-a-time loop costs one L2 round trip
-  // per iteration, which dominated the first version: 13 us at 1 token, 68 us at 16).
+  const int cols_p = 4 * gp;  // padded row length of xs
   {
+    // Stage x: 16-byte loads, four in flight per thread before the stores.
+    const int vec_in = in / 8, vec_p = cols_p / 8, nvec = T * vec_p;
     const uint4* xv = reinterpret_cast<const uint4*>(x);
-    const int nvec = in * T / 8;
+    uint4* sv = reinterpret_cast<uint4*>(xs);
     constexpr int kBatch = 4;
     for (int v0 = threadIdx.x; v0 < nvec; v0 += kBatch * blockDim.x) {
       uint4 u[kBatch];
 #pragma unroll
       for (int b = 0; b < kBatch; ++b) {
         const int v = v0 + b * blockDim.x;
-        u[b] = v < nvec ? __ldg(xv + v) : make_uint4(0, 0, 0, 0);
+        const int t = v / vec_p, k = v - t * vec_p;
+        u[b] = (v < nvec && k < vec_in) ? __ldg(xv + t * vec_in + k) : make_uint4(0, 0, 0, 0);
       }
 #pragma unroll
       for (int b = 0; b < kBatch; ++b) {
         const int v = v0 + b * blockDim.x;
-        if (v >= nvec) break;
-        if constexpr (T == 1) {
-          reinterpret_cast<uint4*>(xs)[v] = u[b];
-        } else {
-          const __nv_bfloat16* h = reinterpret_cast<const __nv_bfloat16*>(&u[b]);
-          const int e0 = v * 8, t = e0 / in, k0 = e0 - t * in;  // 8 | in: one token per vector
-#pragma unroll
-          for (int j = 0; j < 8; ++j) xs[(k0 + j) * T + t] = h[j];
-        }
+        if (v < nvec) sv[v] = u[b];
       }
     }
   }
@@ -93,23 +62,24 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
   const int lane = threadIdx.x & 31;
   const int warp = blockIdx.x * kDecodeWarps + (threadIdx.x >> 5);
   const int nwarps = gridDim.x * kDecodeWarps;
-  const int chunks = in / 32;  // 8 groups (32 columns) per chunk
-  constexpr int kUnroll = 4;
+  const int words = gp / 8;  // 16-byte words per row
+  const int supers = gp / kDecodeSuperGroups;
+  constexpr int kUnroll = 4;  // super-chunks loaded before use (in = 4096: the whole row)
   for (int row = warp; row < out; row += nwarps) {
-    const uint4* vr = values + std::size_t(row) * chunks;
-    const std::uint16_t* ir = idx + std::size_t(row) * chunks;
+    const uint4* vr = values + std::size_t(row) * words;
+    const std::uint16_t* ir = idx + std::size_t(row) * words;
     float acc[T];
 #pragma unroll
     for (int t = 0; t < T; ++t) acc[t] = 0.f;
-    for (int c0 = lane; c0 < chunks; c0 += 32 * kUnroll) {
+    for (int j0 = 0; j0 < supers; j0 += kUnroll) {
       uint4 vv[kUnroll];
-      std::uint16_t ii[kUnroll];
+      unsigned ii[kUnroll];
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
-        const int c = c0 + 32 * u;
-        if (c < chunks) {
-          vv[u] = __ldg(vr + c);
-          ii[u] = __ldg(ir + c);
+        const int j = j0 + u;
+        if (j < supers) {
+          vv[u] = __ldg(vr + j * 32 + lane);
+          ii[u] = __ldg(ir + j * 32 + lane);
         } else {
           vv[u] = make_uint4(0, 0, 0, 0);
           ii[u] = 0;
@@ -117,8 +87,8 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
       }
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
-        const int c = c0 + 32 * u;
-        if (c >= chunks) break;
+        const int j = j0 + u;
+        if (j >= supers) break;
         const __nv_bfloat162* w2 = reinterpret_cast<const __nv_bfloat162*>(&vv[u]);
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
@@ -126,12 +96,12 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
 #pragma unroll
           for (int h = 0; h < 2; ++h) {
             const int g = 2 * e + h;
-            const int col = (c * 8 + g) * 4 + int((ii[u] >> (2 * g)) & 3u);
-            float xv[T];
-            load_tokens<T>(xs, col, xv);
+            const int col =
+                4 * (j * kDecodeSuperGroups + 32 * g + lane) + int((ii[u] >> (2 * g)) & 3u);
             const float wv = h ? w.y : w.x;
 #pragma unroll
-            for (int t = 0; t < T; ++t) acc[t] = fmaf(wv, xv[t], acc[t]);
+            for (int t = 0; t < T; ++t)
+              acc[t] = fmaf(wv, __bfloat162float(xs[t * cols_p + col]), acc[t]);
           }
         }
       }

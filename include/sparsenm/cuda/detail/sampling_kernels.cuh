@@ -18,21 +18,27 @@ namespace detail {
 
 /// U in the result type, as the CPU's fill (core/random_fill.hpp): uniform_float for float,
 /// uniform for double.
+/// The float case equals Philox::to_uniform_float bit for bit without fp64 arithmetic: the
+/// correctly rounded float of the integer 2 bits + 1, times 2^-33 (exact), is the correctly rounded
+/// float of (bits + 0.5) 2^-32, which is what the double route computes.
 template <class S>
 __device__ __forceinline__ S uniform_as(std::uint32_t bits) {
-  if constexpr (sizeof(S) == 4)
-    return Philox::to_uniform_float(bits);
-  else
+  if constexpr (sizeof(S) == 4) {
+    const float u = __ull2float_rn(2ull * bits + 1ull) * 0x1p-33f;
+    return u < 0.99999994f ? u : 0.99999994f;
+  } else {
     return S(Philox::to_uniform(bits));
+  }
 }
 
 /// Cephes logf for positive normal floats, operation for operation the CPU's AVX-512 log_ps
 /// (sampling/detail/frechet_kernels.hpp): explicit fmaf where it uses FMA, and _rn intrinsics for
 /// every other product and sum so that nvcc cannot contract them differently.
 __device__ __forceinline__ float cephes_logf(float x) {
-  int ex = 0;
-  float m = frexpf(x, &ex) * 2.0f;  // getmant: [1, 2)
-  float e = float(ex - 1);          // getexp: floor(log2 x)
+  // getexp / getmant of a positive normal float, straight from the bits.
+  const unsigned b = __float_as_uint(x);
+  float e = float(int(b >> 23) - 127);                         // floor(log2 x)
+  float m = __uint_as_float((b & 0x007fffffu) | 0x3f800000u);  // [1, 2)
   if (m > 1.41421356f) {
     m = __fmul_rn(m, 0.5f);
     e = __fadd_rn(e, 1.0f);
@@ -69,7 +75,11 @@ __device__ __forceinline__ float cephes_expf(float x) {
   y = fmaf(y, x, 1.6666665459E-1f);
   y = fmaf(y, x, 5.0000001201E-1f);
   y = fmaf(y, z, __fadd_rn(x, 1.0f));
-  return scalbnf(y, int(n));
+  // scalef(y, n) = y 2^n with one rounding: n is in [-159, 145]; split into two powers that are
+  // normal floats, the first product being exact (y is near 1), so only the second one rounds.
+  const int ni = int(n), n1 = ni / 2, n2 = ni - n1;
+  return __fmul_rn(__fmul_rn(y, __uint_as_float(unsigned(n1 + 127) << 23)),
+                   __uint_as_float(unsigned(n2 + 127) << 23));
 }
 
 /// The CPU's Fréchet transform (sampling/frechet.hpp): a * exp(-(1/T) * log(-log U)) in the
@@ -77,7 +87,7 @@ __device__ __forceinline__ float cephes_expf(float x) {
 /// library log/exp. Exactly 0 where w is 0.
 template <class S, class T>
 __device__ __forceinline__ S frechet_one(T w, std::uint32_t bits, S inv_t, bool& bad) {
-  bad |= !(double(w) - double(w) == 0.0);
+  bad |= !(w - w == T(0));  // NaN or +-Inf
   const S a = fabs(S(w));
   if (a == S(0)) return S(0);
   const S u = uniform_as<S>(bits);
