@@ -102,3 +102,106 @@ TYPED_TEST(SparseKernels, MatchDenseAndScalarReference) {
 }
 
 }  // namespace
+
+namespace {
+
+TYPED_TEST(SparseKernels, OneAndTwoThreadsBitIdenticalAcrossRowBlocks) {
+  using S = TypeParam;
+  // 600 rows: three row blocks of the tiled kernels, two input blocks, a partial token tile.
+  for (const Layout layout : {Layout::RowWise, Layout::Transposable}) {
+    const auto w = random_weight<S>(600, 136, NM{2, 4}, layout, 5);
+    const Matrix<S> x = random_matrix<S>(150, 136, 6), dy = random_matrix<S>(150, 600, 7);
+    Matrix<S> y[2], dx[2], dv[2];
+    for (int t = 0; t < 2; ++t) {
+      sparsenm::set_thread_count(t + 1);
+      y[t] = sparsenm::spmm(x, w);
+      dx[t] = sparsenm::spmm_transposed(dy, w);
+      dv[t] = sparsenm::sddmm(dy, x, w);
+    }
+    sparsenm::set_thread_count(2);
+    EXPECT_TRUE(y[0] == y[1]);
+    EXPECT_TRUE(dx[0] == dx[1]);
+    EXPECT_TRUE(dv[0] == dv[1]);
+    const Matrix<S> wd = sparsenm::decompress(w);
+    EXPECT_LT(rel_err(y[0], Matrix<S>(x * wd.transpose())), tol<S>());
+    EXPECT_LT(rel_err(dx[0], Matrix<S>(dy * wd)), tol<S>());
+  }
+}
+
+TYPED_TEST(SparseKernels, PackedTokensLayout) {
+  using S = TypeParam;
+  const Matrix<S> x = random_matrix<S>(21, 9, 3);
+  const sparsenm::PackedTokens<S> p(x);
+  EXPECT_EQ(p.tokens(), 21);
+  EXPECT_EQ(p.features(), 9);
+  EXPECT_EQ(p.tile_count(), (21 + p.tile() - 1) / p.tile());
+  EXPECT_GE(p.tile_count() * p.tile(), 21);
+  for (Index t = 0; t < p.tile_count() * p.tile(); ++t)
+    for (Index k = 0; k < 9; ++k) {
+      const S v = p.tile_data(t / p.tile())[k * p.tile() + t % p.tile()];
+      EXPECT_EQ(v, t < 21 ? x(t, k) : S(0));
+    }
+}
+
+TYPED_TEST(SparseKernels, TransposedStructureOfTransposableMaskIsNM) {
+  using S = TypeParam;
+  const NM nm{2, 4};
+  const auto w = random_weight<S>(16, 24, nm, Layout::Transposable, 9);
+  const sparsenm::TransposedWeight<S> wt(w);
+  ASSERT_EQ(wt.rows(), 24);
+  // Every row of W^T holds exactly n of each m outputs (CHTs24 Sec. 3.1).
+  for (Index k = 0; k < 24; ++k) {
+    EXPECT_EQ(wt.row_ptr()[k + 1] - wt.row_ptr()[k], 16 / nm.m * nm.n);
+    std::vector<int> per_group(16 / nm.m, 0);
+    for (Index e = wt.row_ptr()[k]; e < wt.row_ptr()[k + 1]; ++e) ++per_group[wt.cols()[e] / nm.m];
+    for (const int c : per_group) EXPECT_EQ(c, nm.n);
+  }
+  // Values follow the weight after update_values.
+  auto w2 = w;
+  w2.values *= S(3);
+  sparsenm::TransposedWeight<S> wt2(w);
+  wt2.update_values(w2);
+  const Matrix<S> dy = random_matrix<S>(5, 16, 2);
+  sparsenm::PackedTokens<S> dyp(dy);
+  Matrix<S> dx(5, 24);
+  sparsenm::spmm_transposed(dyp, wt2, dx);
+  EXPECT_LT(rel_err(dx, Matrix<S>(dy * sparsenm::decompress(w2))), tol<S>());
+}
+
+TEST(SparseKernelErrors, ShapeErrorsThrow) {
+  const auto w = random_weight<float>(8, 16, NM{2, 4}, Layout::RowWise, 1);
+  const Matrix<float> x = Matrix<float>::Zero(3, 16), bad = Matrix<float>::Zero(3, 12);
+  EXPECT_THROW(sparsenm::spmm(bad, w), sparsenm::Error);
+  EXPECT_THROW(sparsenm::spmm_transposed(Matrix<float>::Zero(3, 7), w), sparsenm::Error);
+  EXPECT_THROW(sparsenm::sddmm(Matrix<float>::Zero(3, 8), bad, w), sparsenm::Error);
+  EXPECT_THROW(sparsenm::sddmm(Matrix<float>::Zero(4, 8), x, w), sparsenm::Error);
+  sparsenm::PackedTokens<float> xp(x);
+  Matrix<float> y(3, 7);
+  EXPECT_THROW(sparsenm::spmm(xp, w, y), sparsenm::Error);
+  auto broken = w;
+  broken.indices(0, 0) = 4;  // out of [0, m)
+  EXPECT_THROW(sparsenm::spmm(x, broken), sparsenm::Error);
+  broken = w;
+  broken.indices(0, 1) = broken.indices(0, 0);  // not increasing within the group
+  EXPECT_THROW(sparsenm::spmm(x, broken), sparsenm::Error);
+  broken = w;
+  broken.values.resize(8, 7);
+  EXPECT_THROW(sparsenm::spmm(x, broken), sparsenm::Error);
+}
+
+TEST(SparseKernelErrors, EmptyAndNonFinite) {
+  const auto w = random_weight<float>(8, 16, NM{1, 4}, Layout::RowWise, 1);
+  EXPECT_EQ(sparsenm::spmm(Matrix<float>::Zero(0, 16), w).rows(), 0);
+  EXPECT_TRUE(sparsenm::sddmm(Matrix<float>::Zero(0, 8), Matrix<float>::Zero(0, 16), w).isZero(0));
+  // NaN in X reaches exactly the outputs whose rows use that input (documented propagation).
+  Matrix<float> x = Matrix<float>::Ones(2, 16);
+  x(1, 5) = std::numeric_limits<float>::quiet_NaN();
+  const Matrix<float> y = sparsenm::spmm(x, w);
+  const Matrix<float> wd = sparsenm::decompress(w);
+  for (Index o = 0; o < 8; ++o) {
+    EXPECT_FALSE(std::isnan(y(0, o)));
+    EXPECT_EQ(std::isnan(y(1, o)), wd(o, 5) != 0.f) << o;
+  }
+}
+
+}  // namespace

@@ -33,10 +33,6 @@
 
 namespace sparsenm {
 
-#ifndef SPARSENM_KMAXC
-#define SPARSENM_KMAXC 8
-#endif
-
 namespace detail {
 
 /// An output argument Eigen::Ref<Matrix<S>> whose S is deduced from the other arguments only (a
@@ -56,7 +52,7 @@ inline int token_tile_vectors(Index tokens) {
   const Index vecs = (tokens + w - 1) / w;
   if (vecs <= 1) return 1;
   if (vecs <= 2) return 2;
-  if (vecs <= 4 || SPARSENM_KMAXC == 4) return 4;
+  if (vecs <= 4) return 4;
   return 8;
 }
 
