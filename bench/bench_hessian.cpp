@@ -211,6 +211,21 @@ void BM_SoftMaskUpdate(benchmark::State& state) {
   set_ratios(state, f, time_of([&] { probe.update(s, 600); }, 3));
 }
 
+// Context: one exact HVP of a 1024 x 1024 (in x out) softmax-CE linear layer on a batch of 256
+// (two GEMMs plus the softmax Jacobian), i.e. the product the estimator's overhead sits next to.
+void BM_LinearSoftmaxCeHvpContext(benchmark::State& state) {
+  Fixture& f = fixture(state.range(0));
+  const Matrix<float> x = filled(256, f.cols, 11);
+  const LinearSoftmaxCeHvp<float> hvp(x, f.b);
+  Matrix<float> out;
+  for (auto _ : state) {
+    out = hvp(f.c);
+    benchmark::DoNotOptimize(out.data());
+  }
+  set_rate(state, double(f.a.size()) * sizeof(float));
+  set_ratios(state, f, time_of([&] { out = hvp(f.c); }, 3));
+}
+
 }  // namespace
 
 BENCHMARK(BM_Copy)->Arg(1024)->Arg(4096)->UseRealTime()->Unit(benchmark::kMicrosecond);
@@ -231,6 +246,7 @@ BENCHMARK(BM_RademacherFillScalarReference)
     ->Arg(4096)
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_LinearSoftmaxCeHvpContext)->Arg(1024)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_SoftMaskUpdate)->Arg(1024)->Arg(4096)->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 BENCHMARK_MAIN();
