@@ -153,29 +153,30 @@ inline void gram(const BitRows& b, std::int32_t* g) {
     }
 }
 
-/// out(r, c) = sum_k a(r, k) * B(k, c) for a binary B given by its 5-bit block patterns
-/// (`pattern[(J / 4) * ldp + c]`, byte J % 4 = bits of B(5J .. 5J+4, c)). `a` rows have ld `lda`
-/// >= 5 * blocks, zero beyond K. Summation order: subset sums t = 0..4, blocks J ascending.
+/// out(r, c) = sum_k a(r, k) * B(k, c) for a binary B given by its `width`-bit block patterns
+/// (`pattern[(J / 4) * ldp + c]`, byte J % 4 = bits of B(wJ .. wJ+w-1, c), w = width = 5 for float,
+/// 4 for double). `a` rows have ld `lda` >= w * blocks, zero beyond K. Summation order: subset
+/// sums t = 0..w-1, blocks J ascending (the order of the SIMD kernels).
 template <class S>
 void fr_product(const S* a, Index rows, Index lda, Index blocks, const std::uint32_t* pattern,
-                Index ldp, Index n, S* out, Index ldo) {
-  std::vector<S> table(32);
+                Index ldp, Index n, S* out, Index ldo, int width = 5) {
+  const int entries = 1 << width;
+  const std::uint32_t sel = static_cast<std::uint32_t>(entries - 1);
+  std::vector<S> table(static_cast<std::size_t>(entries));
   for (Index r = 0; r < rows; ++r) {
     S* o = out + r * ldo;
     for (Index c = 0; c < n; ++c) o[c] = S(0);
     for (Index J = 0; J < blocks; ++J) {
-      const S* x = a + r * lda + 5 * J;
-      for (int p = 0; p < 32; ++p) {
+      const S* x = a + r * lda + width * J;
+      for (int p = 0; p < entries; ++p) {
         S t = (p & 1) ? x[0] : S(0);
-        t = t + ((p & 2) ? x[1] : S(0));
-        t = t + ((p & 4) ? x[2] : S(0));
-        t = t + ((p & 8) ? x[3] : S(0));
-        if (p & 16) t = t + x[4];
+        for (int b = 1; b + 1 < width; ++b) t = t + ((p >> b & 1) ? x[b] : S(0));
+        if (p >> (width - 1) & 1) t = t + x[width - 1];
         table[static_cast<std::size_t>(p)] = t;
       }
       const std::uint32_t* pj = pattern + (J / 4) * ldp;
       const int shift = static_cast<int>(8 * (J % 4));
-      for (Index c = 0; c < n; ++c) o[c] = o[c] + table[(pj[c] >> shift) & 31u];
+      for (Index c = 0; c < n; ++c) o[c] = o[c] + table[(pj[c] >> shift) & sel];
     }
   }
 }
@@ -318,56 +319,115 @@ SPARSENM_ALWAYS_INLINE void fr_tile(const float* const* x, float* const* o, int 
     }
   }
 }
+
+/// Double version of fr_tile: 4-bit blocks (16-entry tables in two zmm of 8 doubles, VPERMT2PD),
+/// 8 columns per lookup.
+template <int RB, int JB>
+SPARSENM_ALWAYS_INLINE void fr_tile_pd(const double* const* x, double* const* o, int rows_valid,
+                                       Index blocks, const std::uint32_t* pattern, Index ldp,
+                                       Index c0, Index c1) {
+  const __m512d bit0 = _mm512_setr_pd(0, 1, 0, 1, 0, 1, 0, 1);
+  const __m512d bit1 = _mm512_setr_pd(0, 0, 1, 1, 0, 0, 1, 1);
+  const __m512d bit2 = _mm512_setr_pd(0, 0, 0, 0, 1, 1, 1, 1);
+  const Index blocks4 = (blocks + 3) / 4;
+  for (Index J4 = 0; J4 < blocks4; ++J4) {
+    const std::uint32_t* pj = pattern + J4 * ldp;
+    for (int h = 0; h < 4 / JB; ++h) {
+      if (4 * J4 + h * JB >= blocks) break;
+      __m512d lo[RB][JB], hi[RB][JB];
+      for (int jj = 0; jj < JB; ++jj) {
+        const Index J = 4 * J4 + h * JB + jj;
+        for (int r = 0; r < RB; ++r) {
+          if (J >= blocks) {
+            lo[r][jj] = hi[r][jj] = _mm512_setzero_pd();
+            continue;
+          }
+          const double* y = x[r] + 4 * J;
+          __m512d t = _mm512_mul_pd(_mm512_set1_pd(y[0]), bit0);
+          t = _mm512_fmadd_pd(_mm512_set1_pd(y[1]), bit1, t);
+          t = _mm512_fmadd_pd(_mm512_set1_pd(y[2]), bit2, t);
+          lo[r][jj] = t;
+          hi[r][jj] = _mm512_add_pd(t, _mm512_set1_pd(y[3]));
+        }
+      }
+      const bool first = J4 == 0 && h == 0;
+      for (Index c = c0; c < c1; c += 8) {
+        const __m512i idx =
+            _mm512_cvtepu32_epi64(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(pj + c)));
+        __m512d acc[RB];
+        for (int r = 0; r < RB; ++r)
+          acc[r] = first ? _mm512_setzero_pd() : _mm512_loadu_pd(o[r] + c);
+        for (int jj = 0; jj < JB; ++jj) {
+          const int sh = 8 * (h * JB + jj);
+          const __m512i ix = sh == 0 ? idx : _mm512_srli_epi64(idx, static_cast<unsigned>(sh));
+          for (int r = 0; r < RB; ++r)
+            acc[r] = _mm512_add_pd(acc[r], _mm512_permutex2var_pd(lo[r][jj], ix, hi[r][jj]));
+        }
+        for (int r = 0; r < RB; ++r)
+          if (r < rows_valid) _mm512_storeu_pd(o[r] + c, acc[r]);
+      }
+    }
+  }
+}
 #endif
 
-/// Four-Russians product (see scalar::fr_product for the contract); AVX-512 for float.
+/// Inner-block width of the four-Russians tables: 5 bits (32 floats = two zmm) for float, 4 bits
+/// (16 doubles = two zmm) for double.
+template <class S>
+constexpr int fr_width() {
+  return std::is_same<S, float>::value ? 5 : 4;
+}
+
+/// Four-Russians product (see scalar::fr_product for the contract, width = fr_width<S>());
+/// AVX-512 VPERMT2PS / VPERMT2PD kernels.
 template <class S>
 void fr_product(const S* a, Index rows, Index lda, Index blocks, const std::uint32_t* pattern,
                 Index ldp, Index n, S* out, Index ldo, bool par = true) {
-#if SPARSENM_HAS_AVX512
-  if constexpr (std::is_same<S, float>::value) {
-    // ldo and ldp are multiples of 16 and the pattern/out buffers are padded to them.
-    constexpr int kRB = 2, kJB = 4;  // measured best of (2,4) (3,4) (4,2) (4,4) (6,2)
-    const Index n16 = round_up(n, 16);
-    constexpr Index kTile = 1024;  // columns per tile: the tile's patterns stay in L2
-    const Index threads = par ? std::max(1, thread_count()) : 1;
-    const Index groups = (rows + kRB - 1) / kRB;
-    const Index grain = (groups + threads - 1) / threads;
-    parallel_for_chunks(groups, grain, [&](Index g_begin, Index g_end) {
-      for (Index c0 = 0; c0 < n16; c0 += kTile) {
-        const Index c1 = std::min(n16, c0 + kTile);
-        for (Index g = g_begin; g < g_end; ++g) {
-          const Index r0 = kRB * g;
-          const int valid = static_cast<int>(std::min<Index>(kRB, rows - r0));
-          const float* x[kRB];
-          float* o[kRB];
-          for (int r = 0; r < kRB; ++r) {
-            const Index rr = r0 + std::min(r, valid - 1);  // repeat the last row as padding
-            x[r] = a + rr * lda;
-            o[r] = out + rr * ldo;
-          }
-          fr_tile<kRB, kJB>(x, o, valid, blocks, pattern, ldp, c0, c1);
-        }
-      }
-    });
-    return;
-  }
-#endif
-  // double (and builds without AVX-512): the scalar kernel, parallel over rows.
   const Index threads = par ? std::max(1, thread_count()) : 1;
-  parallel_for_chunks(rows, (rows + threads - 1) / threads, [&](Index r0, Index r1) {
-    scalar::fr_product(a + r0 * lda, r1 - r0, lda, blocks, pattern, ldp, n, out + r0 * ldo, ldo);
+#if SPARSENM_HAS_AVX512
+  // ldo and ldp are multiples of 16 and the pattern/out buffers are padded to them.
+  constexpr int kRB = 2, kJB = 4;  // measured best of (2,4) (3,4) (4,2) (4,4) (6,2) for float
+  const Index n16 = round_up(n, 16);
+  constexpr Index kTile = 1024;  // columns per tile: the tile's patterns stay in L2
+  const Index groups = (rows + kRB - 1) / kRB;
+  const Index grain = (groups + threads - 1) / threads;
+  parallel_for_chunks(groups, grain, [&](Index g_begin, Index g_end) {
+    for (Index c0 = 0; c0 < n16; c0 += kTile) {
+      const Index c1 = std::min(n16, c0 + kTile);
+      for (Index g = g_begin; g < g_end; ++g) {
+        const Index r0 = kRB * g;
+        const int valid = static_cast<int>(std::min<Index>(kRB, rows - r0));
+        const S* x[kRB];
+        S* o[kRB];
+        for (int r = 0; r < kRB; ++r) {
+          const Index rr = r0 + std::min(r, valid - 1);  // repeat the last row as padding
+          x[r] = a + rr * lda;
+          o[r] = out + rr * ldo;
+        }
+        if constexpr (std::is_same<S, float>::value)
+          fr_tile<kRB, kJB>(x, o, valid, blocks, pattern, ldp, c0, c1);
+        else
+          fr_tile_pd<kRB, kJB>(x, o, valid, blocks, pattern, ldp, c0, c1);
+      }
+    }
   });
+#else
+  // Builds without AVX-512: the scalar kernel, parallel over rows.
+  parallel_for_chunks(rows, (rows + threads - 1) / threads, [&](Index r0, Index r1) {
+    scalar::fr_product(a + r0 * lda, r1 - r0, lda, blocks, pattern, ldp, n, out + r0 * ldo, ldo,
+                       fr_width<S>());
+  });
+#endif
 }
 
 }  // namespace SPARSENM_ISA_NAMESPACE
 
-/// Patterns of 5 consecutive ROWS of `mask` at every column: byte J % 4 of
-/// pattern[(J / 4) * ldp + c] = sum_t mask(5J + t, c) << t (rows beyond R count as 0).
+/// Patterns of `width` consecutive ROWS of `mask` at every column: byte J % 4 of
+/// pattern[(J / 4) * ldp + c] = sum_t mask(wJ + t, c) << t (rows beyond R count as 0).
 inline void patterns_over_rows(const Mask& mask, std::vector<std::uint32_t>& pattern, Index& ldp,
-                               Index& blocks, bool par = true) {
+                               Index& blocks, bool par = true, int width = 5) {
   const Index R = mask.rows(), C = mask.cols();
-  blocks = (R + 4) / 5;
+  blocks = (R + width - 1) / width;
   const Index blocks4 = (blocks + 3) / 4;
   ldp = round_up(std::max<Index>(C, 1), 16);
   pattern.assign(static_cast<std::size_t>(blocks4 * ldp), 0u);
@@ -377,8 +437,8 @@ inline void patterns_over_rows(const Mask& mask, std::vector<std::uint32_t>& pat
       [&](Index J4) {
         std::uint32_t* dst = pattern.data() + J4 * ldp;
         for (int q = 0; q < 4; ++q)
-          for (int t = 0; t < 5; ++t) {
-            const Index r = 5 * (4 * J4 + q) + t;
+          for (int t = 0; t < width; ++t) {
+            const Index r = width * (4 * J4 + q) + t;
             if (r >= R) break;
             const std::uint8_t* src = m + r * C;
             const int shift = 8 * q + t;
@@ -388,12 +448,13 @@ inline void patterns_over_rows(const Mask& mask, std::vector<std::uint32_t>& pat
       par ? Index(2) : kNoParallel);
 }
 
-/// Patterns of 5 consecutive COLUMNS of every row of the mask (the rows-patterns of Mᵀ), read
-/// from its packed rows: byte J % 4 of pattern[(J / 4) * ldp + r] = bits 5J .. 5J+4 of row r.
+/// Patterns of `width` consecutive COLUMNS of every row of the mask (the rows-patterns of Mᵀ),
+/// read from its packed rows: byte J % 4 of pattern[(J / 4) * ldp + r] = bits wJ .. wJ+w-1 of r.
 inline void patterns_over_cols(const BitRows& rows_bits, std::vector<std::uint32_t>& pattern,
-                               Index& ldp, Index& blocks, bool par = true) {
+                               Index& ldp, Index& blocks, bool par = true, int width = 5) {
   const Index R = rows_bits.rows, C = rows_bits.bits;
-  blocks = (C + 4) / 5;
+  blocks = (C + width - 1) / width;
+  const std::uint64_t sel = (std::uint64_t(1) << width) - 1;
   const Index blocks4 = (blocks + 3) / 4;
   ldp = round_up(std::max<Index>(R, 1), 16);
   pattern.assign(static_cast<std::size_t>(blocks4 * ldp), 0u);
@@ -404,13 +465,13 @@ inline void patterns_over_cols(const BitRows& rows_bits, std::vector<std::uint32
         for (Index J4 = 0; J4 < blocks4; ++J4) {
           std::uint32_t v = 0;
           for (int q = 0; q < 4; ++q) {
-            const Index bit = 5 * (4 * J4 + q);
+            const Index bit = width * (4 * J4 + q);
             if (bit >= C) break;
             const Index k = bit / 64;
             const int off = static_cast<int>(bit % 64);
             std::uint64_t x = w[k] >> off;
-            if (off > 59 && k + 1 < rows_bits.words) x |= w[k + 1] << (64 - off);
-            v |= static_cast<std::uint32_t>(x & 31u) << (8 * q);
+            if (off > 64 - width && k + 1 < rows_bits.words) x |= w[k + 1] << (64 - off);
+            v |= static_cast<std::uint32_t>(x & sel) << (8 * q);
           }
           pattern[static_cast<std::size_t>(J4 * ldp + r)] = v;
         }
@@ -490,12 +551,12 @@ void ch_l3n_fast(const Mask& mask, ChRule rule, ChWorkspace<S>& ws, S* out, bool
   const Index ldf_r = round_up(R, 20);
   ws.weights.resize(static_cast<std::size_t>(std::max(R * ldf_r, C * round_up(C, 20))));
   ch_weights_from_gram(ws.gram.data(), R, ws.deg_rows, rule, ws.weights.data(), ldf_r, par);
-  patterns_over_rows(mask, ws.pattern, ldp, blocks, par);
+  patterns_over_rows(mask, ws.pattern, ldp, blocks, par, fr_width<S>());
   const Index ldc = round_up(C, 16);
   ws.row_stream.resize(static_cast<std::size_t>(R * ldc));
   if (use_scalar)
     scalar::fr_product(ws.weights.data(), R, ldf_r, blocks, ws.pattern.data(), ldp, C,
-                       ws.row_stream.data(), ldc);
+                       ws.row_stream.data(), ldc, fr_width<S>());
   else
     fr_product(ws.weights.data(), R, ldf_r, blocks, ws.pattern.data(), ldp, C, ws.row_stream.data(),
                ldc, par);
@@ -507,12 +568,12 @@ void ch_l3n_fast(const Mask& mask, ChRule rule, ChWorkspace<S>& ws, S* out, bool
     gram(ws.bits_cols, ws.gram.data(), par);
   const Index ldf_c = round_up(C, 20);
   ch_weights_from_gram(ws.gram.data(), C, ws.deg_cols, rule, ws.weights.data(), ldf_c, par);
-  patterns_over_cols(ws.bits_rows, ws.pattern, ldp, blocks, par);
+  patterns_over_cols(ws.bits_rows, ws.pattern, ldp, blocks, par, fr_width<S>());
   const Index ldr = round_up(R, 16);
   ws.col_stream.resize(static_cast<std::size_t>(C * ldr));
   if (use_scalar)
     scalar::fr_product(ws.weights.data(), C, ldf_c, blocks, ws.pattern.data(), ldp, R,
-                       ws.col_stream.data(), ldr);
+                       ws.col_stream.data(), ldr, fr_width<S>());
   else
     fr_product(ws.weights.data(), C, ldf_c, blocks, ws.pattern.data(), ldp, R, ws.col_stream.data(),
                ldr, par);
