@@ -24,7 +24,8 @@ TYPED_TEST_SUITE(NewtonSchulzTyped, Scalars);
 // (explicit transpose for tall matrices, explicit normalisation, three plain products per step).
 TYPED_TEST(NewtonSchulzTyped, MatchesLongDoubleReference) {
   using S = TypeParam;
-  const Index shapes[][2] = {{16, 16}, {24, 40}, {40, 24}, {1, 7}, {7, 1}, {48, 64}, {33, 5}};
+  const Index shapes[][2] = {{16, 16}, {24, 40}, {40, 24}, {1, 7},  {7, 1},
+                             {48, 64}, {33, 5},  {12, 90}, {90, 12}};
   for (const auto& sh : shapes)
     for (NsCoefficients c : {NsCoefficients::TansTableA4, NsCoefficients::Muon})
       for (int steps : {0, 1, 5, 6}) {
