@@ -251,6 +251,22 @@ TEST(Refresh, HardRemovalDropsTheSmallestMagnitudes) {
   EXPECT_LT(max_removed, min_kept);
 }
 
+TEST(Refresh, TinyLayerWithNothingToRemoveIsUnchanged) {
+  // 4 active entries, ζ = 0.1: floor(0.4) = 0 removed, so nothing may change.
+  TopologyRefresher<float> topo(make_config(Layout::RowWise, NM{1, 4}), 3);
+  Mask mask = random_rowwise(2, 8, NM{1, 4}, Philox(1));
+  Matrix<float> w = weights_for(mask, 2);
+  const Mask before = mask;
+  const Matrix<float> w0 = w;
+  const RefreshResult r = topo.refresh(w, mask, 10);
+  EXPECT_EQ(r.removed, 0);
+  EXPECT_EQ(r.changed_count, 0);
+  EXPECT_EQ(mask, before);
+  EXPECT_TRUE((w.array() == w0.array()).all());
+  EXPECT_EQ(r.stats.groups, 4);
+  EXPECT_EQ(r.stats.refreshed_groups, 0);
+}
+
 TEST(Refresh, SchedulesAndDue) {
   RefreshConfig cfg;  // interval 100, total 10000, stop 0.75 -> window 7500, T 1 -> 9
   TopologyRefresher<float> topo(cfg, 0);

@@ -254,6 +254,15 @@ RefreshResult TopologyRefresher<S>::refresh(Eigen::Ref<Matrix<S>> weight, Mask& 
     for (auto it = first; it != nth; ++it) after.data()[it->second] = 0;
   }
   std::vector<std::pair<S, Index>>().swap(active);
+  if (st.removed == 0) {  // nothing removed: no group can change (skip the scores)
+    st.groups = c.layout == Layout::RowWise ? rows * (cols / nm.m) : (rows / nm.m) * (cols / nm.m);
+    RefreshResult res;
+    res.changed = Mask::Zero(rows, cols);
+    res.stats = st;
+    m_stats = st;
+    ++m_count;
+    return res;
+  }
 
   // 2. Regrowth scores on the mask after removal (CH2-L3n), soft: ⊙ U(0, 1). Only groups/tiles
   // that lost a link can change (the others are fully held by their survivors), so the noise is
