@@ -106,8 +106,7 @@ class Sparse14 {
  private:
   template <int T>
   void launch(const __nv_bfloat16* x, __nv_bfloat16* y, cudaStream_t stream, int grid) const {
-    const std::size_t smem =
-        detail::kDecodeStage<T> ? std::size_t(4 * m_gp) * T * sizeof(__nv_bfloat16) : 0;
+    const std::size_t smem = std::size_t(4 * m_gp) * T * sizeof(__nv_bfloat16);
     SPARSENM_CHECK(smem <= 227u * 1024u,
                    "cuda::Sparse14::matmul: padded cols * tokens * 2 = ", smem,
                    " bytes of activations exceed the 227 KiB of shared memory");

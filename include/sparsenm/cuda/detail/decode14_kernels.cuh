@@ -26,16 +26,9 @@ namespace detail {
 
 constexpr int kDecodeWarps = 8;          // warps per block
 constexpr int kDecodeSuperGroups = 256;  // groups per super-chunk (32 lanes x 8)
-/// Up to 4 tokens the activations are gathered straight from global memory through L1: a warp's
-/// 32 gathers for one token fall in two 128-byte lines (consecutive groups), and skipping the
-/// shared-memory staging removes a full L2 round trip and a barrier from every launch. More
-/// tokens are staged in shared memory once per block.
-template <int T>
-constexpr bool kDecodeStage = (T > 4);
 
 /// y (T x out, row-major bf16) = x (T x in, row-major bf16) W^T with W in the format above.
-/// `gp` = padded groups per row (multiple of 256). Dynamic shared memory: T * 4 gp * 2 bytes when
-/// kDecodeStage<T>, none otherwise.
+/// `gp` = padded groups per row (multiple of 256). Dynamic shared memory: T * 4 gp * 2 bytes.
 template <int T>
 __global__ void __launch_bounds__(kDecodeWarps * 32)
     decode14_kernel(const uint4* __restrict__ values, const std::uint16_t* __restrict__ idx,
@@ -44,7 +37,7 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
   extern __shared__ __align__(16) unsigned char smem_raw[];
   __nv_bfloat16* xs = reinterpret_cast<__nv_bfloat16*>(smem_raw);
   const int cols_p = 4 * gp;  // padded row length of xs
-  if constexpr (kDecodeStage<T>) {
+  {
     // Stage x: 16-byte loads, four in flight per thread before the stores.
     const int vec_in = in / 8, vec_p = cols_p / 8, nvec = T * vec_p;
     const uint4* xv = reinterpret_cast<const uint4*>(x);
@@ -65,7 +58,7 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
       }
     }
   }
-  if constexpr (kDecodeStage<T>) __syncthreads();
+  __syncthreads();
   const int lane = threadIdx.x & 31;
   const int warp = blockIdx.x * kDecodeWarps + (threadIdx.x >> 5);
   const int nwarps = gridDim.x * kDecodeWarps;
@@ -107,15 +100,8 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
                 4 * (j * kDecodeSuperGroups + 32 * g + lane) + int((ii[u] >> (2 * g)) & 3u);
             const float wv = h ? w.y : w.x;
 #pragma unroll
-            for (int t = 0; t < T; ++t) {
-              float xv;
-              if constexpr (kDecodeStage<T>) {
-                xv = __bfloat162float(xs[t * cols_p + col]);
-              } else {  // padded groups (value 0) may point past the row: clamp the address
-                xv = __bfloat162float(__ldg(x + std::size_t(t) * in + min(col, in - 1)));
-              }
-              acc[t] = fmaf(wv, xv, acc[t]);
-            }
+            for (int t = 0; t < T; ++t)
+              acc[t] = fmaf(wv, __bfloat162float(xs[t * cols_p + col]), acc[t]);
           }
         }
       }
