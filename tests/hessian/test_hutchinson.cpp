@@ -83,6 +83,26 @@ TEST(HutchinsonDiagonal, OnesBeforeTheFirstSample) {
   EXPECT_TRUE((est.diagonal().array() == 1.0f).all());
 }
 
+TEST(HutchinsonDiagonal, AcceptsExpressionAndReferenceReturningCallables) {
+  // An Eigen expression is evaluated; a returned reference is used without a copy. Both must give
+  // the same estimate as a callable returning a Matrix by value.
+  const Matrix<double> d = uniform_matrix<double>(3, 5, 4, 0.5, 2.0);
+  HutchinsonDiagonal<double> by_value(3, 5), by_expr(3, 5), by_ref(3, 5);
+  by_value.update([&](const Matrix<double>& v) { return Matrix<double>(d.cwiseProduct(v)); },
+                  Philox(2));
+  by_expr.update([&](const Matrix<double>& v) { return d.cwiseProduct(v); }, Philox(2));
+  Matrix<double> buffer;
+  by_ref.update(
+      [&](const Matrix<double>& v) -> const Matrix<double>& {
+        buffer = d.cwiseProduct(v);
+        return buffer;
+      },
+      Philox(2));
+  EXPECT_LT((by_value.diagonal() - d).cwiseAbs().maxCoeff(), 1e-13);
+  EXPECT_EQ(by_expr.diagonal(), by_value.diagonal());
+  EXPECT_EQ(by_ref.diagonal(), by_value.diagonal());
+}
+
 TEST(HutchinsonDiagonal, DiagonalHessianIsRecoveredExactly) {
   // (D v) ⊙ v = d ⊙ v² = d: zero variance, and the bias-corrected EMA of a constant is the
   // constant at every step (up to rounding of the correction factor).

@@ -207,7 +207,7 @@ inline void fill_rademacher(const Philox& rng, S* out, Index begin, Index end) {
 }  // namespace SPARSENM_ISA_NAMESPACE
 
 /// Entries per parallel chunk for element-wise passes (a multiple of 32 keeps SIMD blocks whole).
-constexpr Index kHessianGrain = Index(1) << 14;
+inline constexpr Index kHessianGrain = Index(1) << 14;
 
 }  // namespace detail
 

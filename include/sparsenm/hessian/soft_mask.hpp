@@ -172,10 +172,10 @@ struct SoftMaskStep {
 
 /// |argument| of the gate's exponential is capped at 80: σ(±80) is 1 − 1.8e−35 / 1.8e−35, so no
 /// result changes visibly, and neither exp nor 1/(1 + e) produces inf or a subnormal.
-constexpr double kGateArgMax = 80.0;
+inline constexpr double kGateArgMax = 80.0;
 /// Mask values below this are flushed to 0: the EMA (1 − α)^k would otherwise walk a pruned entry
 /// into the subnormal range after about 800 updates, where x86 arithmetic is ~100x slower.
-constexpr double kMaskFlush = 1e-30;
+inline constexpr double kMaskFlush = 1e-30;
 
 /// Alg. 1 lines 9–12 on rows [r0, r1). MC = m when known at compile time (4, 8), else 0.
 template <class S, int MC>
