@@ -11,6 +11,13 @@ int main() {
     return 2;
   } catch (const sparsenm::Error&) {
   }
+  // 2:4 projection keeps the two largest of each group of four (ties to the lower index).
+  sparsenm::Matrix<float> scores(1, 8);
+  scores << 0.1f, 0.9f, 0.5f, 0.2f, 3.0f, 1.0f, 1.0f, 0.0f;
+  const sparsenm::Mask mask = sparsenm::project_rowwise(scores, sparsenm::NM{2, 4});
+  const int expected[8] = {0, 1, 1, 0, 1, 1, 0, 0};
+  for (int j = 0; j < 8; ++j)
+    if (mask(0, j) != expected[j]) return 3;
   std::printf("consumer OK: sparsenm %s, %d thread(s)\n", SPARSENM_VERSION_STRING,
               sparsenm::thread_count());
   return 0;
