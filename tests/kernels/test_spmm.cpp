@@ -149,6 +149,12 @@ TYPED_TEST(SparseKernels, TransposedStructureOfTransposableMaskIsNM) {
   const auto w = random_weight<S>(16, 24, nm, Layout::Transposable, 9);
   const sparsenm::TransposedWeight<S> wt(w);
   ASSERT_EQ(wt.rows(), 24);
+  EXPECT_TRUE(wt.is_nm());
+  EXPECT_EQ(wt.as_nm().rows, 24);
+  EXPECT_TRUE(sparsenm::decompress(wt.as_nm()) == Matrix<S>(sparsenm::decompress(w).transpose()));
+  // A row-wise mask generally is not N:M by columns.
+  EXPECT_FALSE(
+      sparsenm::TransposedWeight<S>(random_weight<S>(16, 24, nm, Layout::RowWise, 9)).is_nm());
   // Every row of W^T holds exactly n of each m outputs (CHTs24 Sec. 3.1).
   for (Index k = 0; k < 24; ++k) {
     EXPECT_EQ(wt.row_ptr()[k + 1] - wt.row_ptr()[k], 16 / nm.m * nm.n);

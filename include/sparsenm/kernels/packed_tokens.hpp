@@ -112,6 +112,20 @@ void PackedTokens<S>::pack(const Eigen::MatrixBase<Derived>& x) {
         const Index q = item / chunks, k0 = (item % chunks) * kChunk;
         const Index k1 = std::min(features, k0 + kChunk);
         S* dst = dst_all + q * features * tile;
+        using Ops = detail::VecOps<S>;
+        constexpr Index W = Ops::kWidth;
+        if (Ops::kHasTranspose && (q + 1) * tile <= tokens) {
+          // Full tile: W x W blocks through the in-register transpose, the rest one by one.
+          const Index kfull = k0 + (k1 - k0) / W * W;
+          for (Index i = 0; i < tile; i += W)
+            for (Index k = k0; k < kfull; k += W)
+              Ops::transpose_block(src + (q * tile + i) * ld + k, ld, dst + k * tile + i, tile);
+          for (Index i = 0; i < tile; ++i) {
+            const S* row = src + (q * tile + i) * ld;
+            for (Index k = kfull; k < k1; ++k) dst[k * tile + i] = row[k];
+          }
+          return;
+        }
         for (Index i = 0; i < tile; ++i) {
           const Index t = q * tile + i;
           if (t < tokens) {

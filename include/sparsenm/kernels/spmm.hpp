@@ -70,7 +70,10 @@ void spmm_transposed(const PackedTokens<S>& dy, const TransposedWeight<S>& wt,
                  wt.inner(), " outputs");
   check_shape(dx, dy.tokens(), wt.rows(), "dx");
   if (dy.tokens() == 0 || wt.rows() == 0) return;
-  detail::spmm_csr(wt, dy, dx.data(), dx.outerStride());
+  if (wt.is_nm())
+    detail::spmm_nm(wt.as_nm(), dy, dx.data(), dx.outerStride());
+  else
+    detail::spmm_csr(wt, dy, dx.data(), dx.outerStride());
 }
 
 /// dX = dY W (tokens x in). `dy` is tokens x out.

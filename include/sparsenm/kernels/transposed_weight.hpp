@@ -44,7 +44,9 @@ void check_compressed(const NMCompressed<S>& w, const char* name = "weight") {
 }
 
 /// CSR of W^T for a compressed weight W (out x in): row k of W^T lists the outputs o with an active
-/// W(o, k), in increasing o.
+/// W(o, k), in increasing o. When every row of W^T holds exactly n of each m outputs (transposable
+/// masks, CHTs24 Sec. 3.1) the structure is also kept as an NMCompressed of W^T (as_nm()), and
+/// spmm_transposed runs the row-wise N:M kernel on it instead of the CSR one.
 template <class S>
 class TransposedWeight {
  public:
@@ -61,8 +63,13 @@ class TransposedWeight {
   Index inner() const { return m_inner; }  ///< = out (rows of W)
   const std::vector<Index>& row_ptr() const { return m_row_ptr; }
   const std::vector<std::int32_t>& cols() const { return m_cols; }
+  /// CSR values (empty when is_nm(): the values then live in as_nm().values).
   const std::vector<S>& values() const { return m_values; }
   NM nm() const { return m_nm; }
+  /// True when W^T is row-wise N:M with W's n and m (the column structure of a transposable mask).
+  bool is_nm() const { return m_is_nm; }
+  /// W^T as NMCompressed (only meaningful when is_nm()).
+  const NMCompressed<S>& as_nm() const { return m_nmt; }
 
  private:
   Index m_rows = 0, m_inner = 0;
@@ -71,6 +78,8 @@ class TransposedWeight {
   std::vector<std::int32_t> m_cols;
   std::vector<std::int64_t> m_source;  // m_values[e] = w.values.data()[m_source[e]]
   std::vector<S> m_values;
+  bool m_is_nm = false;
+  NMCompressed<S> m_nmt;
 };
 
 template <class S>
@@ -98,7 +107,25 @@ void TransposedWeight<S>::rebuild(const NMCompressed<S>& w) {
       m_cols[e] = std::int32_t(o);
       m_source[e] = o * nnzr + j;
     }
-  m_values.resize(static_cast<std::size_t>(nnz));
+  // Column structure: exactly n of each m outputs in every row of W^T?
+  m_is_nm = w.rows % m == 0;
+  for (Index k = 0; m_is_nm && k < m_rows; ++k) {
+    if (m_row_ptr[k + 1] - m_row_ptr[k] != w.rows / m * n) m_is_nm = false;
+    for (Index e = m_row_ptr[k]; m_is_nm && e < m_row_ptr[k + 1]; ++e)
+      if (m_cols[e] / m != (e - m_row_ptr[k]) / n) m_is_nm = false;
+  }
+  if (m_is_nm) {
+    m_nmt.nm = w.nm;
+    m_nmt.rows = w.cols;
+    m_nmt.cols = w.rows;
+    m_nmt.values.resize(w.cols, w.rows / m * n);
+    m_nmt.indices.resize(w.cols, w.rows / m * n);
+    for (Index e = 0; e < nnz; ++e) m_nmt.indices.data()[e] = std::uint8_t(m_cols[e] % m);
+    m_values.clear();
+  } else {
+    m_nmt = NMCompressed<S>{};
+    m_values.resize(static_cast<std::size_t>(nnz));
+  }
   update_values(w);
 }
 
@@ -108,9 +135,10 @@ void TransposedWeight<S>::update_values(const NMCompressed<S>& w) {
                  w.cols, " ", w.nm, " but the transposed structure was built for ", m_inner, "x",
                  m_rows, " ", m_nm);
   const S* src = w.values.data();
-  const Index nnz = Index(m_values.size());
+  S* dst = m_is_nm ? m_nmt.values.data() : m_values.data();
+  const Index nnz = Index(m_source.size());
   parallel_for_chunks(nnz, 1 << 16, [&](Index b, Index e) {
-    for (Index i = b; i < e; ++i) m_values[i] = src[m_source[i]];
+    for (Index i = b; i < e; ++i) dst[i] = src[m_source[i]];
   });
 }
 
