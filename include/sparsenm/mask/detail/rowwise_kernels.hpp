@@ -184,6 +184,46 @@ inline bool rowwise_run_simd(const S* s, Index len, std::uint8_t* out) {
   if constexpr (std::is_same<S, float>::value && (M == 4 || M == 8)) {
     Index j = 0;
     __m256 nanacc = _mm256_setzero_ps();
+    if constexpr (M == 4) {
+      // Same pairwise-comparison scheme as the AVX-512 kernel, 8 vectors of 8 per step.
+      constexpr std::uint64_t L0 = 0x1111111111111111ull, L1 = L0 << 1, L2 = L0 << 2;
+      for (; j + 64 <= len; j += 64) {
+        std::uint64_t A = 0, B = 0, C = 0;
+        for (int v = 0; v < 8; ++v) {
+          const __m256 x = _mm256_loadu_ps(s + j + 8 * v);
+          const __m256 y1 = _mm256_permute_ps(x, _MM_SHUFFLE(0, 3, 2, 1));
+          const __m256 y2 = _mm256_permute_ps(x, _MM_SHUFFLE(1, 0, 3, 2));
+          const __m256 y3 = _mm256_permute_ps(x, _MM_SHUFFLE(2, 1, 0, 3));
+          A |= std::uint64_t(unsigned(_mm256_movemask_ps(_mm256_cmp_ps(y1, x, _CMP_GT_OQ))))
+               << (8 * v);
+          B |= std::uint64_t(unsigned(_mm256_movemask_ps(_mm256_cmp_ps(y2, x, _CMP_GT_OQ))))
+               << (8 * v);
+          C |= std::uint64_t(unsigned(_mm256_movemask_ps(_mm256_cmp_ps(y3, x, _CMP_GT_OQ))))
+               << (8 * v);
+          nanacc = _mm256_or_ps(nanacc, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+        }
+        const std::uint64_t t1 = (A & L0) | ((~A & L0) << 1) | ((~B & L0) << 2) | ((~C & L0) << 3);
+        const std::uint64_t t2 = (B & L0) | (A & L1) | ((~A & L1) << 1) | ((~B & L1) << 2);
+        const std::uint64_t t3 = (C & L0) | (B & L1) | (A & L2) | ((~A & L2) << 1);
+        std::uint64_t keep;
+        if constexpr (N == 1)
+          keep = ~(t1 | t2 | t3);
+        else if constexpr (N == 2)
+          keep = ~((t1 & t2) | (t1 & t3) | (t2 & t3));
+        else if constexpr (N == 3)
+          keep = ~(t1 & t2 & t3);
+        else
+          keep = ~std::uint64_t(0);
+        // 8 mask bits -> 8 bytes of 0/1: spread bit b to byte b (multiply-free, branch-free).
+        for (int q = 0; q < 8; ++q) {
+          std::uint64_t x8 = (keep >> (8 * q)) & 0xFFu;
+          x8 = (x8 | (x8 << 28)) & 0x0000000F0000000Full;
+          x8 = (x8 | (x8 << 14)) & 0x0003000300030003ull;
+          x8 = (x8 | (x8 << 7)) & 0x0101010101010101ull;
+          std::memcpy(out + j + 8 * q, &x8, 8);
+        }
+      }
+    }
     const __m256i nv = _mm256_set1_epi32(N);
     // Tie lanes per rotation (all-ones where the partner has the lower in-group index).
     __m256i perm[7];
