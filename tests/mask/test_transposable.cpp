@@ -262,3 +262,32 @@ TEST(Transposable, OneAndTwoThreadsBitIdentical) {
   EXPECT_EQ(random_transposable(256, 512, NM{2, 4}, Philox(3)), r1);
   EXPECT_EQ(random_transposable(64, 128, NM{4, 8}, Philox(3)), q1);
 }
+
+TEST(Transposable, BlocksAndColumnMajorInputs) {
+  const Matrix<float> big = test::random_scores<float>(40, 160, 61);
+  for (NM nm : {NM{2, 4}, NM{1, 4}, NM{4, 8}}) {
+    const Matrix<float> sub = big.block(4, 8, 32, 128);
+    const Mask expect = project_transposable(sub, nm);
+    EXPECT_EQ(project_transposable(big.block(4, 8, 32, 128), nm), expect) << nm;
+    const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic> cm = sub;
+    EXPECT_EQ(project_transposable(cm, nm), expect) << nm;
+    EXPECT_EQ(project_transposable(sub.cwiseAbs(), nm),
+              project_transposable(Matrix<float>(sub.cwiseAbs()), nm))
+        << nm;
+  }
+}
+
+TEST(Transposable, IntoReusesStorage) {
+  const Matrix<float> s = test::random_scores<float>(16, 32, 5);
+  Mask out(16, 32);
+  const std::uint8_t* p = out.data();
+  project_transposable_into(s, NM{2, 4}, out);
+  EXPECT_EQ(out.data(), p);
+  EXPECT_EQ(out, project_transposable(s, NM{2, 4}));
+  project_rowwise_into(s, NM{1, 4}, out);
+  EXPECT_EQ(out.data(), p);
+  EXPECT_EQ(out, project_rowwise(s, NM{1, 4}));
+  Mask other;
+  project_transposable_into(s, NM{3, 4}, other);
+  EXPECT_EQ(other, project_transposable(s, NM{3, 4}));
+}
