@@ -84,6 +84,29 @@ void syrk_lower(bool trans, int n, int k, S alpha, const S* a, int lda, S* c, in
   }
 }
 
+template <class S>
+void gemm_nn(int m, int n, int k, S alpha, const S* a, int lda, const S* b, int ldb, S* c,
+             int ldc) {
+  ConstColMap<S> A(a, m, k, Eigen::OuterStride<>(lda));
+  ConstColMap<S> B(b, k, n, Eigen::OuterStride<>(ldb));
+  ColMap<S> C(c, m, n, Eigen::OuterStride<>(ldc));
+  C.noalias() = alpha * (A * B);
+}
+
+template <class S>
+void symm_lower(bool right, int m, int n, S alpha, const S* a, int lda, const S* b, int ldb, S* c,
+                int ldc) {
+  ConstColMap<S> B(b, m, n, Eigen::OuterStride<>(ldb));
+  ColMap<S> C(c, m, n, Eigen::OuterStride<>(ldc));
+  if (right) {
+    ConstColMap<S> A(a, n, n, Eigen::OuterStride<>(lda));
+    C.noalias() = alpha * (B * A.template selfadjointView<Eigen::Lower>());
+  } else {
+    ConstColMap<S> A(a, m, m, Eigen::OuterStride<>(lda));
+    C.noalias() = alpha * (A.template selfadjointView<Eigen::Lower>() * B);
+  }
+}
+
 }  // namespace ns_eigen
 namespace ns_backend = ns_eigen;
 #endif
