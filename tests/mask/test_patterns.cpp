@@ -95,3 +95,15 @@ TEST(TransposableSampler, CountsMatchTablesAndKnownValues) {
   EXPECT_EQ(count(8, 2), 187530840.0);
   EXPECT_EQ(count(8, 4), 116963796250.0);
 }
+
+TEST(TransposablePatterns, CompileTimeFourByFourTablesMatch) {
+  static_assert(kTransposable4<2>[0] == 0x33CC,
+                "first 2:4 tile (cols 0..3): rows 0011, 0011, 1100, 1100");
+  const auto check = [](const auto& table, const std::vector<std::uint64_t>& lib) {
+    ASSERT_EQ(table.size(), lib.size());
+    for (std::size_t k = 0; k < lib.size(); ++k) EXPECT_EQ(std::uint64_t(table[k]), lib[k]);
+  };
+  check(kTransposable4<1>, TransposablePatterns<4, 1>::all());
+  check(kTransposable4<2>, TransposablePatterns<4, 2>::all());
+  check(kTransposable4<3>, TransposablePatterns<4, 3>::all());
+}

@@ -14,6 +14,7 @@
 #define SPARSENM_MASK_PATTERNS_HPP
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <vector>
 
@@ -83,6 +84,56 @@ inline std::vector<std::uint64_t> enumerate_transposable(int m, int n) {
 }
 
 }  // namespace detail
+
+namespace detail {
+
+/// Visits every legal 4x4 transposable tile (n per row and column) in ascending bit order (bit
+/// 4r + c): row 3 is the most significant nibble, so nest rows 3..0 over ascending row choices.
+template <class F>
+constexpr void for_each_transposable4(int n, F&& f) {
+  int ch[6] = {};
+  int k = 0;
+  for (int b = 0; b < 16; ++b)
+    if (((b & 1) + ((b >> 1) & 1) + ((b >> 2) & 1) + ((b >> 3) & 1)) == n) ch[k++] = b;
+  for (int i3 = 0; i3 < k; ++i3)
+    for (int i2 = 0; i2 < k; ++i2)
+      for (int i1 = 0; i1 < k; ++i1)
+        for (int i0 = 0; i0 < k; ++i0) {
+          const int r[4] = {ch[i0], ch[i1], ch[i2], ch[i3]};
+          bool ok = true;
+          for (int c = 0; c < 4; ++c)
+            ok = ok &&
+                 ((r[0] >> c) & 1) + ((r[1] >> c) & 1) + ((r[2] >> c) & 1) + ((r[3] >> c) & 1) == n;
+          if (ok) f(r[0] | (r[1] << 4) | (r[2] << 8) | (r[3] << 12));
+        }
+}
+
+/// Number of legal 4x4 transposable tiles with n per row and column (compile time).
+constexpr int transposable4_count(int n) {
+  int count = 0;
+  for_each_transposable4(n, [&](int) { ++count; });
+  return count;
+}
+
+template <int N>
+constexpr std::array<std::uint16_t, std::size_t(transposable4_count(N))>
+make_transposable4_table() {
+  std::array<std::uint16_t, std::size_t(transposable4_count(N))> t{};
+  std::size_t k = 0;
+  for_each_transposable4(N, [&](int bits) { t[k++] = std::uint16_t(bits); });
+  return t;
+}
+
+}  // namespace detail
+
+/// The 4 x 4 libraries as compile-time tables (bit 4r + c, ascending), usable in constant
+/// expressions and on the device: kTransposable4<2> holds the 90 atomic topologies of chts24
+/// Sec. 3.1, kTransposable4<1> the 24 permutation matrices, kTransposable4<3> their complements.
+template <int N>
+inline constexpr auto kTransposable4 = detail::make_transposable4_table<N>();
+static_assert(kTransposable4<1>.size() == 24, "4x4 transposable 1:4 has 24 patterns");
+static_assert(kTransposable4<2>.size() == 90, "4x4 transposable 2:4 has 90 patterns (chts24 3.1)");
+static_assert(kTransposable4<3>.size() == 24, "4x4 transposable 3:4 has 24 patterns");
 
 /// All legal M x M transposable N:M tiles (N active per row and per column), as bitmasks with bit
 /// (r*M + c) for tile entry (r, c), sorted ascending. Built once on first use (a function-local
