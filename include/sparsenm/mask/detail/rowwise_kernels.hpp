@@ -163,6 +163,59 @@ inline bool rowwise_run_simd(const S* s, Index len, std::uint8_t* out) {
         const unsigned half = (0xFFu << (8 - k)) & 0xFFu;  // in-group lanes i >= 8 - k
         tie[k - 1] = __mmask16(half | (half << 8));
       }
+      // 64 scores (8 groups) per step. Lane i "loses" to its rotation-k partner p = (i + k) % 8 iff
+      // s_p > s_i for p > i, s_p >= s_i for p < i (ties keep the lower index ahead). Rotations
+      // 1..3 are compared on all lanes (GT on upward lanes, GE on wrapped ones), rotation 4 on
+      // lanes 0..3 only; rotations 4 (upper half), 5, 6, 7 follow by antisymmetry: lane j loses to
+      // i exactly when i does not lose to j, i.e. loses_{8-k} = ~rotl_k(loses_k) inside each
+      // group. The rank (number of losses, 0..7) is summed bit-sliced on 64-bit lane masks.
+      {
+        constexpr std::uint64_t kB = 0x0101010101010101ull;
+        auto rotl = [](std::uint64_t x, int k) {  // rotate left inside every byte (= group)
+          const std::uint64_t hi = kB * ((0xFFu << k) & 0xFFu), lo = kB * (0xFFu >> (8 - k));
+          return ((x << k) & hi) | ((x >> (8 - k)) & lo);
+        };
+        auto fa = [](std::uint64_t a, std::uint64_t b, std::uint64_t c, std::uint64_t& sum,
+                     std::uint64_t& carry) {
+          const std::uint64_t t = a ^ b;
+          sum = t ^ c;
+          carry = (a & b) | (c & t);
+        };
+        const __m512i ones64 = _mm512_set1_epi8(1);
+        constexpr __mmask16 up[4] = {0x7F7F, 0x3F3F, 0x1F1F, 0x0F0F};
+        for (; j + 64 <= len; j += 64) {
+          std::uint64_t l[4] = {0, 0, 0, 0};
+          std::uint64_t bad = 0;
+          for (int v = 0; v < 4; ++v) {
+            const __m512 x = _mm512_loadu_ps(s + j + 16 * v);
+            bad |= _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+            for (int k = 0; k < 3; ++k) {
+              const __m512 y = _mm512_permutexvar_ps(idx[k], x);
+              const __mmask16 b = _mm512_mask_cmp_ps_mask(up[k], y, x, _CMP_GT_OQ) |
+                                  _mm512_mask_cmp_ps_mask(__mmask16(~up[k]), y, x, _CMP_GE_OQ);
+              l[k] |= std::uint64_t(b) << (16 * v);
+            }
+            const __m512 y4 = _mm512_permutexvar_ps(idx[3], x);
+            l[3] |= std::uint64_t(_mm512_mask_cmp_ps_mask(up[3], y4, x, _CMP_GT_OQ)) << (16 * v);
+          }
+          nan |= __mmask16(bad);
+          constexpr std::uint64_t lo4 = 0x0F0F0F0F0F0F0F0Full;
+          const std::uint64_t l4 = (l[3] & lo4) | ((~l[3] & lo4) << 4);
+          const std::uint64_t l5 = ~rotl(l[2], 3), l6 = ~rotl(l[1], 2), l7 = ~rotl(l[0], 1);
+          std::uint64_t sa, ca, sb, cb, s0, cc, s1, s2;
+          fa(l[0], l[1], l[2], sa, ca);
+          fa(l4, l5, l6, sb, cb);
+          fa(sa, sb, l7, s0, cc);
+          fa(ca, cb, cc, s1, s2);
+          // keep iff rank (s2 s1 s0) < N, a constant: bit-sliced comparison
+          constexpr std::uint64_t n0 = (N & 1) ? ~0ull : 0, n1 = (N & 2) ? ~0ull : 0,
+                                  n2 = (N & 4) ? ~0ull : 0;
+          const std::uint64_t eq2 = ~(s2 ^ n2), eq1 = ~(s1 ^ n1);
+          const std::uint64_t keep = (~s2 & n2) | (eq2 & ((~s1 & n1) | (eq1 & (~s0 & n0))));
+          _mm512_storeu_si512(reinterpret_cast<void*>(out + j),
+                              _mm512_maskz_mov_epi8(keep, ones64));
+        }
+      }
       for (; j + 16 <= len; j += 16) {
         const __m512 x = _mm512_loadu_ps(s + j);
         nan |= _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
