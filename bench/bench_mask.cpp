@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Mask projection benchmarks (issue 3) on a 4096 x 4096 float score matrix, all in one binary:
 //  * Copy: a plain parallel copy of the same 64 MiB (the bandwidth yardstick);
-//  * row-wise 2:4 and 1:4 projection (project_rowwise_into);
+//  * row-wise 2:4 and 1:4 projection (project_rowwise_into), and 2:8 / 4:8 (informational);
 //  * transposable 4x4 selection, 2:4 and 1:4 (project_transposable_into, meet-in-the-middle);
 //  * BruteForce90: the chts24 App. E formulation, every tile dotted with all 90 patterns + argmax
 //    (a straightforward loop the compiler vectorises, same threads);
@@ -182,6 +182,14 @@ void BM_Rowwise(benchmark::State& state) {
   state.SetLabel(nm.n == 2 ? "2:4" : "1:4");
 }
 
+void BM_Rowwise8(benchmark::State& state) {
+  const NM nm{int(state.range(0)), 8};
+  Mask out(kN, kN);
+  report(
+      state, [&] { project_rowwise_into(scores(), nm, out); }, false);
+  state.SetLabel(nm.n == 2 ? "2:8" : "4:8");
+}
+
 void BM_Transposable(benchmark::State& state) {
   const NM nm{int(state.range(0)), 4};
   Mask out(kN, kN);
@@ -226,6 +234,7 @@ void BM_Transposable84Exact(benchmark::State& state) {
 
 BENCHMARK(BM_Copy)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Rowwise)->Arg(2)->Arg(1)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Rowwise8)->Arg(2)->Arg(4)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Transposable)->Arg(2)->Arg(1)->Arg(3)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_TransposableAlloc)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_BruteForce90)->UseRealTime()->Unit(benchmark::kMillisecond);
