@@ -47,7 +47,7 @@ struct RefAdam {
 template <class S>
 class AdamTyped : public ::testing::Test {};
 using Scalars = ::testing::Types<float, double>;
-TYPED_TEST_SUITE(AdamTyped, Scalars);
+TYPED_TEST_SUITE(AdamTyped, Scalars, ::testing::internal::DefaultNameGenerator);
 
 TYPED_TEST(AdamTyped, MatchesScalarReference) {
   using S = TypeParam;

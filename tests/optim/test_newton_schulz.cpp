@@ -18,7 +18,7 @@ namespace t = sparsenm::test;
 template <class S>
 class NewtonSchulzTyped : public ::testing::Test {};
 using Scalars = ::testing::Types<float, double>;
-TYPED_TEST_SUITE(NewtonSchulzTyped, Scalars);
+TYPED_TEST_SUITE(NewtonSchulzTyped, Scalars, ::testing::internal::DefaultNameGenerator);
 
 // The polynomial iteration against a long-double transcription of chtsnm Sec. 3.2 / App. C
 // (explicit transpose for tall matrices, explicit normalisation, three plain products per step).

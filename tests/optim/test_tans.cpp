@@ -82,7 +82,7 @@ struct RefTans {
 template <class S>
 class TansTyped : public ::testing::Test {};
 using Scalars = ::testing::Types<float, double>;
-TYPED_TEST_SUITE(TansTyped, Scalars);
+TYPED_TEST_SUITE(TansTyped, Scalars, ::testing::internal::DefaultNameGenerator);
 
 template <class S>
 bool same_bits(S a, S b) {
