@@ -86,7 +86,8 @@ class HutchinsonDiagonal {
   void reset();
 
   /// The probe the estimator draws as sample number `k` (for tests and for users who reproduce a
-  /// probe outside the estimator): v(i, j) = rng.split(k).rademacher(i * cols + j).
+  /// probe outside the estimator): v(i, j) = rng.split(k).rademacher(i * cols + j). v keeps its
+  /// shape (size it to the weight first); every entry is overwritten.
   static void rademacher_probe(const Philox& rng, long k, Matrix<S>& v);
 
  private:
