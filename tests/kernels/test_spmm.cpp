@@ -58,7 +58,8 @@ double rel_err(const Matrix<S>& a, const Matrix<S>& b) {
 template <class S>
 class SparseKernels : public ::testing::Test {};
 using Scalars = ::testing::Types<float, double>;
-TYPED_TEST_SUITE(SparseKernels, Scalars);
+// The empty third argument keeps clang -Wpedantic quiet about an empty __VA_ARGS__.
+TYPED_TEST_SUITE(SparseKernels, Scalars, );
 
 const NM kPatterns[] = {{1, 4}, {2, 4}, {3, 4}, {2, 8}, {4, 8}};
 const Index kTokens[] = {1, 3, 17, 37, 131};

@@ -9,7 +9,7 @@
 //    latency.
 //  * Cache tiling: the input dimension is cut in blocks of Kc features with Kc * T * sizeof(S) =
 //    32 KiB, so the X^T block a row block sweeps stays in L1 (48 KiB here); row blocks of up to
-//    kRowBlock rows accumulate in a small per-thread Y^T buffer (L2) across input blocks, and the
+//    row_block() rows accumulate in a small per-thread Y^T buffer (L2) across input blocks, and the
 //    buffer is transposed into Y once at the end.
 //  * Work items are (row block, token tile) pairs split statically over threads; each output value
 //    is produced by exactly one item with a fixed summation order, so results are bit-identical
@@ -47,8 +47,17 @@ namespace sparsenm {
 namespace detail {
 inline namespace SPARSENM_ISA_NAMESPACE {
 
-/// Rows of W per work item (the Y^T buffer is kRowBlock x T values).
-constexpr Index kRowBlock = 256;
+/// Rows of W per work item (the Y^T buffer is row_block x T values): large, so the X^T tile of a
+/// token tile (K x T values, up to the size of L2) is streamed from L3 once per many rows, but
+/// small enough that every thread gets a few items. The grouping of rows never changes the order
+/// in which an output is summed, so it may depend on the thread count without breaking
+/// bit-identical results.
+inline Index row_block(Index rows, Index tiles, Index lo = 256, Index hi = 1024) {
+  const Index want = Index(thread_count()) * 4;  // items wanted in total
+  const Index per_tile = std::max<Index>(1, (want + tiles - 1) / tiles);
+  const Index rb = (rows + per_tile - 1) / per_tile;
+  return std::min(hi, std::max(lo, (rb + 15) / 16 * 16));
+}
 /// Target size of the X^T block that one row block sweeps (fits L1 with room for the rest).
 constexpr Index kL1Block = 32768;
 /// Rows run in lockstep by the long-batch kernel (C = 8 vectors): 2 x 8 accumulators give the
@@ -175,8 +184,9 @@ void spmm_nm_impl(const NMCompressed<S>& w, const PackedTokens<S>& xp, S* out, I
   const Index rows = w.rows, groups = w.cols / m, nnzr = w.values.cols();
   const Index gc = feature_block<S>(T, m) / m;
   const Index nb = (groups + gc - 1) / gc;
-  const Index nrb = (rows + kRowBlock - 1) / kRowBlock;
   const Index tiles = xp.tile_count();
+  const Index kRowBlock = row_block(rows, tiles);
+  const Index nrb = (rows + kRowBlock - 1) / kRowBlock;
   const S* val = w.values.data();
   const std::uint8_t* idx = w.indices.data();
   parallel_for(Index(0), nrb * tiles, [&](Index item) {
@@ -237,8 +247,10 @@ void spmm_csr_impl(const TransposedWeight<S>& wt, const PackedTokens<S>& xp, S* 
   const Index rows = wt.rows(), inner = wt.inner();
   const Index kc = feature_block<S>(T, 1);
   const Index nb = std::max<Index>(1, (inner + kc - 1) / kc);
-  const Index nrb = (rows + kRowBlock - 1) / kRowBlock;
   const Index tiles = xp.tile_count();
+  // Rows of varying length: 256-row blocks measured faster here than the larger NM blocks.
+  const Index kRowBlock = row_block(rows, tiles, 256, 256);
+  const Index nrb = (rows + kRowBlock - 1) / kRowBlock;
   const Index* ptr = wt.row_ptr().data();
   const std::int32_t* col = wt.cols().data();
   const S* val = wt.values().data();
@@ -303,7 +315,8 @@ void sddmm_nm_impl(const NMCompressed<S>& w, const PackedTokens<S>& dyp, const P
   const Index tiles = xp.tile_count();
   const std::uint8_t* idx_all = w.indices.data();
   // Row blocks small enough that both threads get work on narrow layers.
-  constexpr Index kSddmmRows = 64;
+  // Each item sweeps all of X^T once: few, large row blocks keep that traffic low.
+  const Index kSddmmRows = row_block(rows, 1, 16, 512);
   const Index nrb = (rows + kSddmmRows - 1) / kSddmmRows;
   parallel_for(Index(0), nrb, [&](Index rbk) {
     const Index r0 = rbk * kSddmmRows, r1 = std::min(rows, r0 + kSddmmRows);
