@@ -330,6 +330,11 @@ inline bool transposable4_band_simd(const S* s, Index stride, Index t0, Index t1
     __m256 acc = _mm256_setzero_ps();
     const __m256 zero = _mm256_setzero_ps();
     static constexpr int kLaneTile[8] = {0, 2, 4, 6, 1, 3, 5, 7};
+    // nibble -> 4 bytes of 0/1 (byte c = bit c), little-endian
+    static constexpr std::uint32_t kNibbleBytes[16] = {
+        0x00000000u, 0x00000001u, 0x00000100u, 0x00000101u, 0x00010000u, 0x00010001u,
+        0x00010100u, 0x00010101u, 0x01000000u, 0x01000001u, 0x01000100u, 0x01000101u,
+        0x01010000u, 0x01010001u, 0x01010100u, 0x01010101u};
     Index t = t0;
     for (; t + 8 <= t1; t += 8) {
       __m256 x[4][4];
@@ -350,7 +355,11 @@ inline bool transposable4_band_simd(const S* s, Index stride, Index t0, Index t1
       }
       alignas(32) std::uint32_t pat[8];
       _mm256_store_si256(reinterpret_cast<__m256i*>(pat), tile4_search<N, Avx2TileOps>(x));
-      for (int l = 0; l < 8; ++l) write_tile4(pat[l], out + 4 * (t + kLaneTile[l]), out_stride);
+      for (int l = 0; l < 8; ++l)
+        for (int r = 0; r < 4; ++r) {
+          const std::uint32_t word = kNibbleBytes[(pat[l] >> (4 * r)) & 15u];
+          std::memcpy(out + r * out_stride + 4 * (t + kLaneTile[l]), &word, 4);
+        }
     }
     alignas(32) float accv[8];
     _mm256_store_ps(accv, acc);
