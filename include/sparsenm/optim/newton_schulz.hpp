@@ -236,11 +236,14 @@ const Matrix<S>& newton_schulz_run(const S* in, Index rows, Index cols, S scale,
 /// X0 becomes p_K(...p_1(s)) with p_k(s) = a_k s + b_k s^3 + c_k s^5; for Table A4 and
 /// normalised singular values in [0.01, 1] the result lies in [0.978, 1.032].
 ///
-/// Both Gram products are symmetric rank-k updates (?syrk; A^2 = A A^T), and the a X term is
-/// folded into the symmetric factor, so a step costs g^2 k + g^3 + 2 g^2 k flops (g = min side,
-/// k = max side) instead of 4 g^2 k + 2 g^3 for three GEMMs. Uses BLAS when EIGEN_USE_BLAS is
-/// defined. Throws sparsenm::Error for non-finite entries or steps outside [0, 1000]. Must not be
-/// called inside an OpenMP parallel region (BLAS). Deterministic for a fixed BLAS thread count.
+/// Both Gram products are symmetric rank-k updates (?syrk; A^2 = A A^T), the a X term is folded
+/// into the symmetric factor, and X <- B' X reads B' from its lower triangle (?symm): a step costs
+/// g^2 k + g^3 + 2 g^2 k flops (g = short side, k = long side) instead of 4 g^2 k + 2 g^3 for
+/// three GEMMs. When k >= 2 g the iteration runs on g x g Gram matrices only (see
+/// detail::newton_schulz_gram): 3 g^2 k + ~25 g^3 flops in total. Uses BLAS when EIGEN_USE_BLAS is
+/// defined, Eigen's products otherwise. Throws sparsenm::Error for non-finite entries or steps
+/// outside [0, 1000]. Must not be called inside an OpenMP parallel region (BLAS). Deterministic
+/// for a fixed BLAS thread count; independent of the OpenMP thread count.
 ///
 /// `S` may be given explicitly (newton_schulz<float>(x)) or deduced from x.
 template <class S = void, class Derived>
