@@ -63,6 +63,19 @@ TEST(Ste, ForwardUsesMagnitudeMaskEachCall) {
   EXPECT_THROW(sparsenm::Ste<float>(3, 6), sparsenm::Error);
 }
 
+TEST(Ste, TransposableLayout) {
+  sparsenm::SteConfig cfg;
+  cfg.layout = sparsenm::Layout::Transposable;
+  sparsenm::Ste<float> ste(8, 8, cfg);
+  const Matrix<float> W = t::uniform_matrix<float>(8, 8, 11);
+  const Matrix<float>& F = ste.forward(W);
+  EXPECT_TRUE(sparsenm::is_transposable_legal(ste.mask(), {2, 4}));
+  EXPECT_TRUE(ste.mask() == sparsenm::project_transposable(W.cwiseAbs(), {2, 4}));
+  for (Index i = 0; i < W.size(); ++i)
+    EXPECT_EQ(F.data()[i], ste.mask().data()[i] ? W.data()[i] : 0.0f);
+  EXPECT_THROW(sparsenm::Ste<float>(6, 8, cfg), sparsenm::Error);  // rows % m != 0
+}
+
 // STE / SR-STE + Adam on f(F) = 1/2 ||F - T||^2 of the masked forward F = W . m(W). Plain STE
 // lowers the loss but keeps flipping (pruned latent weights get the constant gradient -T and grow
 // until they displace a kept one); SR-STE's lambda_w W . (1 - m) term gives the pruned latent

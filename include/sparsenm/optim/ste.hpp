@@ -12,7 +12,7 @@
 #include "../core/parallel.hpp"
 #include "../core/types.hpp"
 #include "../core/validate.hpp"
-#include "../mask/rowwise.hpp"
+#include "../mask/project.hpp"
 
 namespace sparsenm {
 
@@ -40,8 +40,9 @@ Matrix<S> srste_gradient(const Eigen::MatrixBase<DG>& grad, const Eigen::MatrixB
 
 /// STE / SR-STE configuration (chtsnm App. H.1-H.2).
 struct SteConfig {
-  NM nm{2, 4};            ///< row-wise N:M pattern of the forward mask
-  double lambda_w = 0.0;  ///< 0: plain STE; > 0: SR-STE (chtsnm uses 1e-4)
+  NM nm{2, 4};                      ///< N:M pattern of the forward mask
+  double lambda_w = 0.0;            ///< 0: plain STE; > 0: SR-STE (chtsnm uses 1e-4)
+  Layout layout = Layout::RowWise;  ///< row-wise, or transposable (block-wise, chtsnm H.1)
   void validate() const {
     check_nm(nm, "SteConfig::nm");
     check_finite_nonnegative(lambda_w, "SteConfig::lambda_w");
@@ -49,7 +50,8 @@ struct SteConfig {
 };
 
 /// Straight-through estimator over dense latent weights W (chtsnm App. H.1): each step the mask
-/// m(W) is recomputed as the row-wise magnitude top-n of W, the forward uses W . m(W), and the
+/// m(W) is recomputed as the legal N:M projection of |W| (row-wise top-n per group, or the exact
+/// transposable projection), the forward uses W . m(W), and the
 /// dense W receives the task gradient (plus lambda_w W . (1 - m) for SR-STE). Pair it with any
 /// dense optimizer (the papers use Adam):
 /// \code
@@ -64,6 +66,7 @@ class Ste {
   Ste(Index rows, Index cols, SteConfig cfg = {}) : m_cfg(cfg), m_rows(rows), m_cols(cols) {
     m_cfg.validate();
     check_divisible(cols, cfg.nm.m, "Ste: cols", "nm.m");
+    if (cfg.layout == Layout::Transposable) check_divisible(rows, cfg.nm.m, "Ste: rows", "nm.m");
     m_forward.resize(rows, cols);
   }
 
@@ -72,7 +75,7 @@ class Ste {
   const Matrix<S>& forward(const Eigen::MatrixBase<Derived>& weight) {
     check_shape(weight, m_rows, m_cols, "Ste::forward: weight");
     m_forward = weight.template cast<S>();
-    m_mask = project_rowwise(m_forward.cwiseAbs(), m_cfg.nm);
+    m_mask = project(m_forward.cwiseAbs(), m_cfg.nm, m_cfg.layout);
     const std::uint8_t* m = m_mask.data();
     S* f = m_forward.data();
     for (Index i = 0; i < m_forward.size(); ++i) f[i] = m[i] ? f[i] : S(0);
