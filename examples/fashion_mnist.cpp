@@ -712,10 +712,11 @@ void report(const std::vector<Summary>& all, const Options& o, bool print) {
   CsvWriter csv({"method", "nm", "layout", "seeds", "test_accuracy", "test_accuracy_std",
                  "gap_to_dense", "trainable_params", "nonzeros", "train_seconds",
                  "effective_refresh_rate"});
-  std::printf(
-      "\n| method | N:M | layout | test accuracy (%%) | gap to dense | trainable params | "
-      "nonzeros | train time (s) | eff. refresh rate |\n");
-  std::printf("|---|---|---|---|---|---|---|---|---|\n");
+  if (print)
+    std::printf(
+        "\n| method | N:M | layout | test accuracy (%%) | gap to dense | trainable params | "
+        "nonzeros | train time (s) | eff. refresh rate |\n");
+  if (print) std::printf("|---|---|---|---|---|---|---|---|---|\n");
   for (const Summary& s : all) {
     const RunResult& r0 = s.runs.front();
     const bool sparse = s.method != "dense";
