@@ -51,8 +51,8 @@ void BM_PhiloxFillUniform(benchmark::State& state) {
     sparsenm::fill_uniform<float>(out, rng);
     benchmark::DoNotOptimize(out.data());
   }
-  state.counters["values/s"] = benchmark::Counter(double(kCount) * state.iterations(),
-                                                  benchmark::Counter::kIsRate);
+  state.counters["values/s"] =
+      benchmark::Counter(double(kCount) * state.iterations(), benchmark::Counter::kIsRate);
 }
 
 void BM_PhiloxBitsPerCounter(benchmark::State& state) {
