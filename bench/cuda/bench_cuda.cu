@@ -56,6 +56,48 @@ double median_ms_batched(const std::function<void(int)>& f, int inner, int reps,
          inner;
 }
 
+/// Dense and sparse timed in alternation from CUDA graphs of `inner` launches each (METHOD.md: a
+/// graph removes the host launch gaps between microsecond kernels, which otherwise dominate both
+/// sides); returns the medians {a, b} over `reps` pairs and the median of the per-pair ratios a/b.
+struct PairTiming {
+  double a_ms, b_ms, ratio;
+};
+PairTiming graph_pair_ms(const std::function<void(int)>& fa, const std::function<void(int)>& fb,
+                         int inner, int reps, cudaStream_t s) {
+  auto capture = [&](const std::function<void(int)>& f) {
+    cudaGraph_t g;
+    cudaGraphExec_t e;
+    SPARSENM_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+    for (int i = 0; i < inner; ++i) f(i);
+    SPARSENM_CUDA_CHECK(cudaStreamEndCapture(s, &g));
+    SPARSENM_CUDA_CHECK(cudaGraphInstantiate(&e, g, 0));
+    SPARSENM_CUDA_CHECK(cudaGraphDestroy(g));
+    return e;
+  };
+  cudaGraphExec_t ga = capture(fa), gb = capture(fb);
+  sc::Event e0, e1, e2;
+  std::vector<double> ta, tb, r;
+  for (int i = 0; i < reps + 3; ++i) {
+    e0.record(s);
+    SPARSENM_CUDA_CHECK(cudaGraphLaunch(ga, s));
+    e1.record(s);
+    SPARSENM_CUDA_CHECK(cudaGraphLaunch(gb, s));
+    e2.record(s);
+    e2.synchronize();
+    if (i < 3) continue;  // warm-up
+    ta.push_back(double(e1.elapsed_ms_since(e0)) / inner);
+    tb.push_back(double(e2.elapsed_ms_since(e1)) / inner);
+    r.push_back(ta.back() / tb.back());
+  }
+  SPARSENM_CUDA_CHECK(cudaGraphExecDestroy(ga));
+  SPARSENM_CUDA_CHECK(cudaGraphExecDestroy(gb));
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  return {median(ta), median(tb), median(r)};
+}
+
 void result(const std::string& key, double v) { std::printf("RESULT %s %.6g\n", key.c_str(), v); }
 
 template <class T>
@@ -349,6 +391,16 @@ void bench_decode14(cudaStream_t s, cublasHandle_t h) {
       const double ms_s = median_ms_batched(
           [&](int i) { sparse[std::size_t(i % ns)].matmul(x.data(), tokens, y1.data(), s); }, inner,
           reps, s);
+      // Same work replayed from CUDA graphs, dense and sparse alternating (the figure of record:
+      // launch gaps of the host are not a property of either kernel).
+      const PairTiming gr = graph_pair_ms(
+          [&](int i) {
+            gemm_bf16(h, dense[std::size_t(i % nd)].data(), x.data(), y2.data(), out, in, tokens);
+          },
+          [&](int i) { sparse[std::size_t(i % ns)].matmul(x.data(), tokens, y1.data(), s); },
+          2 * inner, g_quick ? 7 : 31, s);
+      std::printf("%-44s %8.2f / %6.2f us  graph replay, speedup %.2fx (median of pair ratios)\n",
+                  "", gr.a_ms * 1e3, gr.b_ms * 1e3, gr.ratio);
       const double bw_d = double(dense_bytes) / (ms_d * 1e6),
                    bw_s = double(sp_bytes) / (ms_s * 1e6);
       char name[96];
@@ -362,6 +414,9 @@ void bench_decode14(cudaStream_t s, cublasHandle_t h) {
       result(k + "_sparse_us", ms_s * 1e3);
       result(k + "_speedup", ms_d / ms_s);
       result(k + "_maxrel", err);
+      result(k + "_graph_dense_us", gr.a_ms * 1e3);
+      result(k + "_graph_sparse_us", gr.b_ms * 1e3);
+      result(k + "_graph_speedup", gr.ratio);
     }
   }
 }
@@ -397,7 +452,12 @@ int main(int argc, char** argv) {
   SPARSENM_CUDA_CHECK(cudaGetDeviceProperties(&p, 0));
   std::printf("device: %s, %d SMs, L2 %d MB\n", p.name, p.multiProcessorCount, p.l2CacheSize >> 20);
   sc::Stream stream;
+  // A fixed cuBLAS workspace (declared before the handle, so it outlives it): cuBLAS then never
+  // allocates inside a CUDA-graph capture (decode timings replay captured graphs).
+  sc::DeviceBuffer<unsigned char> cublas_workspace(std::size_t(32) << 20);
   sc::CublasHandle handle;
+  SPARSENM_CUBLAS_CHECK(
+      cublasSetWorkspace(handle, cublas_workspace.data(), cublas_workspace.size()));
   auto want = [&](const char* k) { return only.empty() || only == k; };
   auto guarded = [&](const char* name, const std::function<void()>& f) {
     if (!want(name)) return;

@@ -60,6 +60,7 @@ class Sparse14 {
       }
     m_values.upload(v, stream);
     m_idx.upload(ix, stream);
+    configure<1>();
   }
 
   Index rows() const { return m_rows; }
@@ -104,31 +105,57 @@ class Sparse14 {
   }
 
  private:
+  /// Shared memory and persistent grid of every token count, computed once here: a decode call
+  /// lasts a few microseconds, and the occupancy query + attribute calls per launch cost about as
+  /// much host time, which starves the GPU between back-to-back launches.
   template <int T>
-  void launch(const __nv_bfloat16* x, __nv_bfloat16* y, cudaStream_t stream, int grid) const {
+  void configure() {
     const std::size_t smem = std::size_t(4 * m_gp) * T * sizeof(__nv_bfloat16);
-    SPARSENM_CHECK(smem <= 227u * 1024u,
-                   "cuda::Sparse14::matmul: padded cols * tokens * 2 = ", smem,
-                   " bytes of activations exceed the 227 KiB of shared memory");
-    if (smem > 48u * 1024u)
-      SPARSENM_CUDA_CHECK(cudaFuncSetAttribute(
-          detail::decode14_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    if (grid <= 0) {
+    m_smem[T] = smem;
+    m_grid[T] = 0;  // 0: too many columns for this token count (matmul throws)
+    if (smem <= 227u * 1024u && m_rows > 0) {
+      if (smem > 48u * 1024u) raise_smem_limit<T>(smem);
       int per_sm = 0;
       SPARSENM_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
           &per_sm, detail::decode14_kernel<T>, detail::kDecodeWarps * 32, smem));
       if (per_sm < 1) per_sm = 1;
       const long rows_per_block = detail::kDecodeWarps;
       const long need = (long(m_rows) + rows_per_block - 1) / rows_per_block;
-      grid = int(std::min<long>(need, long(per_sm) * sm_count()));
+      m_grid[T] = int(std::min<long>(need, long(per_sm) * sm_count()));
     }
+    if constexpr (T < kMaxTokens) configure<T + 1>();
+  }
+
+  /// The opt-in shared-memory limit is a property of the kernel, not of this object (another
+  /// Sparse14 with fewer columns may have lowered it since), so it is raised before every launch
+  /// that needs more than the default 48 KiB (never for T = 1 at in <= 6144).
+  template <int T>
+  static void raise_smem_limit(std::size_t smem) {
+    SPARSENM_CUDA_CHECK(cudaFuncSetAttribute(
+        detail::decode14_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  }
+
+  template <int T>
+  void launch(const __nv_bfloat16* x, __nv_bfloat16* y, cudaStream_t stream, int grid) const {
+    const std::size_t smem = m_smem[T];
+    SPARSENM_CHECK(smem <= 227u * 1024u,
+                   "cuda::Sparse14::matmul: padded cols * tokens * 2 = ", smem,
+                   " bytes of activations exceed the 227 KiB of shared memory");
+    if (smem > 48u * 1024u) raise_smem_limit<T>(smem);
+    if (grid <= 0) grid = m_grid[T];
     detail::decode14_kernel<T><<<unsigned(grid), detail::kDecodeWarps * 32, smem, stream>>>(
         reinterpret_cast<const uint4*>(m_values.data()), m_idx.data(), x, int(m_rows), int(m_cols),
         int(m_gp), y);
-    SPARSENM_CUDA_CHECK_LAUNCH("decode14_kernel");
+    const cudaError_t status = cudaGetLastError();
+    SPARSENM_CHECK(status == cudaSuccess, "cuda::Sparse14::matmul: decode14_kernel<", T,
+                   "> launch (grid ", grid, ", ", detail::kDecodeWarps * 32, " threads, ", smem,
+                   " bytes of shared memory) failed with ", cudaGetErrorName(status), ": ",
+                   cudaGetErrorString(status));
   }
 
   Index m_rows = 0, m_cols = 0, m_gp = 0;
+  std::size_t m_smem[kMaxTokens + 1] = {};
+  int m_grid[kMaxTokens + 1] = {};
   DeviceBuffer<__nv_bfloat16> m_values;
   DeviceBuffer<std::uint16_t> m_idx;
 };

@@ -37,6 +37,21 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
   extern __shared__ __align__(16) unsigned char smem_raw[];
   __nv_bfloat16* xs = reinterpret_cast<__nv_bfloat16*>(smem_raw);
   const int cols_p = 4 * gp;  // padded row length of xs
+  const int lane = threadIdx.x & 31;
+  const int warp = blockIdx.x * kDecodeWarps + (threadIdx.x >> 5);
+  const int nwarps = gridDim.x * kDecodeWarps;
+  const int words = gp / 8;  // 16-byte words per row
+  if (warp < out) {
+    // Ask L2 for this warp's first row before staging x: its DRAM latency then overlaps the
+    // staging and the barrier instead of following them (no registers held, unlike a prefetch
+    // into registers, which lowered occupancy).
+    const char* vr = reinterpret_cast<const char*>(values + std::size_t(warp) * words);
+    for (int l = lane; l < words / 8; l += 32)
+      asm volatile("prefetch.global.L2 [%0];" ::"l"(vr + 128 * l));
+    const std::uint16_t* ir = idx + std::size_t(warp) * words;
+    for (int l = lane; l < words / 64; l += 32)  // 64 indices = one 128-byte line
+      asm volatile("prefetch.global.L2 [%0];" ::"l"(ir + 64 * l));
+  }
   {
     // Stage x: 16-byte loads, four in flight per thread before the stores.
     const int vec_in = in / 8, vec_p = cols_p / 8, nvec = T * vec_p;
@@ -59,10 +74,6 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
     }
   }
   __syncthreads();
-  const int lane = threadIdx.x & 31;
-  const int warp = blockIdx.x * kDecodeWarps + (threadIdx.x >> 5);
-  const int nwarps = gridDim.x * kDecodeWarps;
-  const int words = gp / 8;  // 16-byte words per row
   const int supers = gp / kDecodeSuperGroups;
   constexpr int kUnroll = 4;  // super-chunks loaded before use (in = 4096: the whole row)
   for (int row = warp; row < out; row += nwarps) {

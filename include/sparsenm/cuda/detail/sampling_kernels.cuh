@@ -37,7 +37,9 @@ __device__ __forceinline__ S uniform_as(std::uint32_t bits) {
 __device__ __forceinline__ float cephes_logf(float x) {
   // getexp / getmant of a positive normal float, straight from the bits.
   const unsigned b = __float_as_uint(x);
-  float e = float(int(b >> 23) - 127);                         // floor(log2 x)
+  // floor(log2 x) = (b >> 23) - 127 as a float without an I2F (a quarter-rate conversion): the
+  // float with bits 0x4B000000 | k is exactly 2^23 + k, and the subtraction is exact.
+  float e = __fsub_rn(__uint_as_float(0x4B000000u | (b >> 23)), 8388735.0f);
   float m = __uint_as_float((b & 0x007fffffu) | 0x3f800000u);  // [1, 2)
   if (m > 1.41421356f) {
     m = __fmul_rn(m, 0.5f);
@@ -64,7 +66,11 @@ __device__ __forceinline__ float cephes_logf(float x) {
 /// Cephes expf, x clamped to [-110, 100], as the CPU's AVX-512 exp_ps.
 __device__ __forceinline__ float cephes_expf(float x) {
   x = fminf(fmaxf(x, -110.0f), 100.0f);
-  const float n = rintf(__fmul_rn(x, 1.44269504088896341f));
+  // rintf(x log2 e) and its integer without FRND/F2I conversions: adding 1.5 * 2^23 rounds the
+  // (rounded) product to the nearest integer, ties to even, exactly as rintf (|product| < 2^22),
+  // and that integer sits in the low mantissa bits of the sum.
+  const float shifted = __fadd_rn(__fmul_rn(x, 1.44269504088896341f), 12582912.0f);
+  const float n = __fsub_rn(shifted, 12582912.0f);
   x = fmaf(-n, 0.693359375f, x);
   x = fmaf(-n, -2.12194440e-4f, x);
   const float z = __fmul_rn(x, x);
@@ -77,7 +83,7 @@ __device__ __forceinline__ float cephes_expf(float x) {
   y = fmaf(y, z, __fadd_rn(x, 1.0f));
   // scalef(y, n) = y 2^n with one rounding: n is in [-159, 145]; split into two powers that are
   // normal floats, the first product being exact (y is near 1), so only the second one rounds.
-  const int ni = int(n), n1 = ni / 2, n2 = ni - n1;
+  const int ni = int(__float_as_uint(shifted) - 0x4B400000u), n1 = ni / 2, n2 = ni - n1;
   return __fmul_rn(__fmul_rn(y, __uint_as_float(unsigned(n1 + 127) << 23)),
                    __uint_as_float(unsigned(n2 + 127) << 23));
 }
@@ -114,9 +120,10 @@ __global__ void frechet_kernel(const T* __restrict__ w, std::size_t n, S inv_t, 
 #pragma unroll
       for (int l = 0; l < 4; ++l) o.v[l] = frechet_one<S>(x.v[l], r[l], inv_t, bad);
       store4(out + i, o);
-    } else {
-      for (std::size_t l = 0; i + l < n; ++l)
-        out[i + l] = frechet_one<S>(w[i + l], r[l], inv_t, bad);
+    } else {  // the last partial block; l stays a compile-time index (r in registers)
+#pragma unroll
+      for (int l = 0; l < 3; ++l)
+        if (i + l < n) out[i + l] = frechet_one<S>(w[i + l], r[l], inv_t, bad);
     }
   }
   if (bad && bad_flag) atomicOr(bad_flag, 1);
@@ -141,11 +148,13 @@ __global__ void uniform_perturb_kernel(const T* __restrict__ s, std::size_t n, P
         o.v[l] = R(x.v[l]) * uniform_as<R>(r[l]);
       }
       store4(out + i, o);
-    } else {
-      for (std::size_t l = 0; i + l < n; ++l) {
-        nan |= s[i + l] != s[i + l];
-        out[i + l] = R(s[i + l]) * uniform_as<R>(r[l]);
-      }
+    } else {  // the last partial block; l stays a compile-time index (r in registers)
+#pragma unroll
+      for (int l = 0; l < 3; ++l)
+        if (i + l < n) {
+          nan |= s[i + l] != s[i + l];
+          out[i + l] = R(s[i + l]) * uniform_as<R>(r[l]);
+        }
     }
   }
   if (nan && nan_flag) atomicOr(nan_flag, 1);
