@@ -127,7 +127,7 @@ void BM_NewtonSchulzVsNaive3Sgemm(benchmark::State& state) {
     std::vector<double> partial(std::size_t(sparsenm::detail::optim_chunk_count(x.size())));
     const double ss = sparsenm::detail::chunk_sum(x.size(), partial, [&](Index b, Index e) {
       return sparsenm::detail::sum_squares(x.data(), b, e);
-    });
+    }, false);  // serial, as newton_schulz() does (see newton_schulz.hpp)
     const float scale = float(1.0 / (std::sqrt(ss) + sparsenm::kNsNormEps));
     benchmark::DoNotOptimize(sparsenm::detail::newton_schulz_run(
         x.data(), R, C, scale, 5, sparsenm::NsCoefficients::TansTableA4, ws));

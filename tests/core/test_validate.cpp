@@ -77,6 +77,29 @@ TEST(Validate, CheckFiniteMatrixAndBinaryMask) {
   expect_error([&] { check_binary(m, "mask"); }, {"mask(1, 3) = 2", "0 or 1"});
 }
 
+TEST(Validate, CheckFiniteFastPathAgreesWithEigenOnEveryLayout) {
+  // The contiguous fast path (exponent bits as integers) against Eigen's allFinite on
+  // contiguous, column-major, strided-block and expression inputs, for NaN, +Inf and -Inf at
+  // every position of a small matrix.
+  const double specials[] = {std::numeric_limits<double>::quiet_NaN(),
+                             std::numeric_limits<double>::infinity(),
+                             -std::numeric_limits<double>::infinity()};
+  for (double v : specials)
+    for (Index k = 0; k < 5 * 7; ++k) {
+      Matrix<float> f = Matrix<float>::Constant(5, 7, 1.5f);
+      f(k / 7, k % 7) = static_cast<float>(v);
+      EXPECT_THROW(check_all_finite(f, "f"), Error);
+      EXPECT_THROW(check_all_finite(Eigen::MatrixXf(f), "f"), Error);
+      Matrix<double> big = Matrix<double>::Ones(7, 9);
+      big(1 + k / 7, 1 + k % 7) = v;
+      EXPECT_THROW(check_all_finite(big.block(1, 1, 5, 7), "b"), Error);
+      EXPECT_NO_THROW(check_all_finite(big.block(0, 0, 1, 9), "b"));  // the NaN is outside
+      EXPECT_THROW(check_all_finite(2.0 * big, "e"), Error);
+    }
+  EXPECT_NO_THROW(check_all_finite(Matrix<float>::Constant(3, 3, 3.4e38f), "max"));
+  EXPECT_NO_THROW(check_all_finite(Matrix<double>::Constant(2, 2, 4.9e-324), "subnormal"));
+}
+
 TEST(Validate, LayoutAndNmPrint) {
   EXPECT_STREQ(to_string(Layout::RowWise), "rowwise");
   EXPECT_STREQ(to_string(Layout::Transposable), "transposable");

@@ -143,11 +143,17 @@ bool admit_gradient(const char* who, const S* g, const std::uint8_t* mask, Index
   return true;
 }
 
-/// Sum of f(b, e) over the fixed chunks of [0, n), summed serially in chunk order.
+/// Sum of f(b, e) over the fixed chunks of [0, n), summed serially in chunk order. The chunks run
+/// in parallel unless `parallel` is false (same result either way).
 template <class F>
-double chunk_sum(Index n, std::vector<double>& partial, F&& f) {
-  for_each_chunk(
-      n, [&](Index b, Index e, Index c) { partial[static_cast<std::size_t>(c)] = f(b, e); });
+double chunk_sum(Index n, std::vector<double>& partial, F&& f, bool parallel = true) {
+  auto one = [&](Index b, Index e, Index c) { partial[static_cast<std::size_t>(c)] = f(b, e); };
+  if (parallel) {
+    for_each_chunk(n, one);
+  } else {
+    for (Index c = 0, chunks = optim_chunk_count(n); c < chunks; ++c)
+      one(c * kOptimGrain, std::min(n, (c + 1) * kOptimGrain), c);
+  }
   double s = 0;
   const Index chunks = optim_chunk_count(n);
   for (Index c = 0; c < chunks; ++c) s += partial[static_cast<std::size_t>(c)];
