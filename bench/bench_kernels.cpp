@@ -36,13 +36,9 @@ struct Shape {
 const Shape kShapes[] = {{512, 512},   {1280, 512},  {512, 1280},  {768, 768},
                          {2048, 2048}, {4096, 4096}, {11008, 4096}};
 
-Matrix<float> random_matrix(Index rows, Index cols, std::uint64_t seed) {
-  const sparsenm::Philox rng(seed);
-  Matrix<float> m(rows, cols);
-  sparsenm::parallel_for_chunks(m.size(), 1 << 16, [&](Index b, Index e) {
-    for (Index i = b; i < e; ++i) m.data()[i] = float(2 * rng.uniform(std::uint64_t(i)) - 1);
-  });
-  return m;
+Matrix<float> random_matrix(Index rows, Index cols, std::uint64_t seed) {  // U(-1, 1)
+  return (2.0f * sparsenm::uniform_matrix<float>(rows, cols, sparsenm::Philox(seed)).array() - 1.0f)
+      .matrix();
 }
 
 struct Weight {

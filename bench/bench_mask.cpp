@@ -27,12 +27,7 @@ namespace {
 constexpr Index kN = 4096;
 
 const Matrix<float>& scores() {
-  static const Matrix<float> s = [] {
-    Matrix<float> m(kN, kN);
-    const Philox rng(2024);
-    for (Index k = 0; k < m.size(); ++k) m.data()[k] = rng.uniform_float(std::uint64_t(k));
-    return m;
-  }();
+  static const Matrix<float> s = uniform_matrix<float>(kN, kN, Philox(2024));
   return s;
 }
 

@@ -23,11 +23,9 @@ using sparsenm::Layout;
 using sparsenm::Matrix;
 using sparsenm::NM;
 
-Matrix<float> random_matrix(Index rows, Index cols, std::uint64_t seed) {
-  const sparsenm::Philox rng(seed);
-  Matrix<float> m(rows, cols);
-  for (Index i = 0; i < m.size(); ++i) m.data()[i] = float(2 * rng.uniform(std::uint64_t(i)) - 1);
-  return m;
+Matrix<float> random_matrix(Index rows, Index cols, std::uint64_t seed) {  // U(-1, 1)
+  return (2.0f * sparsenm::uniform_matrix<float>(rows, cols, sparsenm::Philox(seed)).array() - 1.0f)
+      .matrix();
 }
 
 void BM_DenseStep(benchmark::State& state, Index out, Index in, Index tokens) {

@@ -27,13 +27,9 @@ using sparsenm::Mask;
 using sparsenm::Matrix;
 using Clock = std::chrono::steady_clock;
 
-Matrix<float> rand_matrix(Index r, Index c, std::uint64_t seed) {
-  const sparsenm::Philox rng(seed);
-  Matrix<float> m(r, c);
-  sparsenm::parallel_for_chunks(m.size(), 1 << 16, [&](Index b, Index e) {
-    for (Index i = b; i < e; ++i) m.data()[i] = float(2.0 * rng.uniform(std::uint64_t(i)) - 1.0);
-  });
-  return m;
+Matrix<float> rand_matrix(Index r, Index c, std::uint64_t seed) {  // U(-1, 1)
+  return (2.0f * sparsenm::uniform_matrix<float>(r, c, sparsenm::Philox(seed)).array() - 1.0f)
+      .matrix();
 }
 
 Mask nm_mask(Index r, Index c, std::uint64_t seed) {
@@ -125,9 +121,10 @@ void BM_NewtonSchulzVsNaive3Sgemm(benchmark::State& state) {
     t0 = now_seconds();
     // Public-API equivalent minus the input copy: norm pass + SYRK-based iteration.
     std::vector<double> partial(std::size_t(sparsenm::detail::optim_chunk_count(x.size())));
-    const double ss = sparsenm::detail::chunk_sum(x.size(), partial, [&](Index b, Index e) {
-      return sparsenm::detail::sum_squares(x.data(), b, e);
-    }, false);  // serial, as newton_schulz() does (see newton_schulz.hpp)
+    const double ss = sparsenm::detail::chunk_sum(
+        x.size(), partial,
+        [&](Index b, Index e) { return sparsenm::detail::sum_squares(x.data(), b, e); },
+        false);  // serial, as newton_schulz() does (see newton_schulz.hpp)
     const float scale = float(1.0 / (std::sqrt(ss) + sparsenm::kNsNormEps));
     benchmark::DoNotOptimize(sparsenm::detail::newton_schulz_run(
         x.data(), R, C, scale, 5, sparsenm::NsCoefficients::TansTableA4, ws));

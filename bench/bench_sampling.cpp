@@ -18,12 +18,7 @@ namespace {
 constexpr Index kN = 4096;
 
 const Matrix<float>& weight() {
-  static const Matrix<float> w = [] {
-    Matrix<float> m(kN, kN);
-    const Philox rng(7);
-    for (Index k = 0; k < m.size(); ++k) m.data()[k] = rng.uniform_float(std::uint64_t(k)) - 0.5f;
-    return m;
-  }();
+  static const Matrix<float> w = (uniform_matrix<float>(kN, kN, Philox(7)).array() - 0.5f).matrix();
   return w;
 }
 

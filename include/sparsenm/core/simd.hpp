@@ -23,12 +23,14 @@
 #define SPARSENM_ISA_NAMESPACE generic
 #endif
 
-// GCC 12 reports -Wmaybe-uninitialized inside AVX-512 intrinsics that start from
-// _mm512_undefined_*() (GCC bug 105593, a false positive). Headers with AVX-512 kernels wrap their
-// whole body in these, because the warning is attributed to the inlined call sites.
+// GCC 12 reports -Wmaybe-uninitialized (and, after inlining, -Wuninitialized) inside AVX-512
+// intrinsics that start from _mm512_undefined_*() (GCC bug 105593, a false positive), in our
+// kernels and in Eigen's AVX-512 packet code. Headers with such code wrap their whole body in
+// these, because the warning is attributed to the inlined call sites.
 #if defined(__GNUC__) && !defined(__clang__)
-#define SPARSENM_SIMD_WARNINGS_PUSH \
-  _Pragma("GCC diagnostic push") _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"")
+#define SPARSENM_SIMD_WARNINGS_PUSH                                                          \
+  _Pragma("GCC diagnostic push") _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"") \
+      _Pragma("GCC diagnostic ignored \"-Wuninitialized\"")
 #define SPARSENM_SIMD_WARNINGS_POP _Pragma("GCC diagnostic pop")
 #else
 #define SPARSENM_SIMD_WARNINGS_PUSH

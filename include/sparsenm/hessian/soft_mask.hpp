@@ -35,6 +35,7 @@
 
 #include <Eigen/Core>
 
+#include "../core/simd.hpp"
 #include "../core/error.hpp"
 #include "../core/parallel.hpp"
 #include "../core/types.hpp"
@@ -44,13 +45,8 @@
 #include "detail/finite.hpp"
 #include "obd.hpp"
 
-// GCC 12 reports false -Wmaybe-uninitialized warnings inside AVX-512 intrinsics (and Eigen's
-// AVX-512 reductions) that start from _mm512_undefined_*() (GCC bug 105593); silence them here.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
+// Silences GCC bug 105593 false positives in AVX-512 code (see core/simd.hpp).
+SPARSENM_SIMD_WARNINGS_PUSH
 
 namespace sparsenm {
 
@@ -568,8 +564,6 @@ void SoftMaskAnnealer<S>::set_mask(const Matrix<S>& m) {
 
 }  // namespace sparsenm
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+SPARSENM_SIMD_WARNINGS_POP
 
 #endif  // SPARSENM_HESSIAN_SOFT_MASK_HPP

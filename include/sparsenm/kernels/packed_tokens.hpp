@@ -18,18 +18,14 @@
 
 #include <Eigen/Core>
 
+#include "../core/simd.hpp"
 #include "../core/error.hpp"
 #include "../core/parallel.hpp"
 #include "../core/types.hpp"
 #include "detail/simd_vec.hpp"
 
-// GCC 12 reports false -Wmaybe-uninitialized warnings inside AVX-512 intrinsics that start from
-// _mm512_undefined_*() (GCC bug 105593); silence them for these kernels only.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
+// Silences GCC bug 105593 false positives in AVX-512 code (see core/simd.hpp).
+SPARSENM_SIMD_WARNINGS_PUSH
 
 namespace sparsenm {
 
@@ -141,8 +137,6 @@ void PackedTokens<S>::pack(const Eigen::MatrixBase<Derived>& x) {
 
 }  // namespace sparsenm
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+SPARSENM_SIMD_WARNINGS_POP
 
 #endif  // SPARSENM_KERNELS_PACKED_TOKENS_HPP

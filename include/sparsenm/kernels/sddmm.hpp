@@ -8,6 +8,7 @@
 
 #include <Eigen/Core>
 
+#include "../core/simd.hpp"
 #include "../core/error.hpp"
 #include "../core/types.hpp"
 #include "../core/validate.hpp"
@@ -17,13 +18,8 @@
 #include "packed_tokens.hpp"
 #include "transposed_weight.hpp"
 
-// GCC 12 reports false -Wmaybe-uninitialized warnings inside AVX-512 intrinsics that start from
-// _mm512_undefined_*() (GCC bug 105593); silence them for these kernels only.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
+// Silences GCC bug 105593 false positives in AVX-512 code (see core/simd.hpp).
+SPARSENM_SIMD_WARNINGS_PUSH
 
 namespace sparsenm {
 
@@ -74,8 +70,6 @@ Matrix<S> sddmm(const Eigen::MatrixBase<DerivedDy>& dy, const Eigen::MatrixBase<
 
 }  // namespace sparsenm
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+SPARSENM_SIMD_WARNINGS_POP
 
 #endif  // SPARSENM_KERNELS_SDDMM_HPP

@@ -19,18 +19,14 @@
 
 #include <Eigen/Core>
 
+#include "../core/simd.hpp"
 #include "../core/error.hpp"
 #include "../core/philox.hpp"
 #include "../core/types.hpp"
 #include "../core/validate.hpp"
 
-// GCC 12 reports false -Wmaybe-uninitialized warnings inside Eigen's AVX-512 packet code (the
-// _mm512_undefined_* of GCC bug 105593); silence them for this header's bodies only.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
+// Silences GCC bug 105593 false positives in AVX-512 code (see core/simd.hpp).
+SPARSENM_SIMD_WARNINGS_PUSH
 
 namespace sparsenm {
 
@@ -214,8 +210,6 @@ Matrix<S> CoMoLoRA<S>::backward(const Eigen::MatrixBase<Derived>& grad_y) {
 
 }  // namespace sparsenm
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+SPARSENM_SIMD_WARNINGS_POP
 
 #endif  // SPARSENM_NN_COMOLORA_HPP

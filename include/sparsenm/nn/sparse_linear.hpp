@@ -15,6 +15,7 @@
 
 #include <Eigen/Core>
 
+#include "../core/simd.hpp"
 #include "../core/error.hpp"
 #include "../core/philox.hpp"
 #include "../core/types.hpp"
@@ -25,13 +26,8 @@
 #include "../kernels/transposed_weight.hpp"
 #include "../mask.hpp"
 
-// GCC 12 reports false -Wmaybe-uninitialized warnings inside Eigen's AVX-512 packet code (the
-// _mm512_undefined_* of GCC bug 105593); silence them for this header's bodies only.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
+// Silences GCC bug 105593 false positives in AVX-512 code (see core/simd.hpp).
+SPARSENM_SIMD_WARNINGS_PUSH
 
 namespace sparsenm {
 
@@ -235,8 +231,6 @@ void SparseLinear<S>::set_weight(const Eigen::MatrixBase<Derived>& dense, const 
 
 }  // namespace sparsenm
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+SPARSENM_SIMD_WARNINGS_POP
 
 #endif  // SPARSENM_NN_SPARSE_LINEAR_HPP

@@ -116,35 +116,32 @@ template <class S>
 void mirror_lower(S* m, Index n) {
   constexpr Index kT = 16;
   const Index tiles = (n + kT - 1) / kT;
+  S t[kT][kT];
   for (Index tj = 0; tj < tiles; ++tj) {
-    {
-        const Index j0 = tj * kT, jn = std::min(kT, n - j0);
-        S t[kT][kT];
-        for (Index ti = tj; ti < tiles; ++ti) {
-          const Index i0 = ti * kT, in = std::min(kT, n - i0);
-          if (ti == tj) {
-            for (Index j = 0; j < jn; ++j)
-              for (Index i = j + 1; i < in; ++i)
-                m[(j0 + j) + (i0 + i) * n] = m[(i0 + i) + (j0 + j) * n];
-            continue;
-          }
-          if (in == kT && jn == kT) {
+    const Index j0 = tj * kT, jn = std::min(kT, n - j0);
+    for (Index ti = tj; ti < tiles; ++ti) {
+      const Index i0 = ti * kT, in = std::min(kT, n - i0);
+      if (ti == tj) {
+        for (Index j = 0; j < jn; ++j)
+          for (Index i = j + 1; i < in; ++i)
+            m[(j0 + j) + (i0 + i) * n] = m[(i0 + i) + (j0 + j) * n];
+        continue;
+      }
+      if (in == kT && jn == kT) {
 #if SPARSENM_HAS_AVX512
-            if constexpr (std::is_same<S, float>::value) {
-              transpose16x16(m + i0 + j0 * n, m + j0 + i0 * n, n);
-              continue;
-            }
-#endif
-            for (Index j = 0; j < kT; ++j)
-              for (Index i = 0; i < kT; ++i) t[i][j] = m[(i0 + i) + (j0 + j) * n];
-            for (Index i = 0; i < kT; ++i)
-              for (Index j = 0; j < kT; ++j) m[(j0 + j) + (i0 + i) * n] = t[i][j];
-          } else {
-            for (Index j = 0; j < jn; ++j)
-              for (Index i = 0; i < in; ++i)
-                m[(j0 + j) + (i0 + i) * n] = m[(i0 + i) + (j0 + j) * n];
-          }
+        if constexpr (std::is_same<S, float>::value) {
+          transpose16x16(m + i0 + j0 * n, m + j0 + i0 * n, n);
+          continue;
         }
+#endif
+        for (Index j = 0; j < kT; ++j)
+          for (Index i = 0; i < kT; ++i) t[i][j] = m[(i0 + i) + (j0 + j) * n];
+        for (Index i = 0; i < kT; ++i)
+          for (Index j = 0; j < kT; ++j) m[(j0 + j) + (i0 + i) * n] = t[i][j];
+      } else {
+        for (Index j = 0; j < jn; ++j)
+          for (Index i = 0; i < in; ++i) m[(j0 + j) + (i0 + i) * n] = m[(i0 + i) + (j0 + j) * n];
+      }
     }
   }
 }

@@ -38,21 +38,6 @@ void for_each_row_chunk(Index rows, Index cols, F&& f) {
   parallel_for_chunks(rows, grain, [&](Index b, Index e) { f(b, e); });
 }
 
-/// True if any of n values is NaN or +-Inf (exponent bits all ones); vectorisable integer OR.
-template <class T>
-bool any_nonfinite(const T* p, Index n) {
-  static_assert(std::is_floating_point<T>::value, "any_nonfinite: floating-point input");
-  using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
-  constexpr U kExp = sizeof(T) == 4 ? U(0x7f800000u) : U(0x7ff0000000000000ull);
-  U hit = 0;
-  for (Index k = 0; k < n; ++k) {
-    U bits;
-    std::memcpy(&bits, p + k, sizeof(T));
-    hit |= U((bits & kExp) == kExp);
-  }
-  return hit != 0;
-}
-
 /// True if any of n values is NaN (magnitude bits above the infinity pattern).
 template <class T>
 bool any_nan(const T* p, Index n) {
@@ -94,7 +79,7 @@ Matrix<S> frechet_scores(const Eigen::MatrixBase<Derived>& w, S temperature, con
   detail::for_each_row_chunk(x.rows(), cols, [&](Index b, Index e) {
     std::vector<S> u(static_cast<std::size_t>(cols));
     for (Index i = b; i < e; ++i) {
-      if (detail::any_nonfinite(x.data() + i * x.outerStride(), cols))
+      if (!detail::all_finite_range(x.data() + i * x.outerStride(), cols))
         bad.store(true, std::memory_order_relaxed);
       detail::fill_uniform(rng, std::uint64_t(i * cols), u.data(), cols);
       detail::frechet_transform(x.data() + i * x.outerStride(), u.data(), out.data() + i * cols,

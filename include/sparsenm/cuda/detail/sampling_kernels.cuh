@@ -105,27 +105,36 @@ __device__ __forceinline__ S frechet_one(T w, std::uint32_t bits, S inv_t, bool&
   }
 }
 
-template <class S, class T>
-__global__ void frechet_kernel(const T* __restrict__ w, std::size_t n, S inv_t, Philox rng,
-                               S* __restrict__ out, int* __restrict__ bad_flag) {
-  bool bad = false;
+/// out[i] = op(in[i], bits(i)) for i in [0, n): a grid-stride loop over Philox blocks, one block
+/// (four words) per thread step; full blocks use 16-byte vector loads and stores.
+template <class T, class R, class Op>
+__device__ __forceinline__ void philox_map(const T* __restrict__ in, std::size_t n,
+                                           const Philox& rng, R* __restrict__ out, Op op) {
   const std::size_t n4 = (n + 3) / 4;
   for (std::size_t b = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; b < n4;
        b += std::size_t(gridDim.x) * blockDim.x) {
     const Philox::Block r = rng.block(std::uint64_t(b));
     const std::size_t i = 4 * b;
     if (i + 4 <= n) {
-      const Vec4<T> x = load4(w + i);
-      Vec4<S> o;
+      const Vec4<T> x = load4(in + i);
+      Vec4<R> o;
 #pragma unroll
-      for (int l = 0; l < 4; ++l) o.v[l] = frechet_one<S>(x.v[l], r[l], inv_t, bad);
+      for (int l = 0; l < 4; ++l) o.v[l] = op(x.v[l], r[l]);
       store4(out + i, o);
     } else {  // the last partial block; l stays a compile-time index (r in registers)
 #pragma unroll
       for (int l = 0; l < 3; ++l)
-        if (i + l < n) out[i + l] = frechet_one<S>(w[i + l], r[l], inv_t, bad);
+        if (i + l < n) out[i + l] = op(in[i + l], r[l]);
     }
   }
+}
+
+template <class S, class T>
+__global__ void frechet_kernel(const T* __restrict__ w, std::size_t n, S inv_t, Philox rng,
+                               S* __restrict__ out, int* __restrict__ bad_flag) {
+  bool bad = false;
+  philox_map(w, n, rng, out,
+             [&](T x, std::uint32_t bits) { return frechet_one<S>(x, bits, inv_t, bad); });
   if (bad && bad_flag) atomicOr(bad_flag, 1);
 }
 
@@ -134,29 +143,10 @@ template <class R, class T>
 __global__ void uniform_perturb_kernel(const T* __restrict__ s, std::size_t n, Philox rng,
                                        R* __restrict__ out, int* __restrict__ nan_flag) {
   bool nan = false;
-  const std::size_t n4 = (n + 3) / 4;
-  for (std::size_t b = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; b < n4;
-       b += std::size_t(gridDim.x) * blockDim.x) {
-    const Philox::Block r = rng.block(std::uint64_t(b));
-    const std::size_t i = 4 * b;
-    if (i + 4 <= n) {
-      const Vec4<T> x = load4(s + i);
-      Vec4<R> o;
-#pragma unroll
-      for (int l = 0; l < 4; ++l) {
-        nan |= x.v[l] != x.v[l];
-        o.v[l] = R(x.v[l]) * uniform_as<R>(r[l]);
-      }
-      store4(out + i, o);
-    } else {  // the last partial block; l stays a compile-time index (r in registers)
-#pragma unroll
-      for (int l = 0; l < 3; ++l)
-        if (i + l < n) {
-          nan |= s[i + l] != s[i + l];
-          out[i + l] = R(s[i + l]) * uniform_as<R>(r[l]);
-        }
-    }
-  }
+  philox_map(s, n, rng, out, [&](T x, std::uint32_t bits) {
+    nan |= x != x;
+    return R(R(x) * uniform_as<R>(bits));
+  });
   if (nan && nan_flag) atomicOr(nan_flag, 1);
 }
 

@@ -8,13 +8,8 @@
 #include "../../core/simd.hpp"
 #include "../../core/types.hpp"
 
-// GCC 12 reports false -Wmaybe-uninitialized warnings inside AVX-512 intrinsics that start from
-// _mm512_undefined_*() (GCC bug 105593); silence them for these kernels only.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
+// Silences GCC bug 105593 false positives in AVX-512 code (see core/simd.hpp).
+SPARSENM_SIMD_WARNINGS_PUSH
 
 namespace sparsenm {
 namespace detail {
@@ -215,8 +210,6 @@ struct VecOps {
 }  // namespace detail
 }  // namespace sparsenm
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+SPARSENM_SIMD_WARNINGS_POP
 
 #endif  // SPARSENM_KERNELS_DETAIL_SIMD_VEC_HPP

@@ -75,6 +75,29 @@ inline bool rowwise_run_fixed(const S* SPARSENM_RESTRICT s, Index len,
 
 }  // namespace scalar
 
+/// Keep bits of 16 groups of 4 (bit 4g + i = entry i of group g) from the three masks of the
+/// pairwise "upper" comparisons w_ij = s_j > s_i (i < j) read from the in-group rotations:
+/// A = w01|w12|w23|-, B = w02|w13|-|-, C = w03|-|-|- per group (see rowwise_run_simd). Entry i's
+/// rank is the number of pairs it loses; t_k marks "lost at least k pairs", and the entries of
+/// rank < N are kept:
+///   lane 0 loses w01, w02, w03;     lane 1 loses !w01, w12, w13;
+///   lane 2 loses !w02, !w12, w23;   lane 3 loses !w03, !w13, !w23.
+template <int N>
+inline std::uint64_t keep_bits_m4(std::uint64_t A, std::uint64_t B, std::uint64_t C) {
+  constexpr std::uint64_t L0 = 0x1111111111111111ull, L1 = L0 << 1, L2 = L0 << 2;
+  const std::uint64_t t1 = (A & L0) | ((~A & L0) << 1) | ((~B & L0) << 2) | ((~C & L0) << 3);
+  const std::uint64_t t2 = (B & L0) | (A & L1) | ((~A & L1) << 1) | ((~B & L1) << 2);
+  const std::uint64_t t3 = (C & L0) | (B & L1) | (A & L2) | ((~A & L2) << 1);
+  if constexpr (N == 1)
+    return ~(t1 | t2 | t3);
+  else if constexpr (N == 2)
+    return ~((t1 & t2) | (t1 & t3) | (t2 & t3));
+  else if constexpr (N == 3)
+    return ~(t1 & t2 & t3);
+  else
+    return ~std::uint64_t(0);
+}
+
 // GCC 12 false positive in AVX-512 intrinsics (core/simd.hpp).
 SPARSENM_SIMD_WARNINGS_PUSH
 inline namespace SPARSENM_ISA_NAMESPACE {
@@ -93,11 +116,7 @@ inline bool rowwise_run_simd(const S* s, Index len, std::uint8_t* out) {
     if constexpr (M == 4) {
       // 64 scores per step. Only the 6 pairwise "upper" comparisons of a group are computed,
       // w_ij = s_j > s_i for i < j (a tie keeps the lower index i ahead), read from three in-group
-      // rotations; entry i's rank is the number of pairs it loses, assembled with bit logic on
-      // 64-bit lane masks (bit 4g + i = lane i of group g):
-      //   lane 0 loses w01, w02, w03;     lane 1 loses !w01, w12, w13;
-      //   lane 2 loses !w02, !w12, w23;   lane 3 loses !w03, !w13, !w23.
-      constexpr std::uint64_t L0 = 0x1111111111111111ull, L1 = L0 << 1, L2 = L0 << 2;
+      // rotations into 64-bit lane masks; keep_bits_m4 turns them into ranks.
       const __m512i ones64 = _mm512_set1_epi8(1);
       for (; j + 64 <= len; j += 64) {
         std::uint64_t A = 0, B = 0, C = 0, bad = 0;
@@ -117,18 +136,7 @@ inline bool rowwise_run_simd(const S* s, Index len, std::uint8_t* out) {
           bad |= _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
         }
         nan |= __mmask16(bad);
-        const std::uint64_t t1 = (A & L0) | ((~A & L0) << 1) | ((~B & L0) << 2) | ((~C & L0) << 3);
-        const std::uint64_t t2 = (B & L0) | (A & L1) | ((~A & L1) << 1) | ((~B & L1) << 2);
-        const std::uint64_t t3 = (C & L0) | (B & L1) | (A & L2) | ((~A & L2) << 1);
-        std::uint64_t keep;
-        if constexpr (N == 1)
-          keep = ~(t1 | t2 | t3);
-        else if constexpr (N == 2)
-          keep = ~((t1 & t2) | (t1 & t3) | (t2 & t3));
-        else if constexpr (N == 3)
-          keep = ~(t1 & t2 & t3);
-        else
-          keep = ~std::uint64_t(0);
+        const std::uint64_t keep = keep_bits_m4<N>(A, B, C);
         _mm512_storeu_si512(reinterpret_cast<void*>(out + j), _mm512_maskz_mov_epi8(keep, ones64));
       }
       for (; j + 16 <= len; j += 16) {
@@ -239,7 +247,6 @@ inline bool rowwise_run_simd(const S* s, Index len, std::uint8_t* out) {
     __m256 nanacc = _mm256_setzero_ps();
     if constexpr (M == 4) {
       // Same pairwise-comparison scheme as the AVX-512 kernel, 8 vectors of 8 per step.
-      constexpr std::uint64_t L0 = 0x1111111111111111ull, L1 = L0 << 1, L2 = L0 << 2;
       for (; j + 64 <= len; j += 64) {
         std::uint64_t A = 0, B = 0, C = 0;
         for (int v = 0; v < 8; ++v) {
@@ -255,18 +262,7 @@ inline bool rowwise_run_simd(const S* s, Index len, std::uint8_t* out) {
                << (8 * v);
           nanacc = _mm256_or_ps(nanacc, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
         }
-        const std::uint64_t t1 = (A & L0) | ((~A & L0) << 1) | ((~B & L0) << 2) | ((~C & L0) << 3);
-        const std::uint64_t t2 = (B & L0) | (A & L1) | ((~A & L1) << 1) | ((~B & L1) << 2);
-        const std::uint64_t t3 = (C & L0) | (B & L1) | (A & L2) | ((~A & L2) << 1);
-        std::uint64_t keep;
-        if constexpr (N == 1)
-          keep = ~(t1 | t2 | t3);
-        else if constexpr (N == 2)
-          keep = ~((t1 & t2) | (t1 & t3) | (t2 & t3));
-        else if constexpr (N == 3)
-          keep = ~(t1 & t2 & t3);
-        else
-          keep = ~std::uint64_t(0);
+        const std::uint64_t keep = keep_bits_m4<N>(A, B, C);
         // 8 mask bits -> 8 bytes of 0/1: spread bit b to byte b (multiply-free, branch-free).
         for (int q = 0; q < 8; ++q) {
           std::uint64_t x8 = (keep >> (8 * q)) & 0xFFu;

@@ -27,12 +27,8 @@
 #include "../../core/simd.hpp"
 #include "../../core/types.hpp"
 
-// GCC 12 reports -Wmaybe-uninitialized inside AVX-512 intrinsics that start from
-// _mm512_undefined_*() (GCC bug 105593, a false positive); silence it for these kernels only.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+// Silences GCC bug 105593 false positives in AVX-512 code (see core/simd.hpp).
+SPARSENM_SIMD_WARNINGS_PUSH
 
 namespace sparsenm {
 
@@ -607,8 +603,6 @@ void ch_l3n_fast(const Mask& mask, ChRule rule, ChWorkspace<S>& ws, S* out, bool
 }  // namespace detail
 }  // namespace sparsenm
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+SPARSENM_SIMD_WARNINGS_POP
 
 #endif  // SPARSENM_TOPOLOGY_DETAIL_CH_KERNELS_HPP
