@@ -38,8 +38,12 @@ void frechet_scores(const T* w, Index count, double temperature, const Philox& r
   SPARSENM_CHECK(count >= 0, "cuda::frechet_scores: count = ", count, " must be >= 0");
   if (count == 0) return;
   const std::size_t n = std::size_t(count);
-  detail::frechet_kernel<S, T><<<detail::grid_for((n + 3) / 4, 256), 256, 0, stream>>>(
-      w, n, S(1.0 / temperature), rng, out, bad_flag);
+  // Arithmetic-bound: a grid of 64 blocks per SM walking the data (grid-stride) measured ~8 %
+  // faster on the H100 than one thread per Philox block (the memory-bound uniform noise is the
+  // other way round).
+  const unsigned grid = detail::grid_for((n + 3) / 4, 256, 64u * unsigned(sm_count()));
+  detail::frechet_kernel<S, T>
+      <<<grid, 256, 0, stream>>>(w, n, S(1.0 / temperature), rng, out, bad_flag);
   SPARSENM_CUDA_CHECK_LAUNCH("frechet_kernel");
 }
 

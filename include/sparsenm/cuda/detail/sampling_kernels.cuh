@@ -81,9 +81,13 @@ __device__ __forceinline__ float cephes_expf(float x) {
   y = fmaf(y, x, 1.6666665459E-1f);
   y = fmaf(y, x, 5.0000001201E-1f);
   y = fmaf(y, z, __fadd_rn(x, 1.0f));
-  // scalef(y, n) = y 2^n with one rounding: n is in [-159, 145]; split into two powers that are
-  // normal floats, the first product being exact (y is near 1), so only the second one rounds.
-  const int ni = int(__float_as_uint(shifted) - 0x4B400000u), n1 = ni / 2, n2 = ni - n1;
+  // scalef(y, n) = y 2^n with one rounding, n in [-159, 145]. For n in [-125, 127] (nearly every
+  // call) y 2^n is a normal float (y is in [0.7, 1.42]), so one product by the exact power is
+  // exact; otherwise split into two powers that are normal floats, the first product being exact,
+  // so only the second one rounds.
+  const int ni = int(__float_as_uint(shifted) - 0x4B400000u);
+  if (ni >= -125 && ni <= 127) return __fmul_rn(y, __uint_as_float(unsigned(ni + 127) << 23));
+  const int n1 = ni / 2, n2 = ni - n1;
   return __fmul_rn(__fmul_rn(y, __uint_as_float(unsigned(n1 + 127) << 23)),
                    __uint_as_float(unsigned(n2 + 127) << 23));
 }
@@ -95,14 +99,15 @@ template <class S, class T>
 __device__ __forceinline__ S frechet_one(T w, std::uint32_t bits, S inv_t, bool& bad) {
   bad |= !(w - w == T(0));  // NaN or +-Inf
   const S a = fabs(S(w));
-  if (a == S(0)) return S(0);
   const S u = uniform_as<S>(bits);
+  S r;
   if constexpr (sizeof(S) == 4) {
     const float e = __fsub_rn(0.0f, cephes_logf(u));
-    return __fmul_rn(a, cephes_expf(__fmul_rn(-inv_t, cephes_logf(e))));
+    r = __fmul_rn(a, cephes_expf(__fmul_rn(-inv_t, cephes_logf(e))));
   } else {
-    return a * exp(-inv_t * log(-log(u)));
+    r = a * exp(-inv_t * log(-log(u)));
   }
+  return a == S(0) ? S(0) : r;  // a select, not a branch (0 * inf would be NaN)
 }
 
 /// out[i] = op(in[i], bits(i)) for i in [0, n): a grid-stride loop over Philox blocks, one block
