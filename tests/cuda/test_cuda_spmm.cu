@@ -73,6 +73,31 @@ TEST(CudaDecode14, MatchesReferenceForEveryTokenCount) {
   EXPECT_THROW(sc::Sparse14{c24}, sparsenm::Error);
 }
 
+TEST(CudaDecode14, ObjectsOfDifferentWidthsInterleave) {
+  // The opt-in shared-memory limit belongs to the kernel, not to a Sparse14: a narrower weight
+  // built (and run) after a wider one must not leave the wider one unable to launch. At 16 tokens
+  // both need more than the default 48 KiB (4096 and 2048 columns: 128 and 64 KiB).
+  auto make = [](Index out, Index in, std::uint64_t seed) {
+    const Mask mask = sparsenm::random_rowwise(out, in, NM{1, 4}, Philox(seed));
+    return sparsenm::compress(st::random_matrix<float>(out, in, seed), mask, NM{1, 4});
+  };
+  const auto wide = make(24, 4096, 31), narrow = make(40, 2048, 32);
+  sc::Sparse14 a(wide), b(narrow);
+  const int tokens = 16;
+  for (int round = 0; round < 2; ++round)
+    for (const auto* c : {&wide, &narrow}) {
+      const sc::Sparse14& s = c == &wide ? a : b;
+      const Matrix<float> x = st::random_matrix<float>(tokens, c->cols, 40 + std::uint64_t(round));
+      sc::DeviceBuffer<__nv_bfloat16> d_x, d_y(std::size_t(tokens * c->rows));
+      d_x.upload(to_bf16(x));
+      d_y.fill_bytes(0xFF);
+      ASSERT_NO_THROW(s.matmul(d_x.data(), tokens, d_y.data()));
+      const Matrix<double> y = download_bf16(d_y, tokens, c->rows);
+      EXPECT_LT(st::max_rel_err(y, reference(x, sparsenm::decompress(*c)), 1e-2), 1e-2)
+          << c->cols << " columns, round " << round;
+    }
+}
+
 #if defined(SPARSENM_HAS_CUSPARSELT)
 TEST(CudaSparse24, CuSparseLtMatchesReference) {
   const Index out = 128, in = 256, tokens = 32;
