@@ -112,7 +112,9 @@ void Muon<S>::step_impl(Eigen::Ref<Matrix<S>>& weight, const Eigen::MatrixBase<D
   check_shape(grad, m_rows, m_cols, "Muon::step: grad");
   const Eigen::Ref<const Matrix<S>> gref(grad.template cast<S>());
   const S* g = detail::contiguous_data<S>(gref, m_gbuf);
-  if (!detail::admit_gradient("Muon::step", g, mask, m_rows, m_cols, m_cfg.nonfinite, m_scratch)) {
+  const bool par = m_rows * m_cols > detail::kSerialAfterBlas;  // see kSerialAfterBlas
+  if (!detail::admit_gradient("Muon::step", g, mask, m_rows, m_cols, m_cfg.nonfinite, m_scratch,
+                              nullptr, par)) {
     ++m_skipped;
     return;
   }
@@ -122,37 +124,43 @@ void Muon<S>::step_impl(Eigen::Ref<Matrix<S>>& weight, const Eigen::MatrixBase<D
   const bool nest = m_cfg.nesterov;
   S* M = m_m.data();
   S* U = m_u.data();
-  const double ss = detail::chunk_sum(n, m_scratch.a, [&](Index b, Index e) {
-    S acc[detail::kLanes] = {};
-    auto one = [&](Index i, S& a) {
-      const S gm = (mask && !mask[i]) ? S(0) : g[i];
-      const S mn = beta * M[i] + ob * gm;
-      const S u = nest ? ob * gm + beta * mn : mn;
-      M[i] = mn;
-      U[i] = (mask && !mask[i]) ? S(0) : u;
-      a += U[i] * U[i];
-    };
-    Index i = b;
-    for (; i + detail::kLanes <= e; i += detail::kLanes)
-      for (int l = 0; l < detail::kLanes; ++l) one(i + l, acc[l]);
-    for (; i < e; ++i) one(i, acc[0]);
-    double s = 0;
-    for (int l = 0; l < detail::kLanes; ++l) s += double(acc[l]);
-    return s;
-  });
+  const double ss = detail::chunk_sum(
+      n, m_scratch.a,
+      [&](Index b, Index e) {
+        S acc[detail::kLanes] = {};
+        auto one = [&](Index i, S& a) {
+          const S gm = (mask && !mask[i]) ? S(0) : g[i];
+          const S mn = beta * M[i] + ob * gm;
+          const S u = nest ? ob * gm + beta * mn : mn;
+          M[i] = mn;
+          U[i] = (mask && !mask[i]) ? S(0) : u;
+          a += U[i] * U[i];
+        };
+        Index i = b;
+        for (; i + detail::kLanes <= e; i += detail::kLanes)
+          for (int l = 0; l < detail::kLanes; ++l) one(i + l, acc[l]);
+        for (; i < e; ++i) one(i, acc[0]);
+        double s = 0;
+        for (int l = 0; l < detail::kLanes; ++l) s += double(acc[l]);
+        return s;
+      },
+      par);
   const S scale = S(1.0 / (std::sqrt(ss) + kNsNormEps));
   const Matrix<S>& Om =
       detail::newton_schulz_run(U, m_rows, m_cols, scale, m_cfg.ns_steps, m_cfg.coefficients, m_ws);
   const S* O = Om.data();
   const S lr_eff = S(m_cfg.lr * std::sqrt(std::max(1.0, double(m_rows) / double(m_cols))));
   const S decay = S(1.0 - m_cfg.lr * m_cfg.weight_decay);
-  detail::for_each_weight_span<S>(weight, [&](Index b, Index e, S* w) {
-    for (Index i = b; i < e; ++i) {
-      const S wo = w[i - b];
-      const S wn = decay * wo - lr_eff * O[i];
-      w[i - b] = (mask && !mask[i]) ? wo : wn;
-    }
-  });
+  detail::for_each_weight_span<S>(
+      weight,
+      [&](Index b, Index e, S* w) {
+        for (Index i = b; i < e; ++i) {
+          const S wo = w[i - b];
+          const S wn = decay * wo - lr_eff * O[i];
+          w[i - b] = (mask && !mask[i]) ? wo : wn;
+        }
+      },
+      par);
 }
 
 }  // namespace sparsenm

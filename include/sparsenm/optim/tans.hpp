@@ -263,9 +263,10 @@ void Tans<S>::step(Eigen::Ref<Matrix<S>> weight, const Eigen::MatrixBase<Derived
   const S* g = detail::contiguous_data<S>(gref, m_gbuf);
   const std::uint8_t* mk = mask.data();
   const Index n = m_rows * m_cols;
+  const bool par = n > detail::kSerialAfterBlas;  // next to BLAS calls: see kSerialAfterBlas
   long long active = 0;
   if (!detail::admit_gradient("Tans::step", g, mk, m_rows, m_cols, m_cfg.nonfinite, m_scratch,
-                              &active)) {
+                              &active, par)) {
     ++m_skipped;
     return;
   }
@@ -276,16 +277,20 @@ void Tans<S>::step(Eigen::Ref<Matrix<S>> weight, const Eigen::MatrixBase<Derived
   S* V = m_v.data();
   S* P = m_p.data();
   S* U = m_u.data();
-  const double ss = detail::chunk_sum(n, m_scratch.a, [&](Index b, Index e) {
-    return detail::tans_moments(g, mk, V, P, U, b, e, b1, b2, ob1, ob2, eps);
-  });
+  const double ss = detail::chunk_sum(
+      n, m_scratch.a,
+      [&](Index b, Index e) {
+        return detail::tans_moments(g, mk, V, P, U, b, e, b1, b2, ob1, ob2, eps);
+      },
+      par);
   const S decay = S(1.0 - m_cfg.lr * m_cfg.weight_decay);
   const S eta_mat = S(m_cfg.lr * std::sqrt(double(m_rows) / double(m_cols)));
 
   if (gamma == 0.0) {
-    detail::for_each_weight_span<S>(weight, [&](Index b, Index e, S* w) {
-      detail::tans_apply_base(U, mk, w, b, e, decay, eta_mat);
-    });
+    detail::for_each_weight_span<S>(
+        weight,
+        [&](Index b, Index e, S* w) { detail::tans_apply_base(U, mk, w, b, e, decay, eta_mat); },
+        par);
   } else {
     const S scale = S(1.0 / (std::sqrt(ss) + kNsNormEps));
     const Matrix<S>& Om = detail::newton_schulz_run(U, m_rows, m_cols, scale, m_cfg.ns_steps,
@@ -293,10 +298,13 @@ void Tans<S>::step(Eigen::Ref<Matrix<S>> weight, const Eigen::MatrixBase<Derived
     const S* O = Om.data();
     double s = 1.0;
     if (m_cfg.rms != RmsMatch::None) {
-      detail::for_each_chunk(n, [&](Index b, Index e, Index c) {
-        detail::tans_o_sums(O, mk, b, e, m_scratch.a[static_cast<std::size_t>(c)],
-                            m_scratch.b[static_cast<std::size_t>(c)]);
-      });
+      detail::for_each_chunk(
+          n,
+          [&](Index b, Index e, Index c) {
+            detail::tans_o_sums(O, mk, b, e, m_scratch.a[static_cast<std::size_t>(c)],
+                                m_scratch.b[static_cast<std::size_t>(c)]);
+          },
+          par);
       double so_act = 0, so_all = 0;
       for (Index c = 0; c < detail::optim_chunk_count(n); ++c) {
         so_act += m_scratch.a[static_cast<std::size_t>(c)];
@@ -316,9 +324,12 @@ void Tans<S>::step(Eigen::Ref<Matrix<S>> weight, const Eigen::MatrixBase<Derived
     }
     m_last_s = s;
     const S sg = S(gamma), ss_ = S(s);
-    detail::for_each_weight_span<S>(weight, [&](Index b, Index e, S* w) {
-      detail::tans_apply(O, U, mk, w, b, e, sg, ss_, decay, eta_mat);
-    });
+    detail::for_each_weight_span<S>(
+        weight,
+        [&](Index b, Index e, S* w) {
+          detail::tans_apply(O, U, mk, w, b, e, sg, ss_, decay, eta_mat);
+        },
+        par);
   }
   ++m_tau;
   ++m_steps;

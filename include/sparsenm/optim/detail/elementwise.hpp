@@ -45,15 +45,30 @@ struct ChunkScratch {
   }
 };
 
-/// Runs f(begin, end, chunk) over the fixed chunks of [0, n) in parallel (static schedule).
+/// Matrices up to this many entries run the elementwise passes of the optimizers that call BLAS
+/// (TANS and Muon: Newton-Schulz) on the calling thread. OpenBLAS (pthreads) keeps its worker
+/// threads spinning after a call; an OpenMP region started then competes with them for the cores
+/// and can lose a scheduler time slice (the same happens after the backward pass's GEMMs). On 2
+/// cores, 2 threads, 1024 x 1024, the TANS step took 1.01-1.34x the Newton-Schulz time over 8 runs
+/// with parallel passes; serially the passes cost ~4 ms there, and above 4 M entries the parallel
+/// bandwidth wins.
+constexpr Index kSerialAfterBlas = Index(1) << 22;
+
+/// Runs f(begin, end, chunk) over the fixed chunks of [0, n) in parallel (static schedule), or in
+/// order on the calling thread when `parallel` is false (same chunks, same results).
 template <class F>
-void for_each_chunk(Index n, F&& f) {
+void for_each_chunk(Index n, F&& f, bool parallel = true) {
   const Index chunks = optim_chunk_count(n);
-  parallel_for(Index(0), chunks, [&](Index c) {
+  auto one = [&](Index c) {
     const Index b = c * kOptimGrain;
     const Index e = b + kOptimGrain < n ? b + kOptimGrain : n;
     f(b, e, c);
-  });
+  };
+  if (parallel) {
+    parallel_for(Index(0), chunks, one);
+  } else {
+    for (Index c = 0; c < chunks; ++c) one(c);
+  }
 }
 
 /// Calls f(r) for every row; in parallel only when the matrix spans at least two chunks (a parallel
@@ -76,27 +91,30 @@ struct GradScan {
 /// summed in lanes, so the test vectorises; the mask count and OR are integer reductions.
 template <class S>
 GradScan scan_gradient(const S* SPARSENM_RESTRICT g, const std::uint8_t* SPARSENM_RESTRICT mask,
-                       Index n, ChunkScratch& scratch) {
-  for_each_chunk(n, [&](Index b, Index e, Index c) {
-    S z[kLanes] = {};
-    Index i = b;
-    for (; i + kLanes <= e; i += kLanes)
-      for (int l = 0; l < kLanes; ++l) z[l] += g[i + l] * S(0);
-    S tail = 0;
-    for (; i < e; ++i) tail += g[i] * S(0);
-    bool finite = tail == S(0);
-    for (int l = 0; l < kLanes; ++l) finite = finite && z[l] == S(0);
-    unsigned act = 0, orr = 0;  // a chunk has at most 2^15 entries of at most 255
-    if (mask) {
-      for (Index k = b; k < e; ++k) {
-        act += mask[k];
-        orr |= mask[k];
-      }
-    }
-    scratch.c[static_cast<std::size_t>(c)] = finite ? 0 : 1;
-    scratch.d[static_cast<std::size_t>(c)] = mask ? (long long)act : (long long)(e - b);
-    scratch.e[static_cast<std::size_t>(c)] = orr;
-  });
+                       Index n, ChunkScratch& scratch, bool parallel = true) {
+  for_each_chunk(
+      n,
+      [&](Index b, Index e, Index c) {
+        S z[kLanes] = {};
+        Index i = b;
+        for (; i + kLanes <= e; i += kLanes)
+          for (int l = 0; l < kLanes; ++l) z[l] += g[i + l] * S(0);
+        S tail = 0;
+        for (; i < e; ++i) tail += g[i] * S(0);
+        bool finite = tail == S(0);
+        for (int l = 0; l < kLanes; ++l) finite = finite && z[l] == S(0);
+        unsigned act = 0, orr = 0;  // a chunk has at most 2^15 entries of at most 255
+        if (mask) {
+          for (Index k = b; k < e; ++k) {
+            act += mask[k];
+            orr |= mask[k];
+          }
+        }
+        scratch.c[static_cast<std::size_t>(c)] = finite ? 0 : 1;
+        scratch.d[static_cast<std::size_t>(c)] = mask ? (long long)act : (long long)(e - b);
+        scratch.e[static_cast<std::size_t>(c)] = orr;
+      },
+      parallel);
   GradScan r;
   const Index chunks = optim_chunk_count(n);
   long long orr = 0;
@@ -132,8 +150,9 @@ template <class S>
 /// throws for a non-binary mask always and for a non-finite gradient under Throw.
 template <class S>
 bool admit_gradient(const char* who, const S* g, const std::uint8_t* mask, Index rows, Index cols,
-                    NonFinitePolicy policy, ChunkScratch& scratch, long long* active = nullptr) {
-  const GradScan s = scan_gradient(g, mask, rows * cols, scratch);
+                    NonFinitePolicy policy, ChunkScratch& scratch, long long* active = nullptr,
+                    bool parallel = true) {
+  const GradScan s = scan_gradient(g, mask, rows * cols, scratch, parallel);
   if (!s.binary) raise_bad_input(who, g, mask, rows, cols);
   if (!s.finite) {
     if (policy == NonFinitePolicy::Throw) raise_bad_input<S>(who, g, nullptr, rows, cols);
@@ -147,13 +166,9 @@ bool admit_gradient(const char* who, const S* g, const std::uint8_t* mask, Index
 /// in parallel unless `parallel` is false (same result either way).
 template <class F>
 double chunk_sum(Index n, std::vector<double>& partial, F&& f, bool parallel = true) {
-  auto one = [&](Index b, Index e, Index c) { partial[static_cast<std::size_t>(c)] = f(b, e); };
-  if (parallel) {
-    for_each_chunk(n, one);
-  } else {
-    for (Index c = 0, chunks = optim_chunk_count(n); c < chunks; ++c)
-      one(c * kOptimGrain, std::min(n, (c + 1) * kOptimGrain), c);
-  }
+  for_each_chunk(
+      n, [&](Index b, Index e, Index c) { partial[static_cast<std::size_t>(c)] = f(b, e); },
+      parallel);
   double s = 0;
   const Index chunks = optim_chunk_count(n);
   for (Index c = 0; c < chunks; ++c) s += partial[static_cast<std::size_t>(c)];
@@ -206,14 +221,20 @@ const S* contiguous_data(const Eigen::Ref<const Matrix<S>>& g, Matrix<S>& buf) {
 /// where w points at the weight element of flat index flat_begin: fixed chunks when the weight
 /// is contiguous, whole rows otherwise. Deterministic for any thread count.
 template <class S, class F>
-void for_each_weight_span(Eigen::Ref<Matrix<S>>& w, F&& f) {
+void for_each_weight_span(Eigen::Ref<Matrix<S>>& w, F&& f, bool parallel = true) {
   const Index rows = w.rows(), cols = w.cols();
   S* base = w.data();
   if (rows <= 1 || w.outerStride() == cols) {
-    for_each_chunk(rows * cols, [&](Index b, Index e, Index) { f(b, e, base + b); });
+    for_each_chunk(
+        rows * cols, [&](Index b, Index e, Index) { f(b, e, base + b); }, parallel);
   } else {
     const Index stride = w.outerStride();
-    for_each_row(rows, cols, [&](Index r) { f(r * cols, (r + 1) * cols, base + r * stride); });
+    auto row = [&](Index r) { f(r * cols, (r + 1) * cols, base + r * stride); };
+    if (parallel) {
+      for_each_row(rows, cols, row);
+    } else {
+      for (Index r = 0; r < rows; ++r) row(r);
+    }
   }
 }
 
