@@ -278,9 +278,8 @@ const Matrix<S>& newton_schulz_run(const S* in, Index rows, Index cols, S scale,
     // A = X X^T (rows side: Y^T Y) or X^T X (cols side: Y Y^T): symmetric, half the flops.
     ns_backend::syrk_lower(!col_side, g, k, alpha * alpha, cur, ld, A, g);
     mirror_lower(A, g);
-    // A^2 = A^T A since A is symmetric: a second rank-k update instead of a GEMM (the transposed
-    // form, which OpenBLAS runs ~7 % faster than A A^T at 1024 x 1024).
-    ns_backend::syrk_lower(true, g, g, S(1), A, g, A2, g);
+    // A^2 = A A^T since A is symmetric: a second rank-k update instead of a GEMM.
+    ns_backend::syrk_lower(false, g, g, S(1), A, g, A2, g);
     ns_combine(A, A2, Index(g), S(tr.a), S(tr.b), S(tr.c));
     // X <- (a I + B) X: the a X term is folded into the symmetric factor (one product, no pass),
     // which is read from its lower triangle only (?symm).
