@@ -146,11 +146,7 @@ class Sparse14 {
     detail::decode14_kernel<T><<<unsigned(grid), detail::kDecodeWarps * 32, smem, stream>>>(
         reinterpret_cast<const uint4*>(m_values.data()), m_idx.data(), x, int(m_rows), int(m_cols),
         int(m_gp), y);
-    const cudaError_t status = cudaGetLastError();
-    SPARSENM_CHECK(status == cudaSuccess, "cuda::Sparse14::matmul: decode14_kernel<", T,
-                   "> launch (grid ", grid, ", ", detail::kDecodeWarps * 32, " threads, ", smem,
-                   " bytes of shared memory) failed with ", cudaGetErrorName(status), ": ",
-                   cudaGetErrorString(status));
+    SPARSENM_CUDA_CHECK_LAUNCH("decode14_kernel");
   }
 
   Index m_rows = 0, m_cols = 0, m_gp = 0;

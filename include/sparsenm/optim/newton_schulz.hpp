@@ -327,8 +327,7 @@ Matrix<std::conditional_t<std::is_void<S>::value, typename Derived::Scalar, S>> 
   // a block with a row stride) is evaluated once into a contiguous copy.
   const Eigen::Ref<const Matrix<T>> ref(x.template cast<T>());
   Matrix<T> copy;
-  if (ref.rows() > 1 && ref.outerStride() != ref.cols()) copy = ref;
-  const Eigen::Map<const Matrix<T>> in(copy.size() ? copy.data() : ref.data(), ref.rows(),
+  const Eigen::Map<const Matrix<T>> in(detail::contiguous_data<T>(ref, copy), ref.rows(),
                                        ref.cols());
   check_all_finite(in, "newton_schulz: x");
   if (in.size() == 0) return Matrix<T>(in.rows(), in.cols());
