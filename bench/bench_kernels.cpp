@@ -19,11 +19,15 @@
 #include <Eigen/SparseCore>
 #include <sparsenm/kernels.hpp>
 
+#include "bench_util.hpp"
+
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 
 namespace {
+
+using sparsenm_bench::random_matrix;
 
 using sparsenm::Index;
 using sparsenm::Layout;
@@ -35,11 +39,6 @@ struct Shape {
 };
 const Shape kShapes[] = {{512, 512},   {1280, 512},  {512, 1280},  {768, 768},
                          {2048, 2048}, {4096, 4096}, {11008, 4096}};
-
-Matrix<float> random_matrix(Index rows, Index cols, std::uint64_t seed) {  // U(-1, 1)
-  return (2.0f * sparsenm::uniform_matrix<float>(rows, cols, sparsenm::Philox(seed)).array() - 1.0f)
-      .matrix();
-}
 
 struct Weight {
   sparsenm::NMCompressed<float> c;

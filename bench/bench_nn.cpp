@@ -12,21 +12,20 @@
 
 #include <sparsenm/nn.hpp>
 
+#include "bench_util.hpp"
+
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 
 namespace {
 
+using sparsenm_bench::random_matrix;
+
 using sparsenm::Index;
 using sparsenm::Layout;
 using sparsenm::Matrix;
 using sparsenm::NM;
-
-Matrix<float> random_matrix(Index rows, Index cols, std::uint64_t seed) {  // U(-1, 1)
-  return (2.0f * sparsenm::uniform_matrix<float>(rows, cols, sparsenm::Philox(seed)).array() - 1.0f)
-      .matrix();
-}
 
 void BM_DenseStep(benchmark::State& state, Index out, Index in, Index tokens) {
   const Matrix<float> w = random_matrix(out, in, 1), x = random_matrix(tokens, in, 2),

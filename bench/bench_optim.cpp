@@ -20,17 +20,16 @@
 
 #include <sparsenm/optim.hpp>
 
+#include "bench_util.hpp"
+
 namespace {
+
+using sparsenm_bench::random_matrix;
 
 using sparsenm::Index;
 using sparsenm::Mask;
 using sparsenm::Matrix;
 using Clock = std::chrono::steady_clock;
-
-Matrix<float> rand_matrix(Index r, Index c, std::uint64_t seed) {  // U(-1, 1)
-  return (2.0f * sparsenm::uniform_matrix<float>(r, c, sparsenm::Philox(seed)).array() - 1.0f)
-      .matrix();
-}
 
 Mask nm_mask(Index r, Index c, std::uint64_t seed) {
   return sparsenm::random_rowwise(r, c, {2, 4}, sparsenm::Philox(seed));
@@ -109,7 +108,7 @@ double seconds_since(double t0) { return now_seconds() - t0; }
 // Both in the same iteration: counters report each time and the ratio.
 void BM_NewtonSchulzVsNaive3Sgemm(benchmark::State& state) {
   const Index R = state.range(0), C = state.range(1);
-  const Matrix<float> x = rand_matrix(R, C, 1);
+  const Matrix<float> x = random_matrix(R, C, 1);
   NaiveNs naive(R, C);
   sparsenm::NsWorkspace<float> ws;
   ws.resize(R, C);
@@ -141,8 +140,8 @@ void BM_NewtonSchulzVsNaive3Sgemm(benchmark::State& state) {
 // TANS step (gamma > 0, so Newton-Schulz runs) next to Newton-Schulz alone.
 void BM_TansStepOverNewtonSchulz(benchmark::State& state) {
   const Index R = state.range(0), C = state.range(1);
-  Matrix<float> W = rand_matrix(R, C, 1);
-  const Matrix<float> G = rand_matrix(R, C, 2);
+  Matrix<float> W = random_matrix(R, C, 1);
+  const Matrix<float> G = random_matrix(R, C, 2);
   const Mask M = nm_mask(R, C, 3);
   sparsenm::TansConfig cfg;
   cfg.ramp_steps = 0;  // gamma = gamma_NS from the first step: every step runs NS
@@ -210,8 +209,8 @@ void report_bw(benchmark::State& state, double bytes_per_iter, Index n, double s
 // pass 1 (g, M, V rw, P rw, U w), RMS pass (O, M), update pass (O, U, M, W rw): 52 B / entry.
 void BM_TansElementwisePasses(benchmark::State& state) {
   const Index R = state.range(0), C = state.range(1), n = R * C;
-  Matrix<float> W = rand_matrix(R, C, 1), V = Matrix<float>::Zero(R, C), P = V, U = V;
-  const Matrix<float> G = rand_matrix(R, C, 2), O = rand_matrix(R, C, 4);
+  Matrix<float> W = random_matrix(R, C, 1), V = Matrix<float>::Zero(R, C), P = V, U = V;
+  const Matrix<float> G = random_matrix(R, C, 2), O = random_matrix(R, C, 4);
   const Mask M = nm_mask(R, C, 3);
   sparsenm::detail::ChunkScratch sc;
   sc.resize(n);
@@ -239,8 +238,8 @@ void BM_TansElementwisePasses(benchmark::State& state) {
 // A full AdamW step (dense): pre-scan (g) + fused pass (g, m rw, v rw, W rw): 32 B / entry.
 void BM_AdamWStepBandwidth(benchmark::State& state) {
   const Index R = state.range(0), C = state.range(1);
-  Matrix<float> W = rand_matrix(R, C, 1);
-  const Matrix<float> G = rand_matrix(R, C, 2);
+  Matrix<float> W = random_matrix(R, C, 1);
+  const Matrix<float> G = random_matrix(R, C, 2);
   sparsenm::AdamW<float> opt(R, C);
   const double t0 = now_seconds();
   for (auto _ : state) opt.step(W, G);
@@ -250,8 +249,8 @@ void BM_AdamWStepBandwidth(benchmark::State& state) {
 // A full masked Adam step: pre-scan (g, M) + fused pass (g, M, m rw, v rw, W rw): 34 B / entry.
 void BM_MaskedAdamStepBandwidth(benchmark::State& state) {
   const Index R = state.range(0), C = state.range(1);
-  Matrix<float> W = rand_matrix(R, C, 1);
-  const Matrix<float> G = rand_matrix(R, C, 2);
+  Matrix<float> W = random_matrix(R, C, 1);
+  const Matrix<float> G = random_matrix(R, C, 2);
   const Mask M = nm_mask(R, C, 3);
   sparsenm::Adam<float> opt(R, C);
   const double t0 = now_seconds();
@@ -263,8 +262,8 @@ void BM_MaskedAdamStepBandwidth(benchmark::State& state) {
 // pre-scan (g) + fused pass (g, M, mu rw, v rw, W rw): 33 B / entry counted.
 void BM_AdamSStepBandwidth(benchmark::State& state) {
   const Index R = state.range(0), C = state.range(1);
-  Matrix<float> W = rand_matrix(R, C, 1);
-  const Matrix<float> G = rand_matrix(R, C, 2);
+  Matrix<float> W = random_matrix(R, C, 1);
+  const Matrix<float> G = random_matrix(R, C, 2);
   sparsenm::AdamS<float> opt(R, C);
   opt.step(W, G);
   const double t0 = now_seconds();
@@ -276,8 +275,8 @@ void BM_AdamSStepBandwidth(benchmark::State& state) {
 // Step times side by side.
 void BM_StepTans(benchmark::State& state) {
   const Index R = state.range(0), C = state.range(1);
-  Matrix<float> W = rand_matrix(R, C, 1);
-  const Matrix<float> G = rand_matrix(R, C, 2);
+  Matrix<float> W = random_matrix(R, C, 1);
+  const Matrix<float> G = random_matrix(R, C, 2);
   const Mask M = nm_mask(R, C, 3);
   sparsenm::TansConfig cfg;
   cfg.ramp_steps = 0;
@@ -286,22 +285,22 @@ void BM_StepTans(benchmark::State& state) {
 }
 void BM_StepMuon(benchmark::State& state) {
   const Index R = state.range(0), C = state.range(1);
-  Matrix<float> W = rand_matrix(R, C, 1);
-  const Matrix<float> G = rand_matrix(R, C, 2);
+  Matrix<float> W = random_matrix(R, C, 1);
+  const Matrix<float> G = random_matrix(R, C, 2);
   sparsenm::Muon<float> opt(R, C);
   for (auto _ : state) opt.step(W, G);
 }
 void BM_StepAdamW(benchmark::State& state) {
   const Index R = state.range(0), C = state.range(1);
-  Matrix<float> W = rand_matrix(R, C, 1);
-  const Matrix<float> G = rand_matrix(R, C, 2);
+  Matrix<float> W = random_matrix(R, C, 1);
+  const Matrix<float> G = random_matrix(R, C, 2);
   sparsenm::AdamW<float> opt(R, C);
   for (auto _ : state) opt.step(W, G);
 }
 void BM_StepAdamS(benchmark::State& state) {
   const Index R = state.range(0), C = state.range(1);
-  Matrix<float> W = rand_matrix(R, C, 1);
-  const Matrix<float> G = rand_matrix(R, C, 2);
+  Matrix<float> W = random_matrix(R, C, 1);
+  const Matrix<float> G = random_matrix(R, C, 2);
   sparsenm::AdamS<float> opt(R, C);
   for (auto _ : state) opt.step(W, G);
 }
