@@ -175,6 +175,30 @@ TYPED_TEST(SparseKernels, TransposedStructureOfTransposableMaskIsNM) {
   EXPECT_LT(rel_err(dx, Matrix<S>(dy * sparsenm::decompress(w2))), tol<S>());
 }
 
+// update_values copies through a permutation ordered by 32 x 32 tiles of W; shapes with partial
+// tiles on both sides, checked entry by entry against the decompressed weight.
+TYPED_TEST(SparseKernels, TransposedWeightUpdateValuesMatchesWeight) {
+  using S = TypeParam;
+  for (const Layout layout : {Layout::RowWise, Layout::Transposable})
+    for (const NM nm : {NM{1, 4}, NM{2, 4}}) {
+      const auto w = random_weight<S>(100, 136, nm, layout, 21);
+      sparsenm::TransposedWeight<S> wt(w);
+      auto w2 = w;
+      w2.values = random_matrix<S>(w.values.rows(), w.values.cols(), 22);
+      wt.update_values(w2);
+      const Matrix<S> dt = sparsenm::decompress(w2).transpose();
+      if (wt.is_nm()) {
+        EXPECT_TRUE(sparsenm::decompress(wt.as_nm()) == dt);
+      } else {
+        ASSERT_EQ(Index(wt.values().size()), Index(w.values.size()));
+        for (Index k = 0; k < wt.rows(); ++k)
+          for (Index e = wt.row_ptr()[k]; e < wt.row_ptr()[k + 1]; ++e)
+            ASSERT_EQ(wt.values()[std::size_t(e)], dt(k, wt.cols()[std::size_t(e)]));
+      }
+      EXPECT_EQ(wt.is_nm(), layout == Layout::Transposable);
+    }
+}
+
 TEST(SparseKernelErrors, ShapeErrorsThrow) {
   const auto w = random_weight<float>(8, 16, NM{2, 4}, Layout::RowWise, 1);
   const Matrix<float> x = Matrix<float>::Zero(3, 16), bad = Matrix<float>::Zero(3, 12);

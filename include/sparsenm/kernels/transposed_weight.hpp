@@ -76,7 +76,9 @@ class TransposedWeight {
   NM m_nm{1, 1};
   std::vector<Index> m_row_ptr;
   std::vector<std::int32_t> m_cols;
-  std::vector<std::int64_t> m_source;  // m_values[e] = w.values.data()[m_source[e]]
+  // update_values copies dst[m_copy_dst[i]] = w.values.data()[m_copy_src[i]] in the order of
+  // kCopyBlock x kCopyBlock tiles of W (see rebuild).
+  std::vector<std::int64_t> m_copy_src, m_copy_dst;
   std::vector<S> m_values;
   bool m_is_nm = false;
   NMCompressed<S> m_nmt;
@@ -97,15 +99,35 @@ void TransposedWeight<S>::rebuild(const NMCompressed<S>& w) {
     for (Index j = 0; j < nnzr; ++j) ++m_row_ptr[(j / n) * m + idx[o * nnzr + j] + 1];
   for (Index k = 0; k < m_rows; ++k) m_row_ptr[k + 1] += m_row_ptr[k];
   m_cols.resize(static_cast<std::size_t>(nnz));
-  m_source.resize(static_cast<std::size_t>(nnz));
   std::vector<Index> fill(m_row_ptr.begin(), m_row_ptr.end() - 1);
   // Outputs are visited in increasing o, so each row of W^T comes out sorted.
   for (Index o = 0; o < w.rows; ++o)
     for (Index j = 0; j < nnzr; ++j) {
       const Index k = (j / n) * m + idx[o * nnzr + j];
-      const Index e = fill[k]++;
-      m_cols[e] = std::int32_t(o);
-      m_source[e] = o * nnzr + j;
+      m_cols[fill[k]++] = std::int32_t(o);
+    }
+  // The value copy of update_values, ordered by tiles of kCopyBlock outputs x kCopyBlock inputs.
+  // Rows of W (and of W^T) are a power of two apart in memory for most layer shapes, so copying
+  // in W^T order makes all the sources of a W^T row compete for the same few cache sets and
+  // every read misses L2 (4096x4096 1:4, 2 threads: 19.7 ms; tiles of 32: 9.8 ms); within a tile
+  // both sides stay cached. A counting sort on the tile, O(nnz).
+  constexpr Index kCopyBlock = 32;
+  const Index tiles_k = (m_rows + kCopyBlock - 1) / kCopyBlock;
+  const Index tiles = (w.rows + kCopyBlock - 1) / kCopyBlock * tiles_k;
+  std::vector<Index> tile_ptr(static_cast<std::size_t>(tiles + 1), 0);
+  auto tile_of = [&](Index o, Index k) { return o / kCopyBlock * tiles_k + k / kCopyBlock; };
+  for (Index o = 0; o < w.rows; ++o)
+    for (Index j = 0; j < nnzr; ++j) ++tile_ptr[tile_of(o, (j / n) * m + idx[o * nnzr + j]) + 1];
+  for (Index t = 0; t < tiles; ++t) tile_ptr[t + 1] += tile_ptr[t];
+  m_copy_src.resize(static_cast<std::size_t>(nnz));
+  m_copy_dst.resize(static_cast<std::size_t>(nnz));
+  fill.assign(m_row_ptr.begin(), m_row_ptr.end() - 1);
+  for (Index o = 0; o < w.rows; ++o)
+    for (Index j = 0; j < nnzr; ++j) {
+      const Index k = (j / n) * m + idx[o * nnzr + j];
+      const Index slot = tile_ptr[tile_of(o, k)]++;
+      m_copy_src[slot] = o * nnzr + j;
+      m_copy_dst[slot] = fill[k]++;
     }
   // Column structure: exactly n of each m outputs in every row of W^T?
   m_is_nm = w.rows % m == 0;
@@ -136,9 +158,11 @@ void TransposedWeight<S>::update_values(const NMCompressed<S>& w) {
                  m_rows, " ", m_nm);
   const S* src = w.values.data();
   S* dst = m_is_nm ? m_nmt.values.data() : m_values.data();
-  const Index nnz = Index(m_source.size());
+  const Index nnz = Index(m_copy_src.size());
+  const std::int64_t* from = m_copy_src.data();
+  const std::int64_t* to = m_copy_dst.data();
   parallel_for_chunks(nnz, 1 << 16, [&](Index b, Index e) {
-    for (Index i = b; i < e; ++i) dst[i] = src[m_source[i]];
+    for (Index i = b; i < e; ++i) dst[to[i]] = src[from[i]];
   });
 }
 

@@ -123,10 +123,11 @@ SPARSENM_ALWAYS_INLINE void spmm_nm_rows(const S* SPARSENM_RESTRICT val,
         acc[rr][c] = first ? Ops::zero() : Ops::load(buf + (r + rr - r0) * T + c * W);
     const S* vr = val + r * nnzr;
     const std::uint8_t* ir = idx + r * nnzr;
-    if (r + kPrefetchRows + R <= rb)
+    // The rows of the lockstep iteration after next (at least kPrefetchRows ahead).
+    constexpr Index kAhead = std::max<Index>(kPrefetchRows, 2 * R);
+    if (r + kAhead + R <= rb)
       for (int rr = 0; rr < R; ++rr)
-        prefetch_entries(vr + (kPrefetchRows + rr) * nnzr, ir + (kPrefetchRows + rr) * nnzr,
-                         g0 * n, g1 * n);
+        prefetch_entries(vr + (kAhead + rr) * nnzr, ir + (kAhead + rr) * nnzr, g0 * n, g1 * n);
     Index g = g0;
     if (NN > 0 && 8 % (NN > 0 ? NN : 1) == 0) {
       // Eight entries per step with their indices decoded from one 64-bit load (saves a load
