@@ -189,7 +189,7 @@ void bench_selection(cudaStream_t s) {
         sc::frechet_scores<float, float>(scores.data(), Index(n), 3.0, rng, out.data(), s);
       },
       2, reps, s);
-  report_bw("perturb frechet (f32, Cephes logf/expf)", "perturb_frechet", ms, double(n) * 8.0);
+  report_bw("perturb frechet (f32, log2/exp2 polynomials)", "perturb_frechet", ms, double(n) * 8.0);
   ms = median_ms(
       [&](int) { sc::uniform_perturb<float, float>(scores.data(), Index(n), rng, out.data(), s); },
       2, reps, s);

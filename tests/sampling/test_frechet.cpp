@@ -6,6 +6,8 @@
 #endif
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -79,6 +81,74 @@ TEST(Frechet, VectorisedFloatMatchesDoubleReference) {
       worst = std::max(worst, std::abs(double(f.data()[k]) - e) / e);
     }
     EXPECT_LT(worst, 1e-5) << "T = " << t;
+  }
+}
+
+namespace {
+// Distance in units of the float spacing at the reference value.
+double ulps(float got, long double ref) {
+  const float r = float(ref);
+  const double spacing = double(std::nextafter(std::abs(r), std::numeric_limits<float>::infinity()) -
+                                std::abs(r));
+  return double(std::abs((long double)got - ref)) / spacing;
+}
+}  // namespace
+
+TEST(Frechet, FloatPolynomialsWithinStatedUlps) {
+  // log2 on every 61st float of [2^-40, 64] (~3.7e5 values, all mantissa ranges and exponents)
+  // against long double log2l: <= 3 ulp (the header states ~2).
+  double worst = 0;
+  std::uint32_t b0, b1;
+  const float lo = 0x1p-40f, hi = 64.0f;
+  std::memcpy(&b0, &lo, 4);
+  std::memcpy(&b1, &hi, 4);
+  for (std::uint32_t b = b0; b <= b1; b += 61) {
+    float x;
+    std::memcpy(&x, &b, 4);
+    if (x == 1.0f) continue;
+    worst = std::max(worst, ulps(detail::frechet_log2(x), std::log2((long double)x)));
+  }
+  EXPECT_LE(worst, 3.0);
+  EXPECT_EQ(detail::frechet_log2(1.0f), 0.0f);
+  EXPECT_EQ(detail::frechet_log2(0.25f), -2.0f);
+  // exp2 on [-20, 20] (< 1 ulp), both paths, and the checked path's ends: correctly rounded
+  // subnormals, 0 and +Inf.
+  worst = 0;
+  for (int i = -20 * 4096; i <= 20 * 4096; ++i) {
+    const float x = float(i) / 4096.0f + 1.0f / 8192.0f;
+    const float y = detail::frechet_exp2(x);
+    EXPECT_EQ(y, detail::frechet_exp2<false>(x));
+    worst = std::max(worst, ulps(y, std::exp2((long double)x)));
+  }
+  EXPECT_LT(worst, 1.0);
+  EXPECT_EQ(detail::frechet_exp2(3.0f), 8.0f);
+  for (const float x : {-126.5f, -130.25f, -140.0f, -149.0f}) {
+    const float y = detail::frechet_exp2(x);
+    EXPECT_GT(y, 0.0f) << x;
+    EXPECT_LE(std::abs(double(y) - double(std::exp2((long double)x))), 0x1p-149) << x;
+  }
+  EXPECT_EQ(detail::frechet_exp2(-151.0f), 0.0f);
+  EXPECT_EQ(detail::frechet_exp2(-1000.0f), 0.0f);
+  EXPECT_EQ(detail::frechet_exp2(128.5f), std::numeric_limits<float>::infinity());
+  EXPECT_EQ(detail::frechet_exp2(1000.0f), std::numeric_limits<float>::infinity());
+}
+
+TEST(Frechet, FloatVectorPathEqualsScalarReferenceBitForBit) {
+  // 1,000 columns: 62 vector bodies and an 8-entry scalar tail per row; temperatures on both
+  // sides of the exp2 range test, including overflow to +Inf at T = 0.05.
+  Matrix<float> w = Matrix<float>::Random(3, 1000);
+  w(1, 17) = 0.0f;
+  for (const float t : {0.05f, 0.5f, 1.0f, 9.0f}) {
+    const Philox rng(12, 3);
+    const Matrix<float> f = frechet_scores(w, t, rng);
+    const detail::FrechetConstants c = detail::frechet_constants(float(1.0 / double(t)));
+    for (Index k = 0; k < w.size(); ++k) {
+      const Index i = k / w.cols(), j = k % w.cols();
+      const float want =
+          detail::frechet_score(std::abs(w(i, j)), rng.uniform_float(std::uint64_t(k)), c);
+      ASSERT_EQ(f(i, j), want) << "T = " << t << " at (" << i << ", " << j << ")";
+    }
+    EXPECT_EQ(f(1, 17), 0.0f);
   }
 }
 

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-// Row kernels of the Fréchet transform W~ = |W| * (-ln U)^(-1/T) (chts24 Sec. 3.2.2, App. A):
-// a scalar reference (std::log / std::exp in the output precision) and an AVX-512 float kernel
-// with Cephes-style logf / expf polynomials (about 1 ulp each). U comes from the vectorised Philox
-// fill (core/random_fill.hpp), counter = element linear index.
+// Row kernels of the Fréchet transform W~ = |W| * (-ln U)^(-1/T) (chts24 Sec. 3.2.2, App. A). Float:
+// the base-2 polynomial pipeline of frechet_math.hpp, as a scalar reference and an AVX-512 kernel
+// that performs the same operations (bit-identical results). Double: std::log / std::exp. U comes
+// from the vectorised Philox fill (core/random_fill.hpp), counter = element linear index.
 #ifndef SPARSENM_SAMPLING_DETAIL_FRECHET_KERNELS_HPP
 #define SPARSENM_SAMPLING_DETAIL_FRECHET_KERNELS_HPP
 
@@ -12,17 +12,24 @@
 
 #include "../../core/simd.hpp"
 #include "../../core/types.hpp"
+#include "frechet_math.hpp"
 
 namespace sparsenm {
 namespace detail {
 namespace scalar {
 
-/// out[k] = |w[k]| * exp(-inv_t * log(-log(u[k]))); exactly 0 where w is 0.
+/// out[k] = |w[k]| * (-ln u[k])^(-inv_t); exactly 0 where w is 0. Float: frechet_score (the AVX-512
+/// kernel's operations one lane at a time); double: std::log / std::exp.
 template <class S, class T>
 inline void frechet_transform(const T* w, const S* u, S* out, Index n, S inv_t) {
-  for (Index k = 0; k < n; ++k) {
-    const S a = std::abs(S(w[k]));
-    out[k] = a == S(0) ? S(0) : a * std::exp(-inv_t * std::log(-std::log(u[k])));
+  if constexpr (std::is_same<S, float>::value) {
+    const FrechetConstants c = frechet_constants(inv_t);
+    for (Index k = 0; k < n; ++k) out[k] = frechet_score(std::abs(float(w[k])), u[k], c);
+  } else {
+    for (Index k = 0; k < n; ++k) {
+      const S a = std::abs(S(w[k]));
+      out[k] = a == S(0) ? S(0) : a * std::exp(-inv_t * std::log(-std::log(u[k])));
+    }
   }
 }
 
@@ -32,47 +39,35 @@ SPARSENM_SIMD_WARNINGS_PUSH
 inline namespace SPARSENM_ISA_NAMESPACE {
 
 #if SPARSENM_HAS_AVX512
-/// Natural log for positive normal floats (Cephes logf on [sqrt(1/2), sqrt(2))).
-inline __m512 log_ps(__m512 x) {
-  __m512 e = _mm512_getexp_ps(x);                                         // floor(log2 x)
-  __m512 m = _mm512_getmant_ps(x, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_src);  // [1, 2)
-  const __mmask16 big = _mm512_cmp_ps_mask(m, _mm512_set1_ps(1.41421356f), _CMP_GT_OQ);
-  m = _mm512_mask_mul_ps(m, big, m, _mm512_set1_ps(0.5f));
-  e = _mm512_mask_add_ps(e, big, e, _mm512_set1_ps(1.0f));
-  const __m512 f = _mm512_sub_ps(m, _mm512_set1_ps(1.0f));  // exact (Sterbenz)
-  const __m512 z = _mm512_mul_ps(f, f);
-  __m512 y = _mm512_set1_ps(7.0376836292E-2f);
-  y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(-1.1514610310E-1f));
-  y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(1.1676998740E-1f));
-  y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(-1.2420140846E-1f));
-  y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(1.4249322787E-1f));
-  y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(-1.6668057665E-1f));
-  y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(2.0000714765E-1f));
-  y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(-2.4999993993E-1f));
-  y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(3.3333331174E-1f));
-  y = _mm512_mul_ps(_mm512_mul_ps(y, f), z);
-  y = _mm512_fmadd_ps(e, _mm512_set1_ps(-2.12194440e-4f), y);
-  y = _mm512_fnmadd_ps(z, _mm512_set1_ps(0.5f), y);
-  const __m512 r = _mm512_add_ps(f, y);
-  return _mm512_fmadd_ps(e, _mm512_set1_ps(0.693359375f), r);
+/// frechet_log2 (frechet_math.hpp) on 16 lanes.
+inline __m512 log2_ps(__m512 x) {
+  const __m512i b = _mm512_castps_si512(x);
+  const __m512i e = _mm512_srai_epi32(_mm512_sub_epi32(b, _mm512_set1_epi32(int(kSqrtHalfBits))), 23);
+  const __m512 f = _mm512_sub_ps(_mm512_castsi512_ps(_mm512_sub_epi32(b, _mm512_slli_epi32(e, 23))),
+                                 _mm512_set1_ps(1.0f));
+  __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(kLog2P8), f, _mm512_set1_ps(kLog2P7));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kLog2P6));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kLog2P5));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kLog2P4));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kLog2P3));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kLog2P2));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kLog2P1));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kLog2P0));
+  return _mm512_fmadd_ps(f, p, _mm512_cvtepi32_ps(e));
 }
 
-/// exp(x) (Cephes expf), x clamped to [-110, 100]: underflows to 0 and overflows to +Inf cleanly.
-inline __m512 exp_ps(__m512 x) {
-  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-110.0f)), _mm512_set1_ps(100.0f));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  x = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-  x = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), x);
-  const __m512 z = _mm512_mul_ps(x, x);
-  __m512 y = _mm512_set1_ps(1.9875691500E-4f);
-  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.3981999507E-3f));
-  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(8.3334519073E-3f));
-  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(4.1665795894E-2f));
-  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.6666665459E-1f));
-  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(5.0000001201E-1f));
-  y = _mm512_fmadd_ps(y, z, _mm512_add_ps(x, _mm512_set1_ps(1.0f)));
-  return _mm512_scalef_ps(y, n);
+/// frechet_exp2 (checked) on 16 lanes; scalef applies 2^n with one rounding.
+inline __m512 exp2_ps(__m512 x) {
+  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(kExp2Lo)), _mm512_set1_ps(kExp2Hi));
+  const __m512 r = _mm512_add_ps(x, _mm512_set1_ps(kRoundShift));
+  const __m512 n = _mm512_sub_ps(r, _mm512_set1_ps(kRoundShift));
+  const __m512 f = _mm512_sub_ps(x, n);
+  __m512 q = _mm512_fmadd_ps(_mm512_set1_ps(kExp2Q5), f, _mm512_set1_ps(kExp2Q4));
+  q = _mm512_fmadd_ps(q, f, _mm512_set1_ps(kExp2Q3));
+  q = _mm512_fmadd_ps(q, f, _mm512_set1_ps(kExp2Q2));
+  q = _mm512_fmadd_ps(q, f, _mm512_set1_ps(kExp2Q1));
+  q = _mm512_fmadd_ps(q, f, _mm512_set1_ps(kExp2Q0));
+  return _mm512_scalef_ps(_mm512_fmadd_ps(f, q, _mm512_set1_ps(1.0f)), n);
 }
 #endif
 
@@ -81,13 +76,15 @@ template <class S, class T>
 inline void frechet_transform(const T* w, const S* u, S* out, Index n, S inv_t) {
 #if SPARSENM_HAS_AVX512
   if constexpr (std::is_same<S, float>::value && std::is_same<T, float>::value) {
-    const __m512 it = _mm512_set1_ps(-inv_t);
+    const FrechetConstants c = frechet_constants(inv_t);
+    const __m512 neg_inv_t = _mm512_set1_ps(c.neg_inv_t), shift = _mm512_set1_ps(c.shift);
     const __m512 absmask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
     Index k = 0;
     for (; k + 16 <= n; k += 16) {
       const __m512 a = _mm512_and_ps(_mm512_loadu_ps(w + k), absmask);
-      const __m512 e = _mm512_sub_ps(_mm512_setzero_ps(), log_ps(_mm512_loadu_ps(u + k)));
-      const __m512 f = _mm512_mul_ps(a, exp_ps(_mm512_mul_ps(it, log_ps(e))));
+      const __m512 l = log2_ps(_mm512_loadu_ps(u + k));
+      const __m512 x = _mm512_fmadd_ps(neg_inv_t, log2_ps(_mm512_sub_ps(_mm512_setzero_ps(), l)), shift);
+      const __m512 f = _mm512_mul_ps(a, exp2_ps(x));
       const __mmask16 nz = _mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_NEQ_UQ);
       _mm512_storeu_ps(out + k, _mm512_maskz_mov_ps(nz, f));
     }
