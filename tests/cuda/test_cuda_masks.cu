@@ -158,8 +158,8 @@ float replica_exp2(float x) {
   const float n = std::nearbyint(x);
   volatile float f = x - n;
   float q = 1.540351077e-04f;
-  for (float c : {1.339073526e-03f, 9.618237615e-03f, 5.550357327e-02f, 2.402264923e-01f,
-                  6.931471825e-01f})
+  for (float c :
+       {1.339073526e-03f, 9.618237615e-03f, 5.550357327e-02f, 2.402264923e-01f, 6.931471825e-01f})
     q = std::fma(q, f, c);
   return std::ldexp(std::fma(f, q, 1.0f), int(n));
 }

@@ -88,8 +88,8 @@ namespace {
 // Distance in units of the float spacing at the reference value.
 double ulps(float got, long double ref) {
   const float r = float(ref);
-  const double spacing = double(std::nextafter(std::abs(r), std::numeric_limits<float>::infinity()) -
-                                std::abs(r));
+  const double spacing =
+      double(std::nextafter(std::abs(r), std::numeric_limits<float>::infinity()) - std::abs(r));
   return double(std::abs((long double)got - ref)) / spacing;
 }
 }  // namespace

@@ -50,7 +50,8 @@ void frechet_scores(const T* w, Index count, double temperature, const Philox& r
     detail::frechet_kernel<S, T, false>
         <<<grid, 256, 0, stream>>>(w, n, inv_t, c, rng, out, bad_flag);
   else
-    detail::frechet_kernel<S, T, true><<<grid, 256, 0, stream>>>(w, n, inv_t, c, rng, out, bad_flag);
+    detail::frechet_kernel<S, T, true>
+        <<<grid, 256, 0, stream>>>(w, n, inv_t, c, rng, out, bad_flag);
   SPARSENM_CUDA_CHECK_LAUNCH("frechet_kernel");
 }
 

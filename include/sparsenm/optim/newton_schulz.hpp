@@ -131,13 +131,14 @@ void mirror_lower(S* m, Index n) {
 #if SPARSENM_HAS_AVX512
         if constexpr (std::is_same<S, float>::value) {
           transpose16x16(m + i0 + j0 * n, m + j0 + i0 * n, n);
-          continue;
-        }
+        } else  // (an else, not a continue: nvcc flags the loop below unreachable for float)
 #endif
-        for (Index j = 0; j < kT; ++j)
-          for (Index i = 0; i < kT; ++i) t[i][j] = m[(i0 + i) + (j0 + j) * n];
-        for (Index i = 0; i < kT; ++i)
-          for (Index j = 0; j < kT; ++j) m[(j0 + j) + (i0 + i) * n] = t[i][j];
+        {
+          for (Index j = 0; j < kT; ++j)
+            for (Index i = 0; i < kT; ++i) t[i][j] = m[(i0 + i) + (j0 + j) * n];
+          for (Index i = 0; i < kT; ++i)
+            for (Index j = 0; j < kT; ++j) m[(j0 + j) + (i0 + i) * n] = t[i][j];
+        }
       } else {
         for (Index j = 0; j < jn; ++j)
           for (Index i = 0; i < in; ++i) m[(j0 + j) + (i0 + i) * n] = m[(i0 + i) + (j0 + j) * n];

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-// Row kernels of the Fréchet transform W~ = |W| * (-ln U)^(-1/T) (chts24 Sec. 3.2.2, App. A). Float:
-// the base-2 polynomial pipeline of frechet_math.hpp, as a scalar reference and an AVX-512 kernel
-// that performs the same operations (bit-identical results). Double: std::log / std::exp. U comes
-// from the vectorised Philox fill (core/random_fill.hpp), counter = element linear index.
+// Row kernels of the Fréchet transform W~ = |W| * (-ln U)^(-1/T) (chts24 Sec. 3.2.2, App. A).
+// Float: the base-2 polynomial pipeline of frechet_math.hpp, as a scalar reference and an AVX-512
+// kernel that performs the same operations (bit-identical results). Double: std::log / std::exp. U
+// comes from the vectorised Philox fill (core/random_fill.hpp), counter = element linear index.
 #ifndef SPARSENM_SAMPLING_DETAIL_FRECHET_KERNELS_HPP
 #define SPARSENM_SAMPLING_DETAIL_FRECHET_KERNELS_HPP
 
@@ -42,7 +42,8 @@ inline namespace SPARSENM_ISA_NAMESPACE {
 /// frechet_log2 (frechet_math.hpp) on 16 lanes.
 inline __m512 log2_ps(__m512 x) {
   const __m512i b = _mm512_castps_si512(x);
-  const __m512i e = _mm512_srai_epi32(_mm512_sub_epi32(b, _mm512_set1_epi32(int(kSqrtHalfBits))), 23);
+  const __m512i e =
+      _mm512_srai_epi32(_mm512_sub_epi32(b, _mm512_set1_epi32(int(kSqrtHalfBits))), 23);
   const __m512 f = _mm512_sub_ps(_mm512_castsi512_ps(_mm512_sub_epi32(b, _mm512_slli_epi32(e, 23))),
                                  _mm512_set1_ps(1.0f));
   __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(kLog2P8), f, _mm512_set1_ps(kLog2P7));
@@ -83,7 +84,8 @@ inline void frechet_transform(const T* w, const S* u, S* out, Index n, S inv_t) 
     for (; k + 16 <= n; k += 16) {
       const __m512 a = _mm512_and_ps(_mm512_loadu_ps(w + k), absmask);
       const __m512 l = log2_ps(_mm512_loadu_ps(u + k));
-      const __m512 x = _mm512_fmadd_ps(neg_inv_t, log2_ps(_mm512_sub_ps(_mm512_setzero_ps(), l)), shift);
+      const __m512 x =
+          _mm512_fmadd_ps(neg_inv_t, log2_ps(_mm512_sub_ps(_mm512_setzero_ps(), l)), shift);
       const __m512 f = _mm512_mul_ps(a, exp2_ps(x));
       const __mmask16 nz = _mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_NEQ_UQ);
       _mm512_storeu_ps(out + k, _mm512_maskz_mov_ps(nz, f));

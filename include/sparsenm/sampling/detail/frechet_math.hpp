@@ -28,14 +28,12 @@ namespace detail {
 
 /// Coefficients of P (log2(1 + f) / f) and Q ((2^f - 1) / f), constant term first. Scalars, not
 /// arrays: device code may read constexpr scalars of the host.
-constexpr float kLog2P0 = 1.442695022e+00f, kLog2P1 = -7.213473320e-01f,
-                kLog2P2 = 4.809106290e-01f, kLog2P3 = -3.607036769e-01f,
-                kLog2P4 = 2.879162431e-01f, kLog2P5 = -2.389448583e-01f,
-                kLog2P6 = 2.157156914e-01f, kLog2P7 = -2.072694749e-01f,
-                kLog2P8 = 1.258364618e-01f;
-constexpr float kExp2Q0 = 6.931471825e-01f, kExp2Q1 = 2.402264923e-01f,
-                kExp2Q2 = 5.550357327e-02f, kExp2Q3 = 9.618237615e-03f,
-                kExp2Q4 = 1.339073526e-03f, kExp2Q5 = 1.540351077e-04f;
+constexpr float kLog2P0 = 1.442695022e+00f, kLog2P1 = -7.213473320e-01f, kLog2P2 = 4.809106290e-01f,
+                kLog2P3 = -3.607036769e-01f, kLog2P4 = 2.879162431e-01f,
+                kLog2P5 = -2.389448583e-01f, kLog2P6 = 2.157156914e-01f,
+                kLog2P7 = -2.072694749e-01f, kLog2P8 = 1.258364618e-01f;
+constexpr float kExp2Q0 = 6.931471825e-01f, kExp2Q1 = 2.402264923e-01f, kExp2Q2 = 5.550357327e-02f,
+                kExp2Q3 = 9.618237615e-03f, kExp2Q4 = 1.339073526e-03f, kExp2Q5 = 1.540351077e-04f;
 /// log2(ln 2) in float.
 constexpr float kLog2Ln2 = -5.287663937e-01f;
 /// Bits of the float nearest sqrt(1/2): mantissas are split off into [sqrt(1/2), sqrt(2)).
@@ -80,7 +78,8 @@ SPARSENM_HOST_DEVICE inline float frechet_scale(float p, std::int32_t n) {
   if (n >= -125 && n <= 127) return p * bits_float(std::uint32_t(n + 127) << 23);  // exact
   // p * 2^n1 is exact (normal), so only the second product rounds: p 2^n correctly rounded.
   const std::int32_t n1 = n / 2, n2 = n - n1;
-  return (p * bits_float(std::uint32_t(n1 + 127) << 23)) * bits_float(std::uint32_t(n2 + 127) << 23);
+  return (p * bits_float(std::uint32_t(n1 + 127) << 23)) *
+         bits_float(std::uint32_t(n2 + 127) << 23);
 }
 
 /// 2^x. kChecked = false skips the clamp and the range test; only valid where the caller knows
