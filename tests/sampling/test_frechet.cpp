@@ -61,7 +61,7 @@ TEST(Frechet, MatchesFormulaWithSameUniforms) {
 
 TEST(Frechet, VectorisedFloatMatchesDoubleReference) {
   // 10,000 entries per temperature, every SIMD body and the scalar tail; relative error of the
-  // float logf/expf pipeline against the formula in double on the same float uniforms.
+  // float log2/exp2 pipeline against the formula in double on the same float uniforms.
   Matrix<float> w(100, 100);
   const Philox wr(5);
   for (Index k = 0; k < w.size(); ++k) w.data()[k] = float(wr.uniform(std::uint64_t(k)) - 0.5) * 4;
