@@ -324,6 +324,7 @@ void spmm_csr_impl(const TransposedWeight<S>& wt, const PackedTokens<S>& xp, S* 
   const Index* ptr = wt.row_ptr().data();
   const std::int32_t* col = wt.cols().data();
   const S* val = wt.values().data();
+  const Index nnz = ptr[rows];
   parallel_for(Index(0), nrb * tiles, [&](Index item) {
     const Index q = item / nrb, rbk = item % nrb;
     const Index r0 = rbk * kRowBlock, r1 = std::min(rows, r0 + kRowBlock);
@@ -343,11 +344,13 @@ void spmm_csr_impl(const TransposedWeight<S>& wt, const PackedTokens<S>& xp, S* 
         if (r + kPrefetchRows < r1) {
           // Entries of the row kPrefetchRows ahead in this block: about kc * nnz / (rows * inner)
           // of them, one or two cache lines of values and of columns (see kPrefetchRows).
+          // (Pointers are formed only within the arrays, ep <= nnz.)
           const Index ep = cursor[r + kPrefetchRows - r0];
+          const Index ev = std::min(nnz, ep + 64 / Index(sizeof(S))), ec = std::min(nnz, ep + 16);
           SPARSENM_PREFETCH(val + ep);
           SPARSENM_PREFETCH(col + ep);
-          SPARSENM_PREFETCH(val + ep + 64 / Index(sizeof(S)));
-          SPARSENM_PREFETCH(col + ep + 16);
+          SPARSENM_PREFETCH(val + ev);
+          SPARSENM_PREFETCH(col + ec);
         }
         for (; e < e_row_end && col[e] < c_end; ++e) {
           const V v = Ops::set1(val[e]);
