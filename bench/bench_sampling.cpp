@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Soft-sampling benchmarks (issue 3) on a 4096 x 4096 float weight: frechet_scores (vectorised
-// Philox fill + AVX-512 log2/exp2 polynomials) and uniform_perturb, next to the plain per-element formula in
-// double with per-counter Philox (the straightforward implementation), same binary, same threads.
-// Rates are GB/s of the weight read; `speedup_vs_naive` = naive time / our time.
+// Philox fill + AVX-512 log2/exp2 polynomials) and uniform_perturb, next to the plain per-element
+// formula in double with per-counter Philox (the straightforward implementation), same binary, same
+// threads. Rates are GB/s of the weight read; `speedup_vs_naive` = naive time / our time.
 #include <benchmark/benchmark.h>
 
 #include <chrono>
