@@ -14,6 +14,7 @@
 #include "../core/error.hpp"
 #include "../core/parallel.hpp"
 #include "../core/simd.hpp"
+#include "../kernels/detail/simd_vec.hpp"
 #include "../core/types.hpp"
 #include "../core/validate.hpp"
 #include "detail/elementwise.hpp"
@@ -77,40 +78,9 @@ namespace detail {
 // iteration took 112 ms instead of 83 ms. Serially these passes cost ~0.5 ms per step at 1024
 // and under 1 % of a step at 4096.
 
-#if SPARSENM_HAS_AVX512
-inline namespace SPARSENM_ISA_NAMESPACE {
-/// Transposes a full 16 x 16 float tile: column j of the source (16 floats at src + j * ld) becomes
-/// the 16 floats at dst + j ... i.e. dst[i * ld + j] = src[j * ld + i], in registers (unpack,
-/// in-lane shuffle, two 128-bit lane shuffles).
-inline void transpose16x16(const float* src, float* dst, Index ld) {
-  __m512 r[16], t[16];
-  for (int j = 0; j < 16; ++j) r[j] = _mm512_loadu_ps(src + j * ld);
-  for (int j = 0; j < 16; j += 2) {
-    t[j] = _mm512_unpacklo_ps(r[j], r[j + 1]);
-    t[j + 1] = _mm512_unpackhi_ps(r[j], r[j + 1]);
-  }
-  for (int j = 0; j < 16; j += 4) {
-    r[j] = _mm512_shuffle_ps(t[j], t[j + 2], 0x44);
-    r[j + 1] = _mm512_shuffle_ps(t[j], t[j + 2], 0xEE);
-    r[j + 2] = _mm512_shuffle_ps(t[j + 1], t[j + 3], 0x44);
-    r[j + 3] = _mm512_shuffle_ps(t[j + 1], t[j + 3], 0xEE);
-  }
-  for (int h = 0; h < 16; h += 8)
-    for (int j = 0; j < 4; ++j) {
-      t[h + j] = _mm512_shuffle_f32x4(r[h + j], r[h + j + 4], 0x88);
-      t[h + j + 4] = _mm512_shuffle_f32x4(r[h + j], r[h + j + 4], 0xDD);
-    }
-  for (int j = 0; j < 8; ++j) {
-    r[j] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0x88);
-    r[j + 8] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0xDD);
-  }
-  for (int i = 0; i < 16; ++i) _mm512_storeu_ps(dst + i * ld, r[i]);
-}
-}  // namespace SPARSENM_ISA_NAMESPACE
-#endif
-
 /// Copies the lower triangle of the n x n column-major matrix m into its upper triangle, through
-/// 16 x 16 tiles transposed in registers (AVX-512, float) or in a local buffer (both the reads
+/// 16 x 16 tiles transposed in registers (the kernels' VecOps::transpose_block where the ISA has a
+/// 16-wide one: AVX-512 float) or in a local buffer (both the reads
 /// and the writes are contiguous runs of 16).
 template <class S>
 void mirror_lower(S* m, Index n) {
@@ -128,12 +98,10 @@ void mirror_lower(S* m, Index n) {
         continue;
       }
       if (in == kT && jn == kT) {
-#if SPARSENM_HAS_AVX512
-        if constexpr (std::is_same<S, float>::value) {
-          transpose16x16(m + i0 + j0 * n, m + j0 + i0 * n, n);
-        } else  // (an else, not a continue: nvcc flags the loop below unreachable for float)
-#endif
-        {
+        // Column j of the source tile (m + i0 + (j0 + j) n) becomes row j of the mirrored tile.
+        if constexpr (VecOps<S>::kHasTranspose && VecOps<S>::kWidth == kT) {
+          VecOps<S>::transpose_block(m + i0 + j0 * n, n, m + j0 + i0 * n, n);
+        } else {
           for (Index j = 0; j < kT; ++j)
             for (Index i = 0; i < kT; ++i) t[i][j] = m[(i0 + i) + (j0 + j) * n];
           for (Index i = 0; i < kT; ++i)
