@@ -73,13 +73,9 @@ SPARSENM_HOST_DEVICE inline float frechet_log2(float x) {
   return fmaf(f, p, float(e));
 }
 
-/// p 2^n with one rounding, n = exponent as the integer in the low bits of the shifted sum.
-SPARSENM_HOST_DEVICE inline float frechet_scale(float p, std::int32_t n) {
-  if (n >= -125 && n <= 127) return p * bits_float(std::uint32_t(n + 127) << 23);  // exact
-  // p * 2^n1 is exact (normal), so only the second product rounds: p 2^n correctly rounded.
-  const std::int32_t n1 = n / 2, n2 = n - n1;
-  return (p * bits_float(std::uint32_t(n1 + 127) << 23)) *
-         bits_float(std::uint32_t(n2 + 127) << 23);
+/// The normal float 2^n, n in [-126, 127].
+SPARSENM_HOST_DEVICE inline float pow2_float(std::int32_t n) {
+  return bits_float(std::uint32_t(n + 127) << 23);
 }
 
 /// 2^x. kChecked = false skips the clamp and the range test; only valid where the caller knows
@@ -96,8 +92,11 @@ SPARSENM_HOST_DEVICE inline float frechet_exp2(float x) {
   q = fmaf(q, f, kExp2Q0);
   const float p = fmaf(f, q, 1.0f);
   const std::int32_t n = std::int32_t(float_bits(r) - kRoundShiftBits);
-  if (!kChecked) return p * bits_float(std::uint32_t(n + 127) << 23);
-  return frechet_scale(p, n);
+  // p 2^n with one rounding (AVX-512 scalef): one exact product where 2^n is normal, else p 2^n1
+  // (exact, normal) times 2^n2, so only the second product rounds.
+  if (!kChecked || (n >= -125 && n <= 127)) return p * pow2_float(n);
+  const std::int32_t n1 = n / 2, n2 = n - n1;
+  return (p * pow2_float(n1)) * pow2_float(n2);
 }
 
 /// Per-call constants: x = fmaf(neg_inv_t, log2(-log2 U), shift) with neg_inv_t = -(1/T) and
