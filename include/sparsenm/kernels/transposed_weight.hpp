@@ -95,17 +95,6 @@ void TransposedWeight<S>::rebuild(const NMCompressed<S>& w) {
   const Index nnzr = w.values.cols(), nnz = w.rows * nnzr;
   m_row_ptr.assign(static_cast<std::size_t>(m_rows + 1), 0);
   const std::uint8_t* idx = w.indices.data();
-  for (Index o = 0; o < w.rows; ++o)
-    for (Index j = 0; j < nnzr; ++j) ++m_row_ptr[(j / n) * m + idx[o * nnzr + j] + 1];
-  for (Index k = 0; k < m_rows; ++k) m_row_ptr[k + 1] += m_row_ptr[k];
-  m_cols.resize(static_cast<std::size_t>(nnz));
-  std::vector<Index> fill(m_row_ptr.begin(), m_row_ptr.end() - 1);
-  // Outputs are visited in increasing o, so each row of W^T comes out sorted.
-  for (Index o = 0; o < w.rows; ++o)
-    for (Index j = 0; j < nnzr; ++j) {
-      const Index k = (j / n) * m + idx[o * nnzr + j];
-      m_cols[fill[k]++] = std::int32_t(o);
-    }
   // The value copy of update_values, ordered by tiles of kCopyBlock outputs x kCopyBlock inputs.
   // Rows of W (and of W^T) are a power of two apart in memory for most layer shapes, so copying
   // in W^T order makes all the sources of a W^T row compete for the same few cache sets and
@@ -117,17 +106,25 @@ void TransposedWeight<S>::rebuild(const NMCompressed<S>& w) {
   std::vector<Index> tile_ptr(static_cast<std::size_t>(tiles + 1), 0);
   auto tile_of = [&](Index o, Index k) { return o / kCopyBlock * tiles_k + k / kCopyBlock; };
   for (Index o = 0; o < w.rows; ++o)
-    for (Index j = 0; j < nnzr; ++j) ++tile_ptr[tile_of(o, (j / n) * m + idx[o * nnzr + j]) + 1];
+    for (Index j = 0; j < nnzr; ++j) {
+      const Index k = (j / n) * m + idx[o * nnzr + j];
+      ++m_row_ptr[k + 1];
+      ++tile_ptr[tile_of(o, k) + 1];
+    }
+  for (Index k = 0; k < m_rows; ++k) m_row_ptr[k + 1] += m_row_ptr[k];
   for (Index t = 0; t < tiles; ++t) tile_ptr[t + 1] += tile_ptr[t];
+  m_cols.resize(static_cast<std::size_t>(nnz));
   m_copy_src.resize(static_cast<std::size_t>(nnz));
   m_copy_dst.resize(static_cast<std::size_t>(nnz));
-  fill.assign(m_row_ptr.begin(), m_row_ptr.end() - 1);
+  std::vector<Index> fill(m_row_ptr.begin(), m_row_ptr.end() - 1);
+  // Outputs are visited in increasing o, so each row of W^T comes out sorted.
   for (Index o = 0; o < w.rows; ++o)
     for (Index j = 0; j < nnzr; ++j) {
       const Index k = (j / n) * m + idx[o * nnzr + j];
-      const Index slot = tile_ptr[tile_of(o, k)]++;
+      const Index e = fill[k]++, slot = tile_ptr[tile_of(o, k)]++;
+      m_cols[e] = std::int32_t(o);
       m_copy_src[slot] = o * nnzr + j;
-      m_copy_dst[slot] = fill[k]++;
+      m_copy_dst[slot] = e;
     }
   // Column structure: exactly n of each m outputs in every row of W^T?
   m_is_nm = w.rows % m == 0;
