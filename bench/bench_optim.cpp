@@ -105,20 +105,21 @@ double now_seconds() {
 }
 double seconds_since(double t0) { return now_seconds() - t0; }
 
-// Both in the same iteration: counters report each time and the ratio.
+// Both in the same iteration: counters report each time and the ratio. Each chain runs twice in a
+// row and the second run is the one timed (steady state, as in an optimizer step that runs
+// Newton-Schulz for one layer after another). Why: the naive chain runs on OpenBLAS's pthread
+// pool and ours on OpenMP; OpenBLAS's workers keep spinning for up to ~0.1 s after each call, and an
+// OpenMP team started in that window shares the two cores with them (our 2-thread 1024^3 product
+// took 15-38 ms instead of 6-8 ms right after an OpenBLAS call). The first run after the switch is
+// reported too (`*_after_switch_ms`).
 void BM_NewtonSchulzVsNaive3Sgemm(benchmark::State& state) {
   const Index R = state.range(0), C = state.range(1);
   const Matrix<float> x = random_matrix(R, C, 1);
   NaiveNs naive(R, C);
   sparsenm::NsWorkspace<float> ws;
   ws.resize(R, C);
-  double t_naive = 0, t_ours = 0;
-  for (auto _ : state) {
-    double t0 = now_seconds();
-    benchmark::DoNotOptimize(naive.run(x.data(), 5));
-    t_naive += seconds_since(t0);
-    t0 = now_seconds();
-    // Public-API equivalent minus the input copy: norm pass + SYRK-based iteration.
+  auto ours = [&] {
+    // Public-API equivalent minus the input copy: norm pass + the iteration.
     std::vector<double> partial(std::size_t(sparsenm::detail::optim_chunk_count(x.size())));
     const double ss = sparsenm::detail::chunk_sum(
         x.size(), partial,
@@ -127,12 +128,28 @@ void BM_NewtonSchulzVsNaive3Sgemm(benchmark::State& state) {
     const float scale = float(1.0 / (std::sqrt(ss) + sparsenm::kNsNormEps));
     benchmark::DoNotOptimize(sparsenm::detail::newton_schulz_run(
         x.data(), R, C, scale, 5, sparsenm::NsCoefficients::TansTableA4, ws));
+  };
+  double t_naive = 0, t_ours = 0, t_naive_first = 0, t_ours_first = 0;
+  for (auto _ : state) {
+    double t0 = now_seconds();
+    benchmark::DoNotOptimize(naive.run(x.data(), 5));
+    t_naive_first += seconds_since(t0);
+    t0 = now_seconds();
+    benchmark::DoNotOptimize(naive.run(x.data(), 5));
+    t_naive += seconds_since(t0);
+    t0 = now_seconds();
+    ours();
+    t_ours_first += seconds_since(t0);
+    t0 = now_seconds();
+    ours();
     t_ours += seconds_since(t0);
   }
   const double it = double(state.iterations());
   state.counters["naive_ms"] = 1e3 * t_naive / it;
   state.counters["sparsenm_ms"] = 1e3 * t_ours / it;
   state.counters["speedup"] = t_naive / t_ours;
+  state.counters["naive_after_switch_ms"] = 1e3 * t_naive_first / it;
+  state.counters["sparsenm_after_switch_ms"] = 1e3 * t_ours_first / it;
   state.counters["naive_GFLOPs"] = naive_flops(R, C, 5) * it / t_naive * 1e-9;
   state.counters["sparsenm_equiv_GFLOPs"] = naive_flops(R, C, 5) * it / t_ours * 1e-9;
 }

@@ -50,12 +50,14 @@
 #define SPARSENM_COLD __attribute__((cold))
 #define SPARSENM_ALWAYS_INLINE inline __attribute__((always_inline))
 #define SPARSENM_PREFETCH(p) __builtin_prefetch(p)
+#define SPARSENM_PREFETCH_W(p) __builtin_prefetch(p, 1)
 #else
 #define SPARSENM_RESTRICT
 #define SPARSENM_NOINLINE
 #define SPARSENM_COLD
 #define SPARSENM_ALWAYS_INLINE inline
 #define SPARSENM_PREFETCH(p) ((void)(p))
+#define SPARSENM_PREFETCH_W(p) ((void)(p))
 #endif
 
 // Host/device annotation for code shared with the CUDA backend (CUTLASS's CUTLASS_HOST_DEVICE

@@ -39,6 +39,30 @@ TYPED_TEST(NewtonSchulzTyped, MatchesLongDoubleReference) {
       }
 }
 
+// Shapes large enough for the blocking of the products (several k-blocks, m-blocks and column
+// panels per thread; square and Gram routes, wide and tall). Reference: the same iteration in
+// double through Eigen's plain products (explicit transpose for tall inputs, three products a step).
+TYPED_TEST(NewtonSchulzTyped, BlockedShapesMatchDoubleReference) {
+  using S = TypeParam;
+  const Index shapes[][2] = {{300, 530}, {530, 300}, {130, 600}, {600, 130}};
+  for (const auto& sh : shapes) {
+    const Matrix<S> x = t::gaussian_matrix<S>(sh[0], sh[1], 5 + sh[0]);
+    const Matrix<S> got = sparsenm::newton_schulz(x);
+    const bool tall = sh[0] > sh[1];
+    Eigen::MatrixXd X = x.template cast<double>();
+    if (tall) X.transposeInPlace();
+    X /= X.norm() + sparsenm::kNsNormEps;
+    for (int k = 0; k < 5; ++k) {
+      const auto tr = sparsenm::ns_coefficients(NsCoefficients::TansTableA4, k);
+      const Eigen::MatrixXd A = X * X.transpose();
+      const Eigen::MatrixXd B = tr.b * A + tr.c * (A * A);
+      X = (tr.a * X + B * X).eval();
+    }
+    if (tall) X.transposeInPlace();
+    EXPECT_LT(t::max_rel_err(got, X), t::Tol<S>::ns) << sh[0] << "x" << sh[1];
+  }
+}
+
 TYPED_TEST(NewtonSchulzTyped, ZeroMatrixGivesZeros) {
   using S = TypeParam;
   const Matrix<S> z = Matrix<S>::Zero(12, 20);

@@ -14,11 +14,20 @@
 #include "../core/error.hpp"
 #include "../core/parallel.hpp"
 #include "../core/simd.hpp"
-#include "../kernels/detail/simd_vec.hpp"
 #include "../core/types.hpp"
+#include "../kernels/detail/dense_gemm.hpp"
+#include "../kernels/detail/simd_vec.hpp"
 #include "../core/validate.hpp"
 #include "detail/elementwise.hpp"
 #include "detail/ns_kernels.hpp"
+
+/// 1 (default on AVX-512 builds): the Newton-Schulz products run on the library's packed
+/// register-blocked GEMM (kernels/detail/dense_gemm.hpp), which reads symmetric factors from their
+/// lower triangle, computes symmetric results as half products, and is bit-identical for any
+/// thread count. 0: BLAS ?syrk/?symm/?gemm (with EIGEN_USE_BLAS) or Eigen's products.
+#ifndef SPARSENM_NS_PACKED_GEMM
+#define SPARSENM_NS_PACKED_GEMM SPARSENM_HAS_AVX512
+#endif
 
 namespace sparsenm {
 
@@ -179,6 +188,118 @@ const Matrix<S>& newton_schulz_gram(const S* in, Index rows, Index cols, S scale
   return ws.x[0];
 }
 
+#if SPARSENM_NS_PACKED_GEMM
+// The same two iterations on the library's packed GEMM (kernels/detail/dense_gemm.hpp). Symmetric
+// factors are read from their lower triangle by the packing routines (no mirror pass), and
+// products known to be symmetric (X X^T, A A, and in the Gram form P Q and P^2 A, polynomials in A_0
+// that commute) are computed as their lower triangle only, half the flops of a GEMM. Everything
+// runs on OpenMP with a thread-count-independent summation order, so the O(g^2) combine runs in
+// parallel too (no BLAS threads to compete with).
+
+/// Lower triangle of B' = a I + b A + c A2, written into A2.
+template <class S>
+void ns_combine_packed(const S* A, S* A2, Index n, S a, S b, S c) {
+  parallel_for_chunks(n, 32, [&](Index j0, Index j1) {
+    for (Index j = j0; j < j1; ++j) {
+      S* SPARSENM_RESTRICT out = A2 + j * n;
+      const S* SPARSENM_RESTRICT in = A + j * n;
+      for (Index i = j; i < n; ++i) out[i] = c * out[i] + b * in[i];
+      out[j] += a;
+    }
+  });
+}
+
+/// Lower triangle of C (g x g) = alpha * L L^T, L = the short-side view of the iterate: X X^T
+/// (rows side, Y^T Y for the column-major view Y = X^T) or X^T X (Y Y^T).
+template <class S>
+void ns_gram_packed(bool col_side, Index g, Index k, S alpha, const S* y, Index ld, S* c) {
+  const GemmOperand<S> plain{y, ld, GemmRead::Plain}, trans{y, ld, GemmRead::Transposed};
+  if (!col_side)
+    packed_gemm<S>(g, g, k, alpha, trans, plain, c, g, true);
+  else
+    packed_gemm<S>(g, g, k, alpha, plain, trans, c, g, true);
+}
+
+/// Y_out = alpha Y S (rows side) or alpha S Y (columns side) for a symmetric g x g factor S stored
+/// as its lower triangle; Y is the cols x rows column-major view of the iterate.
+template <class S>
+void ns_apply_packed(bool col_side, Index rows, Index cols, S alpha, const S* sym, const S* y,
+                     S* out) {
+  const GemmOperand<S> ys{y, cols, GemmRead::Plain};
+  if (!col_side)
+    packed_gemm<S>(cols, rows, rows, alpha, ys, {sym, rows, GemmRead::SymmetricLower}, out, cols,
+                   false);
+  else
+    packed_gemm<S>(cols, rows, cols, alpha, {sym, cols, GemmRead::SymmetricLower}, ys, out, cols,
+                   false);
+}
+
+/// Lower triangle of C = P Q for symmetric P, Q (lower triangles) whose product is symmetric.
+template <class S>
+void ns_sym_product_packed(Index g, const S* p, const S* q, S* c) {
+  packed_gemm<S>(g, g, g, S(1), {p, g, GemmRead::SymmetricLower},
+                 {q, g, GemmRead::SymmetricLower}, c, g, true);
+}
+
+template <class S>
+const Matrix<S>& newton_schulz_square_packed(const S* in, Index rows, Index cols, S scale,
+                                             int steps, NsCoefficients coeffs,
+                                             NsWorkspace<S>& ws) {
+  const bool col_side = rows > cols;
+  const Index g = col_side ? cols : rows, k = col_side ? rows : cols;
+  S* A = ws.a.data();
+  S* A2 = ws.a2.data();
+  const S* cur = in;
+  S alpha = scale;
+  int which = 0;
+  for (int t = 0; t < steps; ++t) {
+    const NsTriple tr = ns_coefficients(coeffs, t);
+    ns_gram_packed(col_side, g, k, alpha * alpha, cur, cols, A);  // A = X X^T (lower)
+    ns_sym_product_packed(g, A, A, A2);                            // A^2 (lower)
+    ns_combine_packed(A, A2, g, S(tr.a), S(tr.b), S(tr.c));        // B' = a I + b A + c A^2
+    S* out = ws.x[which].data();
+    ns_apply_packed(col_side, rows, cols, alpha, A2, cur, out);  // X <- B' X
+    cur = out;
+    which ^= 1;
+    alpha = S(1);
+  }
+  return ws.x[which ^ 1];
+}
+
+/// The Gram form (see newton_schulz_gram) with every g x g product a half product.
+template <class S>
+const Matrix<S>& newton_schulz_gram_packed(const S* in, Index rows, Index cols, S scale, int steps,
+                                           NsCoefficients coeffs, NsWorkspace<S>& ws) {
+  const bool col_side = rows > cols;
+  const Index g = col_side ? cols : rows, k = col_side ? rows : cols;
+  S* A = ws.a.data();
+  S* A2 = ws.a2.data();
+  S* P = ws.p.data();
+  S* Q = ws.q.data();
+  S* T = ws.t.data();
+  ns_gram_packed(col_side, g, k, scale * scale, in, cols, A);  // A_0
+  for (int t = 0; t < steps; ++t) {
+    const NsTriple tr = ns_coefficients(coeffs, t);
+    ns_sym_product_packed(g, A, A, A2);                      // A_t^2
+    ns_combine_packed(A, A2, g, S(tr.a), S(tr.b), S(tr.c));  // P_t
+    std::swap(A2, P);
+    if (t == 0) {
+      std::copy(P, P + g * g, Q);  // Q_1 = P_0
+    } else {
+      ns_sym_product_packed(g, P, Q, T);  // Q_{t+1} = P_t Q_t
+      std::swap(Q, T);
+    }
+    if (t + 1 < steps) {
+      ns_sym_product_packed(g, P, P, A2);  // P_t^2
+      ns_sym_product_packed(g, A2, A, T);  // A_{t+1} = P_t^2 A_t
+      std::swap(A, T);
+    }
+  }
+  ns_apply_packed(col_side, rows, cols, scale, Q, in, ws.x[0].data());  // X_K = Q_K X0
+  return ws.x[0];
+}
+#endif  // SPARSENM_NS_PACKED_GEMM
+
 /// Zeroes the entries of X0 = scale * in below min_normal^(1/4) (3.3e-10 in float, 1.2e-77 in
 /// double) when there are any, into ws.flushed, and returns the matrix the iteration should read.
 /// Why: A^2 X multiplies four entries of X0, and once such products fall into the subnormal range
@@ -227,10 +348,13 @@ const Matrix<S>& newton_schulz_run(const S* in, Index rows, Index cols, S scale,
     return first;
   }
   in = flush_negligible(in, rows, cols, scale, ws);
-  if (std::max(rows, cols) >= 2 * std::min(rows, cols) && steps >= 2) {
-    if (ws.p.size() != ws.a.size()) ws.resize(rows, cols);
-    return newton_schulz_gram(in, rows, cols, scale, steps, coeffs, ws);
-  }
+  const bool gram = std::max(rows, cols) >= 2 * std::min(rows, cols) && steps >= 2;
+  if (gram && ws.p.size() != ws.a.size()) ws.resize(rows, cols);
+#if SPARSENM_NS_PACKED_GEMM
+  if (gram) return newton_schulz_gram_packed(in, rows, cols, scale, steps, coeffs, ws);
+  return newton_schulz_square_packed(in, rows, cols, scale, steps, coeffs, ws);
+#else
+  if (gram) return newton_schulz_gram(in, rows, cols, scale, steps, coeffs, ws);
   // Column-major view of the row-major data: Y = X^T, cols x rows, leading dimension cols.
   const bool col_side = rows > cols;
   const int g = static_cast<int>(col_side ? cols : rows);
@@ -262,6 +386,7 @@ const Matrix<S>& newton_schulz_run(const S* in, Index rows, Index cols, S scale,
     alpha = S(1);
   }
   return ws.x[which ^ 1];
+#endif
 }
 
 }  // namespace detail
@@ -274,14 +399,19 @@ const Matrix<S>& newton_schulz_run(const S* in, Index rows, Index cols, S scale,
 /// X0 becomes p_K(...p_1(s)) with p_k(s) = a_k s + b_k s^3 + c_k s^5; for Table A4 and
 /// normalised singular values in [0.01, 1] the result lies in [0.978, 1.032].
 ///
-/// Both Gram products are symmetric rank-k updates (?syrk; A^2 = A A^T), the a X term is folded
-/// into the symmetric factor, and X <- B' X reads B' from its lower triangle (?symm): a step costs
-/// g^2 k + g^3 + 2 g^2 k flops (g = short side, k = long side) instead of 4 g^2 k + 2 g^3 for
-/// three GEMMs. When k >= 2 g the iteration runs on g x g Gram matrices only (see
-/// detail::newton_schulz_gram): 3 g^2 k + ~25 g^3 flops in total. Uses BLAS when EIGEN_USE_BLAS is
-/// defined, Eigen's products otherwise. Throws sparsenm::Error for non-finite entries or steps
-/// outside [0, 1000]. Must not be called inside an OpenMP parallel region (BLAS). Deterministic
-/// for a fixed BLAS thread count; independent of the OpenMP thread count.
+/// Both Gram products are symmetric rank-k updates (A = X X^T and A^2 = A A^T, lower triangle
+/// only), the a X term is folded into the symmetric factor, and X <- B' X reads B' from its lower
+/// triangle: a step costs g^2 k + g^3 + 2 g^2 k flops (g = short side, k = long side) instead of
+/// 4 g^2 k + 2 g^3 for three GEMMs. When k >= 2 g the iteration runs on g x g Gram matrices only
+/// (see detail::newton_schulz_gram): 3 g^2 k + ~25 g^3 flops in total (~17 g^3 with the packed
+/// GEMM's half products). Products: on AVX-512 builds the library's packed GEMM
+/// (SPARSENM_NS_PACKED_GEMM, default there), bit-identical for any OpenMP thread count and safe
+/// inside a parallel region (it then runs serially); otherwise BLAS ?syrk/?symm/?gemm when
+/// EIGEN_USE_BLAS is defined (deterministic for a fixed BLAS thread count; not inside a parallel
+/// region) or Eigen's products. Programs that alternate OpenBLAS (pthreads) calls and OpenMP code
+/// at millisecond granularity pay a hand-over cost either way: OpenBLAS's workers keep spinning for
+/// a while after each call (see bench/RESULTS.md, optim). Throws sparsenm::Error for non-finite
+/// entries or steps outside [0, 1000].
 ///
 /// `S` may be given explicitly (newton_schulz<float>(x)) or deduced from x.
 template <class S = void, class Derived>
