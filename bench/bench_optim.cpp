@@ -105,8 +105,8 @@ double now_seconds() {
 }
 double seconds_since(double t0) { return now_seconds() - t0; }
 
-// Both in the same iteration: counters report each time and the ratio. Each chain runs twice in a
-// row and the second run is the one timed (steady state, as in an optimizer step that runs
+// Both in the same iteration: counters report each time and the ratio. Each chain runs back to
+// back for 0.3 s before its timed run (steady state, as in an optimizer step that runs
 // Newton-Schulz for one layer after another). Why: the naive chain runs on OpenBLAS's pthread
 // pool and ours on OpenMP; OpenBLAS's workers keep spinning for up to ~0.1 s after each call, and an
 // OpenMP team started in that window shares the two cores with them (our 2-thread 1024^3 product
@@ -130,19 +130,21 @@ void BM_NewtonSchulzVsNaive3Sgemm(benchmark::State& state) {
         x.data(), R, C, scale, 5, sparsenm::NsCoefficients::TansTableA4, ws));
   };
   double t_naive = 0, t_ours = 0, t_naive_first = 0, t_ours_first = 0;
-  for (auto _ : state) {
+  auto run_naive = [&] { benchmark::DoNotOptimize(naive.run(x.data(), 5)); };
+  // Times f's first run after the switch, repeats it until 0.3 s have passed, times one more.
+  auto measure = [](auto&& f, double& first, double& steady) {
+    const auto until = Clock::now() + std::chrono::milliseconds(300);
     double t0 = now_seconds();
-    benchmark::DoNotOptimize(naive.run(x.data(), 5));
-    t_naive_first += seconds_since(t0);
+    f();
+    first += seconds_since(t0);
+    while (Clock::now() < until) f();
     t0 = now_seconds();
-    benchmark::DoNotOptimize(naive.run(x.data(), 5));
-    t_naive += seconds_since(t0);
-    t0 = now_seconds();
-    ours();
-    t_ours_first += seconds_since(t0);
-    t0 = now_seconds();
-    ours();
-    t_ours += seconds_since(t0);
+    f();
+    steady += seconds_since(t0);
+  };
+  for (auto _ : state) {
+    measure(run_naive, t_naive_first, t_naive);
+    measure(ours, t_ours_first, t_ours);
   }
   const double it = double(state.iterations());
   state.counters["naive_ms"] = 1e3 * t_naive / it;
@@ -152,6 +154,58 @@ void BM_NewtonSchulzVsNaive3Sgemm(benchmark::State& state) {
   state.counters["sparsenm_after_switch_ms"] = 1e3 * t_ours_first / it;
   state.counters["naive_GFLOPs"] = naive_flops(R, C, 5) * it / t_naive * 1e-9;
   state.counters["sparsenm_equiv_GFLOPs"] = naive_flops(R, C, 5) * it / t_ours * 1e-9;
+}
+
+// The packed GEMM under Newton-Schulz (kernels/detail/dense_gemm.hpp) next to OpenBLAS on the
+// same n x n x n float problem: C = A B (sgemm) and the lower triangle of C = A^T A (ssyrk). Each
+// side runs back to back for 0.3 s before its timed call, so neither pool is still spinning from
+// the other side's calls (OpenBLAS's workers spin ~0.1 s after a call; a single warm-up call of a
+// few ms does not cover that, see BM_NewtonSchulzVsNaive3Sgemm) and the caches hold its data.
+void BM_PackedGemmVsOpenBlas(benchmark::State& state) {
+  const int n = int(state.range(0));
+  const bool syrk = state.range(1) != 0;
+  const Matrix<float> a = random_matrix(n, n, 3), b = random_matrix(n, n, 4);
+  Matrix<float> c(n, n);
+  using sparsenm::detail::GemmRead;
+  auto blas = [&] {
+    if (syrk)
+      cblas_ssyrk(CblasColMajor, CblasLower, CblasTrans, n, n, 1.f, a.data(), n, 0.f, c.data(), n);
+    else
+      cblas_sgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.f, a.data(), n, b.data(),
+                  n, 0.f, c.data(), n);
+  };
+  auto ours = [&] {
+    if (syrk)
+      sparsenm::detail::packed_gemm<float>(n, n, n, 1.f, {a.data(), n, GemmRead::Transposed},
+                                           {a.data(), n, GemmRead::Plain}, c.data(), n, true);
+    else
+      sparsenm::detail::packed_gemm<float>(n, n, n, 1.f, {a.data(), n, GemmRead::Plain},
+                                           {b.data(), n, GemmRead::Plain}, c.data(), n, false);
+  };
+  double t_blas = 0, t_ours = 0;
+  auto settle = [](auto&& f) {  // as in BM_NewtonSchulzVsNaive3Sgemm
+    const auto until = Clock::now() + std::chrono::milliseconds(300);
+    do f();
+    while (Clock::now() < until);
+  };
+  for (auto _ : state) {
+    settle(blas);
+    double t0 = now_seconds();
+    blas();
+    t_blas += seconds_since(t0);
+    settle(ours);
+    t0 = now_seconds();
+    ours();
+    t_ours += seconds_since(t0);
+    benchmark::DoNotOptimize(c.data());
+  }
+  const double it = double(state.iterations());
+  const double flops = (syrk ? 1.0 : 2.0) * double(n) * n * n;  // useful flops
+  state.counters["openblas_ms"] = 1e3 * t_blas / it;
+  state.counters["packed_ms"] = 1e3 * t_ours / it;
+  state.counters["openblas_GFLOPs"] = flops * it / t_blas * 1e-9;
+  state.counters["packed_GFLOPs"] = flops * it / t_ours * 1e-9;
+  state.counters["speedup"] = t_blas / t_ours;
 }
 
 // TANS step (gamma > 0, so Newton-Schulz runs) next to Newton-Schulz alone.
@@ -330,6 +384,14 @@ void shapes(benchmark::internal::Benchmark* b) {
 }  // namespace
 
 BENCHMARK(BM_NewtonSchulzVsNaive3Sgemm)->Apply(shapes);
+BENCHMARK(BM_PackedGemmVsOpenBlas)
+    ->ArgNames({"n", "syrk"})
+    ->Args({1024, 0})
+    ->Args({1024, 1})
+    ->Args({4096, 0})
+    ->Args({4096, 1})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_TansStepOverNewtonSchulz)->Apply(shapes);
 BENCHMARK(BM_StreamTriad)->Apply(shapes);
 BENCHMARK(BM_TansElementwisePasses)->Apply(shapes);

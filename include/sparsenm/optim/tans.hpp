@@ -296,6 +296,8 @@ void Tans<S>::step(Eigen::Ref<Matrix<S>> weight, const Eigen::MatrixBase<Derived
     const Matrix<S>& Om = detail::newton_schulz_run(U, m_rows, m_cols, scale, m_cfg.ns_steps,
                                                     m_cfg.coefficients, m_ws);
     const S* O = Om.data();
+    // After the packed-GEMM Newton-Schulz (OpenMP) no BLAS pool is spinning: parallel passes.
+    const bool par_ns = par || SPARSENM_NS_PACKED_GEMM;
     double s = 1.0;
     if (m_cfg.rms != RmsMatch::None) {
       detail::for_each_chunk(
@@ -304,7 +306,7 @@ void Tans<S>::step(Eigen::Ref<Matrix<S>> weight, const Eigen::MatrixBase<Derived
             detail::tans_o_sums(O, mk, b, e, m_scratch.a[static_cast<std::size_t>(c)],
                                 m_scratch.b[static_cast<std::size_t>(c)]);
           },
-          par);
+          par_ns);
       double so_act = 0, so_all = 0;
       for (Index c = 0; c < detail::optim_chunk_count(n); ++c) {
         so_act += m_scratch.a[static_cast<std::size_t>(c)];
@@ -329,7 +331,7 @@ void Tans<S>::step(Eigen::Ref<Matrix<S>> weight, const Eigen::MatrixBase<Derived
         [&](Index b, Index e, S* w) {
           detail::tans_apply(O, U, mk, w, b, e, sg, ss_, decay, eta_mat);
         },
-        par);
+        par_ns);
   }
   ++m_tau;
   ++m_steps;

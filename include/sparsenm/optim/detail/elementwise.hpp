@@ -51,7 +51,8 @@ struct ChunkScratch {
 /// and can lose a scheduler time slice (the same happens after the backward pass's GEMMs). On 2
 /// cores, 2 threads, 1024 x 1024, the TANS step took 1.01-1.34x the Newton-Schulz time over 8 runs
 /// with parallel passes; serially the passes cost ~4 ms there, and above 4 M entries the parallel
-/// bandwidth wins.
+/// bandwidth wins. With SPARSENM_NS_PACKED_GEMM the passes after Newton-Schulz run in parallel
+/// (it runs on OpenMP); the ones before it still follow the caller's backward pass.
 constexpr Index kSerialAfterBlas = Index(1) << 22;
 
 /// Runs f(begin, end, chunk) over the fixed chunks of [0, n) in parallel (static schedule), or in
