@@ -108,8 +108,8 @@ double seconds_since(double t0) { return now_seconds() - t0; }
 // Both in the same iteration: counters report each time and the ratio. Each chain runs back to
 // back for 0.3 s before its timed run (steady state, as in an optimizer step that runs
 // Newton-Schulz for one layer after another). Why: the naive chain runs on OpenBLAS's pthread
-// pool and ours on OpenMP; OpenBLAS's workers keep spinning for up to ~0.1 s after each call, and an
-// OpenMP team started in that window shares the two cores with them (our 2-thread 1024^3 product
+// pool and ours on OpenMP; OpenBLAS's workers keep spinning for up to ~0.1 s after each call, and
+// an OpenMP team started in that window shares the two cores with them (our 2-thread 1024^3 product
 // took 15-38 ms instead of 6-8 ms right after an OpenBLAS call). The first run after the switch is
 // reported too (`*_after_switch_ms`).
 void BM_NewtonSchulzVsNaive3Sgemm(benchmark::State& state) {
@@ -171,8 +171,8 @@ void BM_PackedGemmVsOpenBlas(benchmark::State& state) {
     if (syrk)
       cblas_ssyrk(CblasColMajor, CblasLower, CblasTrans, n, n, 1.f, a.data(), n, 0.f, c.data(), n);
     else
-      cblas_sgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.f, a.data(), n, b.data(),
-                  n, 0.f, c.data(), n);
+      cblas_sgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.f, a.data(), n, b.data(), n,
+                  0.f, c.data(), n);
   };
   auto ours = [&] {
     if (syrk)

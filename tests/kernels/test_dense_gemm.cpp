@@ -34,9 +34,12 @@ std::vector<S> random_storage(Index n, std::uint64_t seed) {
 template <class S>
 S logical(const GemmOperand<S>& op, Index r, Index c) {
   switch (op.read) {
-    case GemmRead::Plain: return op.p[r + c * op.ld];
-    case GemmRead::Transposed: return op.p[c + r * op.ld];
-    case GemmRead::SymmetricLower: return r >= c ? op.p[r + c * op.ld] : op.p[c + r * op.ld];
+    case GemmRead::Plain:
+      return op.p[r + c * op.ld];
+    case GemmRead::Transposed:
+      return op.p[c + r * op.ld];
+    case GemmRead::SymmetricLower:
+      return r >= c ? op.p[r + c * op.ld] : op.p[c + r * op.ld];
   }
   return S(0);
 }
@@ -100,9 +103,9 @@ void check_case(const Case& cs) {
   for (std::size_t j = std::size_t(cs.n) * ldc; j < c.size(); ++j) touched += c[j] != sentinel;
   for (Index j = 0; j < cs.n; ++j)
     for (Index i = cs.m; i < ldc; ++i) touched += c[std::size_t(i + j * ldc)] != sentinel;
-  const auto what = ::testing::Message() << "m " << cs.m << " n " << cs.n << " k " << cs.k
-                                         << " reads " << int(cs.a) << "," << int(cs.b)
-                                         << " lower " << cs.lower;
+  const auto what = ::testing::Message()
+                    << "m " << cs.m << " n " << cs.n << " k " << cs.k << " reads " << int(cs.a)
+                    << "," << int(cs.b) << " lower " << cs.lower;
   EXPECT_EQ(bad, 0) << what;
   EXPECT_EQ(bitdiff, 0) << what << " (vector vs scalar reference micro-kernel)";
   EXPECT_EQ(threaddiff, 0) << what << " (1 vs 2 threads)";
@@ -117,7 +120,7 @@ TYPED_TEST_SUITE(DenseGemmTyped, Scalars, ::testing::internal::DefaultNameGenera
 TYPED_TEST(DenseGemmTyped, GeneralShapesAllReadsMatchReference) {
   using S = TypeParam;
   const GemmRead reads[] = {GemmRead::Plain, GemmRead::Transposed};
-  const Index shapes[][3] = {{1, 1, 1},   {33, 13, 7},  {70, 25, 513},
+  const Index shapes[][3] = {{1, 1, 1},     {33, 13, 7},     {70, 25, 513},
                              {300, 37, 29}, {31, 100, 1100}, {17, 2100, 5}};
   for (const auto& sh : shapes)
     for (GemmRead a : reads)

@@ -41,7 +41,8 @@ TYPED_TEST(NewtonSchulzTyped, MatchesLongDoubleReference) {
 
 // Shapes large enough for the blocking of the products (several k-blocks, m-blocks and column
 // panels per thread; square and Gram routes, wide and tall). Reference: the same iteration in
-// double through Eigen's plain products (explicit transpose for tall inputs, three products a step).
+// double through Eigen's plain products (explicit transpose for tall inputs, three products a
+// step).
 TYPED_TEST(NewtonSchulzTyped, BlockedShapesMatchDoubleReference) {
   using S = TypeParam;
   const Index shapes[][2] = {{300, 530}, {530, 300}, {130, 600}, {600, 130}};

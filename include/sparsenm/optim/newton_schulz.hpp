@@ -191,8 +191,8 @@ const Matrix<S>& newton_schulz_gram(const S* in, Index rows, Index cols, S scale
 #if SPARSENM_NS_PACKED_GEMM
 // The same two iterations on the library's packed GEMM (kernels/detail/dense_gemm.hpp). Symmetric
 // factors are read from their lower triangle by the packing routines (no mirror pass), and
-// products known to be symmetric (X X^T, A A, and in the Gram form P Q and P^2 A, polynomials in A_0
-// that commute) are computed as their lower triangle only, half the flops of a GEMM. Everything
+// products known to be symmetric (X X^T, A A, and in the Gram form P Q and P^2 A, polynomials in
+// A_0 that commute) are computed as their lower triangle only, half the flops of a GEMM. Everything
 // runs on OpenMP with a thread-count-independent summation order, so the O(g^2) combine runs in
 // parallel too (no BLAS threads to compete with).
 
@@ -237,14 +237,13 @@ void ns_apply_packed(bool col_side, Index rows, Index cols, S alpha, const S* sy
 /// Lower triangle of C = P Q for symmetric P, Q (lower triangles) whose product is symmetric.
 template <class S>
 void ns_sym_product_packed(Index g, const S* p, const S* q, S* c) {
-  packed_gemm<S>(g, g, g, S(1), {p, g, GemmRead::SymmetricLower},
-                 {q, g, GemmRead::SymmetricLower}, c, g, true);
+  packed_gemm<S>(g, g, g, S(1), {p, g, GemmRead::SymmetricLower}, {q, g, GemmRead::SymmetricLower},
+                 c, g, true);
 }
 
 template <class S>
 const Matrix<S>& newton_schulz_square_packed(const S* in, Index rows, Index cols, S scale,
-                                             int steps, NsCoefficients coeffs,
-                                             NsWorkspace<S>& ws) {
+                                             int steps, NsCoefficients coeffs, NsWorkspace<S>& ws) {
   const bool col_side = rows > cols;
   const Index g = col_side ? cols : rows, k = col_side ? rows : cols;
   S* A = ws.a.data();
@@ -255,8 +254,8 @@ const Matrix<S>& newton_schulz_square_packed(const S* in, Index rows, Index cols
   for (int t = 0; t < steps; ++t) {
     const NsTriple tr = ns_coefficients(coeffs, t);
     ns_gram_packed(col_side, g, k, alpha * alpha, cur, cols, A);  // A = X X^T (lower)
-    ns_sym_product_packed(g, A, A, A2);                            // A^2 (lower)
-    ns_combine_packed(A, A2, g, S(tr.a), S(tr.b), S(tr.c));        // B' = a I + b A + c A^2
+    ns_sym_product_packed(g, A, A, A2);                           // A^2 (lower)
+    ns_combine_packed(A, A2, g, S(tr.a), S(tr.b), S(tr.c));       // B' = a I + b A + c A^2
     S* out = ws.x[which].data();
     ns_apply_packed(col_side, rows, cols, alpha, A2, cur, out);  // X <- B' X
     cur = out;

@@ -107,7 +107,8 @@ inline void gemm_copy_block(const S* src, Index rs, Index cs, Index nr, Index nc
         // next; only the block's last row is copied element by element.
         Index r = 0;
         if (2 * dr >= T && dr <= T)
-          for (; r + 1 < T; ++r) VecOps<S>::store(dst + (r0 + r) * dr, VecOps<S>::load(tmp + r * T));
+          for (; r + 1 < T; ++r)
+            VecOps<S>::store(dst + (r0 + r) * dr, VecOps<S>::load(tmp + r * T));
         for (; r < T; ++r)
           for (Index c = 0; c < nc; ++c) dst[(r0 + r) * dr + c] = tmp[r * T + c];
       }
@@ -298,8 +299,7 @@ void packed_gemm(Index m, Index n, Index k, S alpha, const GemmOperand<S>& a,
     return;
   }
   const Index panels = (n + NR - 1) / NR;
-  const int threads =
-      in_parallel() ? 1 : static_cast<int>(std::min<Index>(thread_count(), panels));
+  const int threads = in_parallel() ? 1 : static_cast<int>(std::min<Index>(thread_count(), panels));
   std::vector<Index> split(static_cast<std::size_t>(threads) + 1, panels);
   split[0] = 0;
   {
