@@ -241,30 +241,6 @@ void ns_sym_product_packed(Index g, const S* p, const S* q, S* c) {
                  c, g, true);
 }
 
-template <class S>
-const Matrix<S>& newton_schulz_square_packed(const S* in, Index rows, Index cols, S scale,
-                                             int steps, NsCoefficients coeffs, NsWorkspace<S>& ws) {
-  const bool col_side = rows > cols;
-  const Index g = col_side ? cols : rows, k = col_side ? rows : cols;
-  S* A = ws.a.data();
-  S* A2 = ws.a2.data();
-  const S* cur = in;
-  S alpha = scale;
-  int which = 0;
-  for (int t = 0; t < steps; ++t) {
-    const NsTriple tr = ns_coefficients(coeffs, t);
-    ns_gram_packed(col_side, g, k, alpha * alpha, cur, cols, A);  // A = X X^T (lower)
-    ns_sym_product_packed(g, A, A, A2);                           // A^2 (lower)
-    ns_combine_packed(A, A2, g, S(tr.a), S(tr.b), S(tr.c));       // B' = a I + b A + c A^2
-    S* out = ws.x[which].data();
-    ns_apply_packed(col_side, rows, cols, alpha, A2, cur, out);  // X <- B' X
-    cur = out;
-    which ^= 1;
-    alpha = S(1);
-  }
-  return ws.x[which ^ 1];
-}
-
 /// The Gram form (see newton_schulz_gram) with every g x g product a half product.
 template <class S>
 const Matrix<S>& newton_schulz_gram_packed(const S* in, Index rows, Index cols, S scale, int steps,
@@ -351,9 +327,9 @@ const Matrix<S>& newton_schulz_run(const S* in, Index rows, Index cols, S scale,
   if (gram && ws.p.size() != ws.a.size()) ws.resize(rows, cols);
 #if SPARSENM_NS_PACKED_GEMM
   if (gram) return newton_schulz_gram_packed(in, rows, cols, scale, steps, coeffs, ws);
-  return newton_schulz_square_packed(in, rows, cols, scale, steps, coeffs, ws);
 #else
   if (gram) return newton_schulz_gram(in, rows, cols, scale, steps, coeffs, ws);
+#endif
   // Column-major view of the row-major data: Y = X^T, cols x rows, leading dimension cols.
   const bool col_side = rows > cols;
   const int g = static_cast<int>(col_side ? cols : rows);
@@ -367,6 +343,15 @@ const Matrix<S>& newton_schulz_run(const S* in, Index rows, Index cols, S scale,
   int which = 0;
   for (int t = 0; t < steps; ++t) {
     const NsTriple tr = ns_coefficients(coeffs, t);
+    S* out = ws.x[which].data();
+#if SPARSENM_NS_PACKED_GEMM
+    (void)R;
+    (void)C;
+    ns_gram_packed(col_side, Index(g), Index(k), alpha * alpha, cur, Index(ld), A);  // X X^T
+    ns_sym_product_packed(Index(g), A, A, A2);                                       // A^2
+    ns_combine_packed(A, A2, Index(g), S(tr.a), S(tr.b), S(tr.c));  // B' = a I + b A + c A^2
+    ns_apply_packed(col_side, rows, cols, alpha, A2, cur, out);     // X <- B' X
+#else
     // A = X X^T (rows side: Y^T Y) or X^T X (cols side: Y Y^T): symmetric, half the flops.
     ns_backend::syrk_lower(!col_side, g, k, alpha * alpha, cur, ld, A, g);
     mirror_lower(A, g);
@@ -375,17 +360,16 @@ const Matrix<S>& newton_schulz_run(const S* in, Index rows, Index cols, S scale,
     ns_combine(A, A2, Index(g), S(tr.a), S(tr.b), S(tr.c));
     // X <- (a I + B) X: the a X term is folded into the symmetric factor (one product, no pass),
     // which is read from its lower triangle only (?symm).
-    S* out = ws.x[which].data();
     if (!col_side)
       ns_backend::symm_lower(true, C, R, alpha, A2, g, cur, ld, out, ld);  // Y <- Y B'
     else
       ns_backend::symm_lower(false, C, R, alpha, A2, g, cur, ld, out, ld);  // Y <- B' Y
+#endif
     cur = out;
     which ^= 1;
     alpha = S(1);
   }
   return ws.x[which ^ 1];
-#endif
 }
 
 }  // namespace detail

@@ -172,37 +172,24 @@ inline void gemm_pack_block(const GemmOperand<S>& op, Index r0, Index nr, Index 
   }
 }
 
-/// Packs rows [i0, i0 + mc) x k-range [p0, p0 + kc) of the left operand into MR-tall panels:
-/// panel q holds rows i0 + q MR + r at dst[q MR kc + p MR + r] (rows past m are zero).
-template <class S>
-inline void gemm_pack_lhs(const GemmOperand<S>& a, Index m, Index i0, Index mc, Index p0, Index kc,
-                          S* dst) {
-  constexpr int MR = GemmBlocking<S>::kMR;
-  for (Index q = 0; q * MR < mc; ++q) {
-    const Index r0 = i0 + q * MR;
-    const Index rows = std::min<Index>(MR, m - r0);
-    S* d = dst + q * MR * kc;
-    gemm_pack_block(a, r0, rows, p0, kc, d, 1, MR);
-    if (rows < MR)
+/// Packs W-wide panels of an operand for k-range [p0, p0 + kc): the left operand's rows
+/// [x0, x0 + nx) into MR-tall panels (kLhs; panel q holds row x0 + q W + r at dst[q W kc + p W +
+/// r]) or the right operand's columns into NR-wide panels (column x0 + q W + j at dst[q W kc + p W
+/// + j]). Rows / columns past `extent` (m or n) are zero.
+template <int W, bool kLhs, class S>
+inline void gemm_pack_panels(const GemmOperand<S>& op, Index extent, Index x0, Index nx, Index p0,
+                             Index kc, S* dst) {
+  for (Index q = 0; q * W < nx; ++q) {
+    const Index s0 = x0 + q * W;
+    const Index width = std::min<Index>(W, extent - s0);
+    S* d = dst + q * W * kc;
+    if (kLhs)
+      gemm_pack_block(op, s0, width, p0, kc, d, 1, W);
+    else
+      gemm_pack_block(op, p0, kc, s0, width, d, W, 1, extent - s0);
+    if (width < W)
       for (Index p = 0; p < kc; ++p)
-        for (Index r = rows; r < MR; ++r) d[p * MR + r] = S(0);
-  }
-}
-
-/// Packs k-range [p0, p0 + kc) x columns [j0, j0 + nc) of the right operand into NR-wide panels:
-/// panel q holds columns j0 + q NR + j at dst[q NR kc + p NR + j] (columns past n are zero).
-template <class S>
-inline void gemm_pack_rhs(const GemmOperand<S>& b, Index n, Index p0, Index kc, Index j0, Index nc,
-                          S* dst) {
-  constexpr int NR = GemmBlocking<S>::kNR;
-  for (Index q = 0; q * NR < nc; ++q) {
-    const Index c0 = j0 + q * NR;
-    const Index cols = std::min<Index>(NR, n - c0);
-    S* d = dst + q * NR * kc;
-    gemm_pack_block(b, p0, kc, c0, cols, d, NR, 1, n - c0);
-    if (cols < NR)
-      for (Index p = 0; p < kc; ++p)
-        for (Index j = cols; j < NR; ++j) d[p * NR + j] = S(0);
+        for (Index j = width; j < W; ++j) d[p * W + j] = S(0);
   }
 }
 
@@ -330,10 +317,10 @@ void packed_gemm(Index m, Index n, Index k, S alpha, const GemmOperand<S>& a,
       for (Index p0 = 0; p0 < k; p0 += B::kKC) {
         const Index kc = std::min(B::kKC, k - p0);
         const bool first = p0 == 0;
-        gemm_pack_rhs(b, n, p0, kc, jc, nc, b_buf.data());
+        gemm_pack_panels<NR, false>(b, n, jc, nc, p0, kc, b_buf.data());
         for (Index i0 = i_begin; i0 < m; i0 += B::kMC) {
           const Index mc = std::min(B::kMC, m - i0);
-          gemm_pack_lhs(a, m, i0, mc, p0, kc, a_buf.data());
+          gemm_pack_panels<MR, true>(a, m, i0, mc, p0, kc, a_buf.data());
           for (Index jq = 0; jq * NR < nc; ++jq) {
             const Index j0 = jc + jq * NR;
             const Index cols = std::min<Index>(NR, jc + nc - j0);
