@@ -1,13 +1,16 @@
 // SPDX-License-Identifier: Apache-2.0
 // A packed, register-blocked dense GEMM / SYRK for column-major views (used by Newton-Schulz).
 //
-// Why our own: OpenBLAS 0.3.21's SkylakeX sgemm feeds every FMA from memory (embedded broadcast),
-// and on the project machine a memory-operand FMA issues at ~60 % of the register-operand rate,
-// which is where OpenBLAS's sgemm sits (136 GFLOP/s per core). The micro-kernel below keeps both
-// FMA operands in registers (2 vector loads of the packed A panel + NR broadcasts of the packed B
-// panel per k, 2 NR FMAs) and runs at ~95 % of the register FMA rate in L1. The structure is the
-// classic GotoBLAS / BLIS one: B is packed per k-block into NR-wide panels (L2), A per (k, m)
-// block into MR-tall panels, and the micro-kernel computes an MR x NR tile over the k-block.
+// Why our own rather than BLAS: Newton-Schulz needs products that BLAS does not offer in one call
+// (a factor read from its lower triangle on BOTH sides, C = S1 S2 for symmetric S1, S2 with only
+// the lower triangle of a symmetric result computed, i.e. half the flops), and a summation order
+// that does not depend on the thread count. As a plain GEMM it is on par with OpenBLAS 0.3.21 on
+// the project machine (0.94-1.14x its sgemm / ssyrk, bench_optim BM_PackedGemmVsOpenBlas). The
+// micro-kernel keeps both FMA operands in registers (2 vector loads of the packed A panel + NR
+// broadcasts of the packed B panel per k, 2 NR FMAs): ~205 GFLOP/s per core in L1, ~95 % of the
+// register FMA rate. The structure is the classic GotoBLAS / BLIS one: B is packed per k-block
+// into NR-wide panels, A per (k, m) block into MR-tall panels (L2), and the micro-kernel computes
+// an MR x NR tile over the k-block with the B panel in L1.
 //
 // Operands are logical matrices read from column-major storage in one of three ways (plain,
 // transposed, symmetric with its lower triangle stored), so SYRK (C = A A^T), products with a
