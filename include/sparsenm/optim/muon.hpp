@@ -160,7 +160,7 @@ void Muon<S>::step_impl(Eigen::Ref<Matrix<S>>& weight, const Eigen::MatrixBase<D
           w[i - b] = (mask && !mask[i]) ? wo : wn;
         }
       },
-      par || SPARSENM_NS_PACKED_GEMM);  // no BLAS pool after NS
+      detail::parallel_after_ns(par));
 }
 
 }  // namespace sparsenm

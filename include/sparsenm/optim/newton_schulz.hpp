@@ -15,9 +15,9 @@
 #include "../core/parallel.hpp"
 #include "../core/simd.hpp"
 #include "../core/types.hpp"
+#include "../core/validate.hpp"
 #include "../kernels/detail/dense_gemm.hpp"
 #include "../kernels/detail/simd_vec.hpp"
-#include "../core/validate.hpp"
 #include "detail/elementwise.hpp"
 #include "detail/ns_kernels.hpp"
 
@@ -81,6 +81,11 @@ struct NsWorkspace {
 
 namespace detail {
 
+/// Whether an optimizer's elementwise passes after newton_schulz_run may run in parallel, given
+/// `par` for the passes before it (see kSerialAfterBlas): the packed-GEMM route runs on OpenMP, so
+/// no BLAS pool is left spinning when it returns.
+constexpr bool parallel_after_ns(bool par) { return par || SPARSENM_NS_PACKED_GEMM; }
+
 // The O(g^2) passes between the BLAS calls of the iteration run on the calling thread only.
 // OpenBLAS (pthreads) keeps its worker threads spinning for a while after each call; an OpenMP
 // region started then competes with them for the cores, and on 2 cores the 1024 x 1024
@@ -125,16 +130,22 @@ void mirror_lower(S* m, Index n) {
 }
 
 /// B' = a I + b A + c A2 on the lower triangle (written into A2). The upper triangle is never
-/// formed: the product with B' is a ?symm that reads only the lower triangle (as fast as ?gemm
-/// with OpenBLAS here, and it saves a transposed-copy pass).
+/// formed: the product with B' reads only the lower triangle (?symm, or the packed GEMM's
+/// symmetric read). In parallel only where no BLAS pool is spinning (the packed-GEMM route).
 template <class S>
-void ns_combine(const S* A, S* A2, Index n, S a, S b, S c) {
-  for (Index j = 0; j < n; ++j) {
-    S* SPARSENM_RESTRICT out = A2 + j * n;
-    const S* SPARSENM_RESTRICT in = A + j * n;
-    for (Index i = j; i < n; ++i) out[i] = c * out[i] + b * in[i];
-    out[j] += a;
-  }
+void ns_combine(const S* A, S* A2, Index n, S a, S b, S c, bool parallel = false) {
+  auto columns = [&](Index j0, Index j1) {
+    for (Index j = j0; j < j1; ++j) {
+      S* SPARSENM_RESTRICT out = A2 + j * n;
+      const S* SPARSENM_RESTRICT in = A + j * n;
+      for (Index i = j; i < n; ++i) out[i] = c * out[i] + b * in[i];
+      out[j] += a;
+    }
+  };
+  if (parallel)
+    parallel_for_chunks(n, 32, columns);
+  else
+    columns(0, n);
 }
 
 /// Gram-matrix form of the same iteration for strongly rectangular inputs (long side k >= 2 g).
@@ -196,19 +207,6 @@ const Matrix<S>& newton_schulz_gram(const S* in, Index rows, Index cols, S scale
 // runs on OpenMP with a thread-count-independent summation order, so the O(g^2) combine runs in
 // parallel too (no BLAS threads to compete with).
 
-/// Lower triangle of B' = a I + b A + c A2, written into A2.
-template <class S>
-void ns_combine_packed(const S* A, S* A2, Index n, S a, S b, S c) {
-  parallel_for_chunks(n, 32, [&](Index j0, Index j1) {
-    for (Index j = j0; j < j1; ++j) {
-      S* SPARSENM_RESTRICT out = A2 + j * n;
-      const S* SPARSENM_RESTRICT in = A + j * n;
-      for (Index i = j; i < n; ++i) out[i] = c * out[i] + b * in[i];
-      out[j] += a;
-    }
-  });
-}
-
 /// Lower triangle of C (g x g) = alpha * L L^T, L = the short-side view of the iterate: X X^T
 /// (rows side, Y^T Y for the column-major view Y = X^T) or X^T X (Y Y^T).
 template <class S>
@@ -255,8 +253,8 @@ const Matrix<S>& newton_schulz_gram_packed(const S* in, Index rows, Index cols, 
   ns_gram_packed(col_side, g, k, scale * scale, in, cols, A);  // A_0
   for (int t = 0; t < steps; ++t) {
     const NsTriple tr = ns_coefficients(coeffs, t);
-    ns_sym_product_packed(g, A, A, A2);                      // A_t^2
-    ns_combine_packed(A, A2, g, S(tr.a), S(tr.b), S(tr.c));  // P_t
+    ns_sym_product_packed(g, A, A, A2);                     // A_t^2
+    ns_combine(A, A2, g, S(tr.a), S(tr.b), S(tr.c), true);  // P_t
     std::swap(A2, P);
     if (t == 0) {
       std::copy(P, P + g * g, Q);  // Q_1 = P_0
@@ -349,8 +347,8 @@ const Matrix<S>& newton_schulz_run(const S* in, Index rows, Index cols, S scale,
     (void)C;
     ns_gram_packed(col_side, Index(g), Index(k), alpha * alpha, cur, Index(ld), A);  // X X^T
     ns_sym_product_packed(Index(g), A, A, A2);                                       // A^2
-    ns_combine_packed(A, A2, Index(g), S(tr.a), S(tr.b), S(tr.c));  // B' = a I + b A + c A^2
-    ns_apply_packed(col_side, rows, cols, alpha, A2, cur, out);     // X <- B' X
+    ns_combine(A, A2, Index(g), S(tr.a), S(tr.b), S(tr.c), true);  // B' = a I + b A + c A^2
+    ns_apply_packed(col_side, rows, cols, alpha, A2, cur, out);    // X <- B' X
 #else
     // A = X X^T (rows side: Y^T Y) or X^T X (cols side: Y Y^T): symmetric, half the flops.
     ns_backend::syrk_lower(!col_side, g, k, alpha * alpha, cur, ld, A, g);

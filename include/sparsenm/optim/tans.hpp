@@ -296,8 +296,7 @@ void Tans<S>::step(Eigen::Ref<Matrix<S>> weight, const Eigen::MatrixBase<Derived
     const Matrix<S>& Om = detail::newton_schulz_run(U, m_rows, m_cols, scale, m_cfg.ns_steps,
                                                     m_cfg.coefficients, m_ws);
     const S* O = Om.data();
-    // After the packed-GEMM Newton-Schulz (OpenMP) no BLAS pool is spinning: parallel passes.
-    const bool par_ns = par || SPARSENM_NS_PACKED_GEMM;
+    const bool par_ns = detail::parallel_after_ns(par);
     double s = 1.0;
     if (m_cfg.rms != RmsMatch::None) {
       detail::for_each_chunk(

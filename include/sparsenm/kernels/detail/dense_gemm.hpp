@@ -85,8 +85,7 @@ struct GemmBlocking {
 template <class S>
 inline void gemm_copy_block(const S* src, Index rs, Index cs, Index nr, Index nc, S* dst, Index dr,
                             Index dc, Index nc_avail = 0) {
-  Index r_done = 0, c_done = 0;  // the vector paths cover [0, r_done) x [0, nc) or [0, nr) x
-                                 // [0, c_done); the loops below finish the rest
+  Index r_done = 0;  // rows [0, r_done) done by a vector path; the loop at the end copies the rest
   if constexpr (VecOps<S>::kHasTranspose) {
     constexpr Index T = VecOps<S>::kWidth;
     if (cs == 1 && dr == 1) {
@@ -102,9 +101,8 @@ inline void gemm_copy_block(const S* src, Index rs, Index cs, Index nr, Index nc
       // Source columns contiguous along r, destination rows contiguous along c (one panel of
       // nc <= T columns; T columns are read).
       alignas(64) S tmp[T * T];
-      c_done = nc;
-      const Index r_full = nr / T * T;
-      for (Index r0 = 0; r0 < r_full; r0 += T) {
+      r_done = nr / T * T;
+      for (Index r0 = 0; r0 < r_done; r0 += T) {
         VecOps<S>::transpose_block(src + r0, cs, tmp, T);
         // Full-width stores: row r's tail lands in row r + 1 (dr <= T <= 2 dr), which is written
         // next; only the block's last row is copied element by element.
@@ -115,20 +113,16 @@ inline void gemm_copy_block(const S* src, Index rs, Index cs, Index nr, Index nc
         for (; r < T; ++r)
           for (Index c = 0; c < nc; ++c) dst[(r0 + r) * dr + c] = tmp[r * T + c];
       }
-      for (Index r = r_full; r < nr; ++r)
-        for (Index c = 0; c < nc; ++c) dst[r * dr + c] = src[r + c * cs];
     }
   }
-  if (r_done == 0 && c_done == 0) {
-    if (rs == 1) {
-      for (Index c = 0; c < nc; ++c)
-        for (Index r = 0; r < nr; ++r) dst[r * dr + c * dc] = src[r + c * cs];
-    } else {
-      for (Index r = 0; r < nr; ++r)
-        for (Index c = 0; c < nc; ++c) dst[r * dr + c * dc] = src[r * rs + c * cs];
-    }
-  } else if (r_done < nr && c_done == 0) {
-    for (Index r = r_done; r < nr; ++r)
+  src += r_done * rs;
+  dst += r_done * dr;
+  nr -= r_done;
+  if (rs == 1) {
+    for (Index c = 0; c < nc; ++c)
+      for (Index r = 0; r < nr; ++r) dst[r * dr + c * dc] = src[r + c * cs];
+  } else {
+    for (Index r = 0; r < nr; ++r)
       for (Index c = 0; c < nc; ++c) dst[r * dr + c * dc] = src[r * rs + c * cs];
   }
 }
