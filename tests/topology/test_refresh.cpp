@@ -251,6 +251,78 @@ TEST(Refresh, HardRemovalDropsTheSmallestMagnitudes) {
   EXPECT_LT(max_removed, min_kept);
 }
 
+/// The entries a plain ascending sort of (score, linear index) over the active entries removes.
+template <class S>
+Mask removal_by_sort(const Matrix<S>& score, const Mask& mask, double fraction) {
+  std::vector<std::pair<S, Index>> act;
+  for (Index k = 0; k < mask.size(); ++k)
+    if (mask.data()[k]) act.push_back({score.data()[k], k});
+  std::sort(act.begin(), act.end());
+  Mask out = mask;
+  const auto count = Index(std::floor(double(act.size()) * fraction));
+  for (Index q = 0; q < count; ++q) out.data()[act[std::size_t(q)].second] = 0;
+  return out;
+}
+
+template <class S>
+void check_removal_selection() {
+  // Both routes of the selection (one nth_element below 2^18 entries, radix selection above),
+  // continuous scores and heavy ties (4 distinct values, +0 and -0 mixed: they compare equal,
+  // so the index decides), several fractions, 1 and 2 threads.
+  for (Index rows : {Index(37), Index(640)})
+    for (int ties = 0; ties < 2; ++ties) {
+      const Index cols = 513;
+      const Philox rng(static_cast<std::uint64_t>(rows + ties), 11);
+      Matrix<S> score(rows, cols);
+      Mask mask(rows, cols);
+      for (Index k = 0; k < score.size(); ++k) {
+        const double u = rng.uniform(std::uint64_t(k));
+        mask.data()[k] = rng.uniform(std::uint64_t(k) + (1u << 30)) < 0.45 ? 1 : 0;
+        score.data()[k] = ties ? S(std::floor(u * 4) * 0.5) : S(std::ldexp(u, int(u * 40) - 20));
+        if (ties && score.data()[k] == S(0) && (k % 2)) score.data()[k] = -S(0);
+      }
+      for (double fraction : {0.1, 0.5, 0.999}) {
+        const Mask expected = removal_by_sort(score, mask, fraction);
+        for (int threads : {1, 2}) {
+          set_thread_count(threads);
+          Mask got = mask;
+          Index active = -1;
+          const Index removed = detail::remove_smallest_fraction(score.data(), got.data(), rows,
+                                                                 cols, fraction, active);
+          EXPECT_EQ(active, count_ones(mask));
+          EXPECT_EQ(removed, Index(std::floor(double(active) * fraction)));
+          EXPECT_EQ(got, expected) << rows << " ties " << ties << " fraction " << fraction;
+        }
+        set_thread_count(2);
+      }
+    }
+}
+
+TEST(Refresh, RemovalSelectsTheSmallestScoreIndexPairs) {
+  check_removal_selection<float>();
+  check_removal_selection<double>();
+}
+
+TEST(Refresh, LargeLayerHardRemovalWithTiesWrittenOutPlainly) {
+  // 512 x 768 (above the radix-selection threshold), hard removal, weights on a coarse grid so
+  // that many magnitudes tie: the refresh equals sort-based removal -> CH2-L3n -> boost ->
+  // project_rowwise (rho = 0, no noise).
+  RefreshConfig cfg = make_config(Layout::RowWise, NM{2, 4});
+  cfg.soft_remove = cfg.soft_regrow = false;
+  TopologyRefresher<float> topo(cfg, 5);
+  Mask mask = random_rowwise(512, 768, cfg.nm, Philox(6));
+  Matrix<float> w = weights_for(mask, 7);
+  for (Index k = 0; k < w.size(); ++k) w.data()[k] = std::round(w.data()[k] * 4.0f) / 4.0f;
+  const Mask before = mask;
+  const Matrix<float> w0 = w;
+  topo.refresh(w, mask, 1);
+  const Mask after = removal_by_sort(Matrix<float>(w0.cwiseAbs()), before, cfg.zeta);
+  Matrix<float> boosted = ch2_l3n_scores<float>(after);
+  for (Index k = 0; k < boosted.size(); ++k)
+    if (after.data()[k]) boosted.data()[k] = 1e30f;
+  EXPECT_EQ(mask, project_rowwise(boosted, cfg.nm));
+}
+
 TEST(Refresh, TinyLayerWithNothingToRemoveIsUnchanged) {
   // 4 active entries, ζ = 0.1: floor(0.4) = 0 removed, so nothing may change.
   TopologyRefresher<float> topo(make_config(Layout::RowWise, NM{1, 4}), 3);

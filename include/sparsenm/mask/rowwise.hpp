@@ -84,16 +84,25 @@ inline bool is_rowwise_legal(const Mask& mask, NM nm) {
   check_nm(nm, "is_rowwise_legal: nm");
   check_divisible(mask.cols(), nm.m, "is_rowwise_legal: mask.cols()", "m");
   const std::uint8_t* p = mask.data();
-  const Index total = mask.size();
-  for (Index g = 0; g < total; g += nm.m) {
-    int cnt = 0;
-    for (int k = 0; k < nm.m; ++k) {
-      if (p[g + k] > 1) return false;
-      cnt += p[g + k];
-    }
-    if (cnt != nm.n) return false;
-  }
-  return true;
+  const Index cols = mask.cols();
+  std::atomic<bool> bad{false};
+  parallel_for(
+      0, mask.rows(),
+      [&](Index i) {
+        const std::uint8_t* r = p + i * cols;
+        bool ok = true;
+        for (Index g = 0; g < cols; g += nm.m) {
+          int cnt = 0;
+          for (int k = 0; k < nm.m; ++k) {
+            ok &= r[g + k] <= 1;
+            cnt += r[g + k];
+          }
+          ok &= cnt == nm.n;
+        }
+        if (!ok) bad.store(true, std::memory_order_relaxed);
+      },
+      64);
+  return !bad.load();
 }
 
 /// A uniformly random row-wise N:M mask: each group keeps the n entries with the largest Philox

@@ -121,21 +121,31 @@ inline bool is_transposable_legal(const Mask& mask, NM nm) {
   check_divisible(mask.rows(), nm.m, "is_transposable_legal: mask.rows()", "m");
   check_divisible(mask.cols(), nm.m, "is_transposable_legal: mask.cols()", "m");
   const int m = nm.m;
-  for (Index i = 0; i < mask.size(); ++i)
-    if (mask.data()[i] > 1) return false;
-  for (Index i = 0; i < mask.rows(); ++i)
-    for (Index j = 0; j < mask.cols(); j += m) {
-      int cnt = 0;
-      for (int k = 0; k < m; ++k) cnt += mask(i, j + k);
-      if (cnt != nm.n) return false;
-    }
-  for (Index j = 0; j < mask.cols(); ++j)
-    for (Index i = 0; i < mask.rows(); i += m) {
-      int cnt = 0;
-      for (int k = 0; k < m; ++k) cnt += mask(i + k, j);
-      if (cnt != nm.n) return false;
-    }
-  return true;
+  const Index cols = mask.cols();
+  const std::uint8_t* p = mask.data();
+  std::atomic<bool> bad{false};
+  // One band of m rows per item: its row groups, then its column groups (a tile-row's columns).
+  parallel_for(
+      0, mask.rows() / m,
+      [&](Index band) {
+        const std::uint8_t* b = p + band * m * cols;
+        bool ok = true;
+        for (Index k = 0; k < m * cols; ++k) ok &= b[k] <= 1;
+        for (int r = 0; r < m && ok; ++r)
+          for (Index j = 0; j < cols; j += m) {
+            int cnt = 0;
+            for (int k = 0; k < m; ++k) cnt += b[r * cols + j + k];
+            ok &= cnt == nm.n;
+          }
+        for (Index j = 0; j < cols && ok; ++j) {
+          int cnt = 0;
+          for (int k = 0; k < m; ++k) cnt += b[k * cols + j];
+          ok &= cnt == nm.n;
+        }
+        if (!ok) bad.store(true, std::memory_order_relaxed);
+      },
+      16);
+  return !bad.load();
 }
 
 /// A random transposable N:M mask, every tile drawn uniformly from the legal patterns (chts24

@@ -68,14 +68,28 @@ bool any_nan(const T* p, Index n) {
 /// then ties with other +Inf scores). Throws sparsenm::Error if T is not finite and > 0 or if w has
 /// a NaN/Inf entry.
 template <class S, class Derived>
+void frechet_scores_into(const Eigen::MatrixBase<Derived>& w, S temperature, const Philox& rng,
+                         Matrix<S>& out);
+
+template <class S, class Derived>
 Matrix<S> frechet_scores(const Eigen::MatrixBase<Derived>& w, S temperature, const Philox& rng) {
+  Matrix<S> out;
+  frechet_scores_into(w, temperature, rng, out);
+  return out;
+}
+
+/// frechet_scores written into `out` (resized to the shape of w; its storage is reused when the
+/// size does not change, as in a refresher that scores every refresh).
+template <class S, class Derived>
+void frechet_scores_into(const Eigen::MatrixBase<Derived>& w, S temperature, const Philox& rng,
+                         Matrix<S>& out) {
   static_assert(std::is_floating_point<S>::value, "frechet_scores: S must be float or double");
   check_finite_positive(double(temperature), "frechet_scores: temperature");
   using T = typename Derived::Scalar;
   const Eigen::Ref<const Matrix<T>> x(w.derived());
-  Matrix<S> out(x.rows(), x.cols());
+  out.resize(x.rows(), x.cols());
   const Index cols = x.cols();
-  if (out.size() == 0) return out;
+  if (out.size() == 0) return;
   const S inv_t = S(1.0 / double(temperature));
   std::atomic<bool> bad{false};
   detail::for_each_row_chunk(x.rows(), cols, [&](Index b, Index e) {
@@ -89,7 +103,6 @@ Matrix<S> frechet_scores(const Eigen::MatrixBase<Derived>& w, S temperature, con
     }
   });
   if (bad.load()) check_all_finite(x, "frechet_scores: w");  // throws, naming the entry
-  return out;
 }
 
 /// Soft-regrowth noise S~ = S ⊙ U(0, 1) (chts24 Sec. 3.2.3, App. C), U with counter = linear index

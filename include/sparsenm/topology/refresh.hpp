@@ -6,6 +6,7 @@
 #define SPARSENM_TOPOLOGY_REFRESH_HPP
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
@@ -24,6 +25,7 @@
 #include "../mask/transposable.hpp"
 #include "../sampling/frechet.hpp"
 #include "ch_scores.hpp"
+#include "detail/select_removal.hpp"
 
 namespace sparsenm {
 
@@ -182,6 +184,7 @@ class TopologyRefresher {
   Philox m_rng;
   RefreshStats m_stats;
   long m_count = 0;
+  Matrix<S> m_removal;          // removal scores (Fréchet or |W|)
   Matrix<S> m_scores;           // CH scores of the mask after removal
   detail::ChWorkspace<S> m_ws;  // buffers of the score kernels
 };
@@ -216,15 +219,18 @@ RefreshResult TopologyRefresher<S>::refresh(Eigen::Ref<Matrix<S>> weight, Mask& 
     check_divisible(mask.rows(), nm.m, "TopologyRefresher::refresh: rows", "m");
   SPARSENM_CHECK(is_legal(mask, nm, c.layout), "TopologyRefresher::refresh: mask is not a legal ",
                  to_string(c.layout), " ", nm, " mask");
-  {
-    // Fast finiteness test (x * 0 is NaN exactly for NaN/Inf); the slow check names the entry.
-    S probe = S(0);
-    for (Index i = 0; i < weight.rows(); ++i)
-      for (Index j = 0; j < weight.cols(); ++j) probe += weight(i, j) * S(0);
-    if (!std::isfinite(probe)) check_all_finite(weight, "TopologyRefresher::refresh: weight");
-  }
-
   const Index rows = mask.rows(), cols = mask.cols(), size = mask.size();
+  {
+    std::atomic<bool> bad{false};  // fast test; the slow check names the entry
+    parallel_for(
+        0, rows,
+        [&](Index i) {
+          if (!detail::all_finite_range(weight.data() + i * weight.outerStride(), cols))
+            bad.store(true, std::memory_order_relaxed);
+        },
+        64);
+    if (bad.load()) check_all_finite(weight, "TopologyRefresher::refresh: weight");
+  }
   const Philox rng = m_rng.split(static_cast<std::uint64_t>(step));
   RefreshStats st;
   st.step = step;
@@ -233,27 +239,18 @@ RefreshResult TopologyRefresher<S>::refresh(Eigen::Ref<Matrix<S>> weight, Mask& 
   const Mask before = mask;
   const std::uint8_t* mb = before.data();
 
-  // 1. Removal among the active entries: the smallest Fréchet scores (soft) or |W| (hard).
-  std::vector<std::pair<S, Index>> active;
-  active.reserve(static_cast<std::size_t>(size / 2 + 1));
-  Matrix<S> removal;
-  if (c.soft_remove) removal = frechet_scores(weight, S(st.temperature), rng.split(1));
-  for (Index i = 0; i < rows; ++i) {
-    const std::uint8_t* mr = mb + i * cols;
-    for (Index j = 0; j < cols; ++j)
-      if (mr[j])
-        active.emplace_back(c.soft_remove ? removal(i, j) : std::abs(weight(i, j)), i * cols + j);
+  // 1. Removal among the active entries: the smallest Fréchet scores (soft) or |W| (hard), ties
+  // to the lower linear index.
+  if (c.soft_remove) {
+    frechet_scores_into(weight, S(st.temperature), rng.split(1), m_removal);
+  } else {
+    m_removal.resize(rows, cols);
+    parallel_for(
+        0, rows, [&](Index i) { m_removal.row(i) = weight.row(i).cwiseAbs(); }, 64);
   }
-  removal.resize(0, 0);
-  st.active = static_cast<Index>(active.size());
-  st.removed = static_cast<Index>(std::floor(double(st.active) * st.zeta));
   Mask after = before;
-  if (st.removed > 0) {
-    auto first = active.begin(), nth = active.begin() + st.removed;
-    if (nth != active.end()) std::nth_element(first, nth, active.end());  // (score, index) order
-    for (auto it = first; it != nth; ++it) after.data()[it->second] = 0;
-  }
-  std::vector<std::pair<S, Index>>().swap(active);
+  st.removed = detail::remove_smallest_fraction(m_removal.data(), after.data(), rows, cols, st.zeta,
+                                                st.active);
   if (st.removed == 0) {  // nothing removed: no group can change (skip the scores)
     st.groups = c.layout == Layout::RowWise ? rows * (cols / nm.m) : (rows / nm.m) * (cols / nm.m);
     RefreshResult res;
@@ -273,16 +270,21 @@ RefreshResult TopologyRefresher<S>::refresh(Eigen::Ref<Matrix<S>> weight, Mask& 
   const Index gpr = cols / nm.m;                            // groups per group-row
   std::vector<std::uint8_t> refreshed(static_cast<std::size_t>((rows / gr) * gpr), 0);
   const std::uint8_t* ma = after.data();
-  for (Index i = 0; i < rows; ++i) {
-    const std::uint8_t* x = mb + i * cols;
-    const std::uint8_t* y = ma + i * cols;
-    std::uint8_t* f = refreshed.data() + (i / gr) * gpr;
-    for (Index g = 0; g < gpr; ++g) {
-      std::uint8_t d = 0;
-      for (int q = 0; q < nm.m; ++q) d |= x[g * nm.m + q] ^ y[g * nm.m + q];
-      f[g] |= d;
-    }
-  }
+  parallel_for(
+      0, rows / gr,
+      [&](Index gi) {
+        std::uint8_t* f = refreshed.data() + gi * gpr;
+        for (Index i = gi * gr; i < gi * gr + gr; ++i) {
+          const std::uint8_t* x = mb + i * cols;
+          const std::uint8_t* y = ma + i * cols;
+          for (Index g = 0; g < gpr; ++g) {
+            std::uint8_t d = 0;
+            for (int q = 0; q < nm.m; ++q) d |= x[g * nm.m + q] ^ y[g * nm.m + q];
+            f[g] |= d;
+          }
+        }
+      },
+      16);
   if (c.soft_regrow) {
     const Philox noise = rng.split(2);
     S* sp = m_scores.data();
@@ -313,17 +315,33 @@ RefreshResult TopologyRefresher<S>::refresh(Eigen::Ref<Matrix<S>> weight, Mask& 
   res.changed.resize(rows, cols);
   const std::uint8_t* mn = next.data();
   std::uint8_t* ch = res.changed.data();
-  for (Index i = 0; i < rows; ++i)
-    for (Index j = 0; j < cols; ++j) {
-      const Index k = i * cols + j;
-      ch[k] = mb[k] != mn[k] ? 1 : 0;
-      st.changed_count += ch[k];
-      if (!ma[k] && (mb[k] || mn[k])) weight(i, j) = S(0);
-      if (!ma[k] && mn[k]) {
-        ++st.regrown;
-        if (mb[k]) ++st.revived;
-      }
-    }
+  struct Counts {
+    Index changed = 0, regrown = 0, revived = 0;
+  };
+  std::vector<Counts> per_row(static_cast<std::size_t>(rows));
+  parallel_for(
+      0, rows,
+      [&](Index i) {
+        Counts n;
+        S* w = weight.data() + i * weight.outerStride();
+        for (Index j = 0; j < cols; ++j) {
+          const Index k = i * cols + j;
+          ch[k] = mb[k] != mn[k] ? 1 : 0;
+          n.changed += ch[k];
+          if (!ma[k] && (mb[k] || mn[k])) w[j] = S(0);
+          if (!ma[k] && mn[k]) {
+            ++n.regrown;
+            if (mb[k]) ++n.revived;
+          }
+        }
+        per_row[static_cast<std::size_t>(i)] = n;
+      },
+      16);
+  for (const Counts& n : per_row) {
+    st.changed_count += n.changed;
+    st.regrown += n.regrown;
+    st.revived += n.revived;
+  }
   st.effective_refresh_rate =
       st.refreshed_groups > 0 ? double(st.changed_groups) / double(st.refreshed_groups) : 0.0;
   st.flip_rate = size > 0 ? double(st.changed_count) / double(size) : 0.0;
@@ -345,38 +363,55 @@ void TopologyRefresher<S>::project_rowwise_groups(const Mask& before, const Mask
   const Index rows = before.rows(), cols = before.cols(), gpr = cols / m;
   st.groups = rows * gpr;
   const double rho = m_cfg.mpr_rho;
-  for (Index i = 0; i < rows; ++i)
-    for (Index g = 0; g < gpr; ++g) {
-      const Index c0 = g * m;
-      std::uint32_t old_pat = 0, surv = 0;
-      for (int q = 0; q < m; ++q) {
-        if (before(i, c0 + q)) old_pat |= 1u << q;
-        if (after(i, c0 + q)) surv |= 1u << q;
-      }
-      std::uint32_t pat = old_pat;
-      if (surv != old_pat) {
-        ++st.refreshed_groups;
-        // Survivors are kept (Γ → ∞); the free slots take the best non-survivors, ties to the
-        // lower index (the order project_rowwise uses).
-        int cand[32], nc = 0;
-        for (int q = 0; q < m; ++q)
-          if (!(surv >> q & 1u)) cand[nc++] = q;
-        std::stable_sort(cand, cand + nc,
-                         [&](int a, int b) { return scores(i, c0 + a) > scores(i, c0 + b); });
-        const int need = n - __builtin_popcount(surv);
-        pat = surv;
-        for (int t = 0; t < need; ++t) pat |= 1u << cand[t];
-        // MPR (CHTsNM App. E.3): with probability rho the previous pattern is not a candidate;
-        // the best other pattern swaps the weakest chosen slot for the strongest unchosen one.
-        if (rho > 0 && pat == old_pat && need < nc &&
-            mpr_rng.uniform(static_cast<std::uint64_t>(i * gpr + g)) < rho) {
-          ++st.mpr_excluded;
-          pat = (pat & ~(1u << cand[need - 1])) | (1u << cand[need]);
+  const std::uint8_t* mb = before.data();
+  const std::uint8_t* ma = after.data();
+  std::uint8_t* mo = out.data();  // starts as a copy of `before`: unrefreshed groups stay
+  struct Counts {
+    Index refreshed = 0, excluded = 0, changed = 0;
+  };
+  std::vector<Counts> per_row(static_cast<std::size_t>(rows));
+  parallel_for(
+      0, rows,
+      [&](Index i) {
+        Counts cnt;
+        const S* sr = scores.data() + i * cols;
+        for (Index g = 0; g < gpr; ++g) {
+          const Index k0 = i * cols + g * m;
+          std::uint32_t old_pat = 0, surv = 0;
+          for (int q = 0; q < m; ++q) {
+            old_pat |= std::uint32_t(mb[k0 + q]) << q;
+            surv |= std::uint32_t(ma[k0 + q]) << q;
+          }
+          if (surv == old_pat) continue;
+          ++cnt.refreshed;
+          // Survivors are kept (Γ → ∞); the free slots take the best non-survivors, ties to the
+          // lower index (the order project_rowwise uses).
+          int cand[32], nc = 0;
+          for (int q = 0; q < m; ++q)
+            if (!(surv >> q & 1u)) cand[nc++] = q;
+          const S* sg = sr + g * m;
+          std::stable_sort(cand, cand + nc, [&](int a, int b) { return sg[a] > sg[b]; });
+          const int need = n - __builtin_popcount(surv);
+          std::uint32_t pat = surv;
+          for (int t = 0; t < need; ++t) pat |= 1u << cand[t];
+          // MPR (CHTsNM App. E.3): with probability rho the previous pattern is not a candidate;
+          // the best other pattern swaps the weakest chosen slot for the strongest unchosen one.
+          if (rho > 0 && pat == old_pat && need < nc &&
+              mpr_rng.uniform(static_cast<std::uint64_t>(i * gpr + g)) < rho) {
+            ++cnt.excluded;
+            pat = (pat & ~(1u << cand[need - 1])) | (1u << cand[need]);
+          }
+          if (pat != old_pat) ++cnt.changed;
+          for (int q = 0; q < m; ++q) mo[k0 + q] = (pat >> q & 1u) ? 1 : 0;
         }
-        if (pat != old_pat) ++st.changed_groups;
-      }
-      for (int q = 0; q < m; ++q) out(i, c0 + q) = (pat >> q & 1u) ? 1 : 0;
-    }
+        per_row[static_cast<std::size_t>(i)] = cnt;
+      },
+      16);
+  for (const Counts& cnt : per_row) {
+    st.refreshed_groups += cnt.refreshed;
+    st.mpr_excluded += cnt.excluded;
+    st.changed_groups += cnt.changed;
+  }
 }
 
 template <class S>
@@ -387,8 +422,7 @@ void TopologyRefresher<S>::project_tiles(const Mask& before, const Mask& after,
   const int m = m_cfg.nm.m;
   const Index rows = before.rows(), cols = before.cols(), tpr = cols / m;
   st.groups = (rows / m) * tpr;
-  // Only tiles that lost a link can change; they are stacked side by side into one m x (m·T)
-  // matrix (each stays an m x m tile) and projected together.
+  // Only tiles that lost a link can change.
   std::vector<Index> tiles;
   for (Index t = 0; t < st.groups; ++t)
     if (refreshed[static_cast<std::size_t>(t)]) tiles.push_back(t);
@@ -397,30 +431,50 @@ void TopologyRefresher<S>::project_tiles(const Mask& before, const Mask& after,
   // Survivor boosting Ŝ = S̃ + Γ [survivor] in double with Γ a power of two above m² · max S̃:
   // a pattern that drops a survivor loses Γ and can gain at most m² · max S̃ < Γ, so survivors
   // are always kept (Γ → ∞), while the sums of the remaining scores stay exact in double.
+  const Index size = scores.size();
+  constexpr Index kChunk = Index(1) << 16;
+  std::vector<double> chunk_max(static_cast<std::size_t>((size + kChunk - 1) / kChunk), 0.0);
+  parallel_for_chunks(size, kChunk, [&](Index b, Index e) {
+    double v = 0;
+    for (Index k = b; k < e; ++k) v = std::max(v, double(scores.data()[k]));
+    chunk_max[static_cast<std::size_t>(b / kChunk)] = v;
+  });
   double smax = 0;
-  for (Index k = 0; k < scores.size(); ++k) smax = std::max(smax, double(scores.data()[k]));
+  for (double v : chunk_max) smax = std::max(smax, v);
   const double gamma = std::exp2(std::ceil(std::log2((smax + 1.0) * double(m) * double(m) * 2.0)));
+  // The refreshed tiles go side by side into m x (m·T) blocks (each stays an m x m tile), a chunk
+  // of tiles per block, projected in parallel (a tile's projection ignores its neighbours).
   const Index T = static_cast<Index>(tiles.size());
-  Matrix<double> boosted(m, m * T);
-  for (Index t = 0; t < T; ++t) {
-    const Index ti = tiles[static_cast<std::size_t>(t)] / tpr * m;
-    const Index tj = tiles[static_cast<std::size_t>(t)] % tpr * m;
-    for (int a = 0; a < m; ++a)
-      for (int b = 0; b < m; ++b)
-        boosted(a, t * m + b) = after(ti + a, tj + b) ? gamma : double(scores(ti + a, tj + b));
-  }
-  const Mask proj = project_transposable(boosted, m_cfg.nm);
-  for (Index t = 0; t < T; ++t) {
-    const Index ti = tiles[static_cast<std::size_t>(t)] / tpr * m;
-    const Index tj = tiles[static_cast<std::size_t>(t)] % tpr * m;
-    bool changed = false;
-    for (int a = 0; a < m; ++a)
-      for (int b = 0; b < m; ++b) {
-        out(ti + a, tj + b) = proj(a, t * m + b);
-        changed |= before(ti + a, tj + b) != proj(a, t * m + b);
-      }
-    st.changed_groups += changed;
-  }
+  constexpr Index kTiles = 4096;
+  std::vector<Index> changed((static_cast<std::size_t>(T) + kTiles - 1) / kTiles, 0);
+  parallel_for_chunks(T, kTiles, [&](Index t0, Index t1) {
+    Matrix<double> boosted(m, m * (t1 - t0));
+    auto origin = [&](Index t) {
+      const Index tile = tiles[static_cast<std::size_t>(t)];
+      return std::make_pair(tile / tpr * m, tile % tpr * m);
+    };
+    for (Index t = t0; t < t1; ++t) {
+      const auto o = origin(t);
+      for (int a = 0; a < m; ++a)
+        for (int b = 0; b < m; ++b)
+          boosted(a, (t - t0) * m + b) =
+              after(o.first + a, o.second + b) ? gamma : double(scores(o.first + a, o.second + b));
+    }
+    const Mask proj = project_transposable(boosted, m_cfg.nm);
+    Index n_changed = 0;
+    for (Index t = t0; t < t1; ++t) {
+      const auto o = origin(t);
+      bool diff = false;
+      for (int a = 0; a < m; ++a)
+        for (int b = 0; b < m; ++b) {
+          out(o.first + a, o.second + b) = proj(a, (t - t0) * m + b);
+          diff |= before(o.first + a, o.second + b) != proj(a, (t - t0) * m + b);
+        }
+      n_changed += diff;
+    }
+    changed[static_cast<std::size_t>(t0 / kTiles)] = n_changed;
+  });
+  for (Index v : changed) st.changed_groups += v;
 }
 
 }  // namespace sparsenm

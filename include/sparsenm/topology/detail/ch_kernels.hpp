@@ -243,70 +243,6 @@ SPARSENM_ALWAYS_INLINE __m512i reduce8_epi64(const __m512i* v) {
 }
 #endif
 
-/// G = B Bᵀ (n x n, row-major, both triangles written). Each unordered pair {i, j} is computed
-/// and stored by the owner of min(i, j) only, so threads never write the same entry.
-inline void gram(const BitRows& b, std::int32_t* g, bool par = true) {
-#if SPARSENM_HAS_AVX512 && SPARSENM_HAS_AVX512_VPOPCNTDQ
-  const Index n = b.rows;
-  const Index W = b.words;
-  // Blocks of kIB rows i against chunks of kJB rows j: the j chunk (kJB * W words) stays in L2
-  // while the kIB rows sweep it, instead of every row pair streaming all of B from L3.
-  constexpr Index kIB = 32, kJB = 256;
-  const Index nb = (n + kIB - 1) / kIB;
-  // Fold block t with block nb-1-t so both threads get the same triangular work.
-  parallel_for(
-      0, (nb + 1) / 2,
-      [&](Index t) {
-        for (int side = 0; side < 2; ++side) {
-          const Index ib = side == 0 ? t : nb - 1 - t;
-          if (side == 1 && ib == t) break;
-          const Index i_begin = ib * kIB, i_end = std::min(n, i_begin + kIB);
-          for (Index jc = i_begin / 8 * 8; jc < n; jc += kJB) {
-            const Index jc_end = std::min(n, jc + kJB);
-            for (Index i0 = i_begin; i0 < i_end; i0 += 2) {
-              const Index ni = std::min<Index>(2, i_end - i0);
-              const std::uint64_t* a0 = b.row(i0);
-              const std::uint64_t* a1 = b.row(ni > 1 ? i0 + 1 : i0);
-              for (Index j0 = std::max(jc, i0 / 8 * 8); j0 < jc_end; j0 += 8) {
-                __m512i acc0[8], acc1[8];
-                for (int q = 0; q < 8; ++q) acc0[q] = acc1[q] = _mm512_setzero_si512();
-                for (Index w = 0; w < W; w += 8) {
-                  const __m512i x0 = _mm512_loadu_si512(a0 + w);
-                  const __m512i x1 = _mm512_loadu_si512(a1 + w);
-                  for (int q = 0; q < 8; ++q) {
-                    // rows beyond n are zero padding (rows_padded), so reading them is safe.
-                    const __m512i y = _mm512_loadu_si512(b.row(j0 + q) + w);
-                    acc0[q] =
-                        _mm512_add_epi64(acc0[q], _mm512_popcnt_epi64(_mm512_and_si512(x0, y)));
-                    acc1[q] =
-                        _mm512_add_epi64(acc1[q], _mm512_popcnt_epi64(_mm512_and_si512(x1, y)));
-                  }
-                }
-                alignas(64) std::int64_t s[2][8];
-                _mm512_store_si512(s[0], reduce8_epi64(acc0));
-                _mm512_store_si512(s[1], reduce8_epi64(acc1));
-                for (Index di = 0; di < ni; ++di) {
-                  const Index i = i0 + di;
-                  for (Index q = 0; q < 8; ++q) {
-                    const Index j = j0 + q;
-                    if (j < i || j >= n) continue;
-                    const auto v = static_cast<std::int32_t>(s[di][q]);
-                    g[i * n + j] = v;
-                    g[j * n + i] = v;
-                  }
-                }
-              }
-            }
-          }
-        }
-      },
-      par ? Index(1) : kNoParallel);
-#else
-  (void)par;
-  scalar::gram(b, g);
-#endif
-}
-
 #if SPARSENM_HAS_AVX512
 /// One 64-byte table entry as a zmm of float or double.
 template <class S>
@@ -640,10 +576,7 @@ void ch_stream(const BitRows& gram_rows, const std::vector<int>& deg, const BitR
 #endif
   {
     ws.gram.resize(static_cast<std::size_t>(rows * rows));
-    if (use_scalar)
-      scalar::gram(gram_rows, ws.gram.data());
-    else
-      gram(gram_rows, ws.gram.data(), par);
+    scalar::gram(gram_rows, ws.gram.data());
     ch_weight_panels(ws.gram.data(), rows, deg, rule, ws.weights.data(), kp, par);
   }
   table_offsets(b_cols, kp, ws.offsets, par);
