@@ -36,8 +36,10 @@ namespace sparsenm {
 /// after removal). The mask must hold only 0 and 1 (sparsenm::Error otherwise).
 ///
 /// Cost: the float-GEMM formulation runs 4 R·C·(R + C) flops through GEMM. Here DD and TT are
-/// bit-packed AND + POPCNT products and the two projections are four-Russians lookups
-/// (VPERMT2PS on 5-row blocks), see detail/ch_kernels.hpp; memory about 3·max(R,C)² scalars.
+/// bit-packed AND + POPCNT products turned into the weights tile by tile, and the two projections
+/// are four-Russians lookups in L1-resident tables of 6-bit subset sums (one 64-byte load + add
+/// per 16 rows x 6 inner indices), see detail/ch_kernels.hpp; memory about
+/// 2·R·C + max(R,C)² scalars.
 /// Deterministic: every output is summed in a fixed order by one thread, so results are
 /// bit-identical for any thread count.
 template <class S>
