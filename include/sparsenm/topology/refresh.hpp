@@ -278,9 +278,9 @@ RefreshResult TopologyRefresher<S>::refresh(Eigen::Ref<Matrix<S>> weight, Mask& 
           const std::uint8_t* x = mb + i * cols;
           const std::uint8_t* y = ma + i * cols;
           for (Index g = 0; g < gpr; ++g) {
-            std::uint8_t d = 0;
-            for (int q = 0; q < nm.m; ++q) d |= x[g * nm.m + q] ^ y[g * nm.m + q];
-            f[g] |= d;
+            unsigned d = 0;
+            for (int q = 0; q < nm.m; ++q) d |= unsigned(x[g * nm.m + q] ^ y[g * nm.m + q]);
+            f[g] = static_cast<std::uint8_t>(f[g] | d);
           }
         }
       },
@@ -324,16 +324,23 @@ RefreshResult TopologyRefresher<S>::refresh(Eigen::Ref<Matrix<S>> weight, Mask& 
       [&](Index i) {
         Counts n;
         S* w = weight.data() + i * weight.outerStride();
+        // Branch-free (the three masks are 0/1 bytes in no predictable order), so it vectorises.
+        const std::uint8_t* b = mb + i * cols;
+        const std::uint8_t* a = ma + i * cols;
+        const std::uint8_t* x = mn + i * cols;
+        std::uint8_t* d = ch + i * cols;
+        unsigned changed = 0, regrown = 0, revived = 0;
         for (Index j = 0; j < cols; ++j) {
-          const Index k = i * cols + j;
-          ch[k] = mb[k] != mn[k] ? 1 : 0;
-          n.changed += ch[k];
-          if (!ma[k] && (mb[k] || mn[k])) w[j] = S(0);
-          if (!ma[k] && mn[k]) {
-            ++n.regrown;
-            if (mb[k]) ++n.revived;
-          }
+          const unsigned lost = 1u ^ a[j];  // not a survivor of the removal
+          d[j] = static_cast<std::uint8_t>(b[j] ^ x[j]);
+          changed += d[j];
+          regrown += lost & x[j];
+          revived += lost & x[j] & b[j];
+          w[j] = (lost & (b[j] | x[j])) ? S(0) : w[j];  // removed or regrown: starts at 0
         }
+        n.changed = changed;
+        n.regrown = regrown;
+        n.revived = revived;
         per_row[static_cast<std::size_t>(i)] = n;
       },
       16);

@@ -92,6 +92,8 @@ Index remove_smallest_fraction(const S* score, std::uint8_t* mask, Index rows, I
       [&](Index t) {
         const auto range = rows_of(t);
         auto& c = cand[static_cast<std::size_t>(t)];
+        c.reserve(static_cast<std::size_t>(
+            hist[static_cast<std::size_t>(t)][static_cast<std::size_t>(cut)]));
         for (Index k = range.first * cols; k < range.second * cols; ++k) {
           const U key = order_key(score[k]);
           const Index bin = static_cast<Index>(key >> kShift);
@@ -100,11 +102,21 @@ Index remove_smallest_fraction(const S* score, std::uint8_t* mask, Index rows, I
         }
       },
       par ? Index(2) : Index(1) << 62);
-  std::vector<std::pair<U, Index>> all;
-  for (auto& c : cand) all.insert(all.end(), c.begin(), c.end());  // ascending index
+  // Inside the cut bin: the need-th smallest key K, then, in index order, every key below K and
+  // the first keys equal to K (ties are common: e.g. regrown weights are exactly 0).
   const Index need = count - below;
-  std::nth_element(all.begin(), all.begin() + (need - 1), all.end());
-  for (Index q = 0; q < need; ++q) mask[all[static_cast<std::size_t>(q)].second] = 0;
+  std::vector<U> keys;
+  keys.reserve(static_cast<std::size_t>(total[static_cast<std::size_t>(cut)]));
+  for (const auto& c : cand)
+    for (const auto& e : c) keys.push_back(e.first);
+  std::nth_element(keys.begin(), keys.begin() + (need - 1), keys.end());
+  const U kth = keys[static_cast<std::size_t>(need - 1)];
+  Index less = 0;
+  for (U k : keys) less += k < kth;
+  Index equal_left = need - less;
+  for (const auto& c : cand)  // parts in row order: ascending index
+    for (const auto& e : c)
+      if (e.first < kth || (e.first == kth && equal_left-- > 0)) mask[e.second] = 0;
   return count;
 }
 
