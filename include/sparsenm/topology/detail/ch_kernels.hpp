@@ -153,11 +153,13 @@ constexpr Index tab_lanes() {
   return Index(64 / sizeof(S));
 }
 
+namespace scalar {
+
 /// The 64 entries of one table from its 6 inner columns x[0..5] (each `lanes` values), written
 /// in a fixed order that the SIMD kernel repeats: lo = subset sums of x0..x2 and hi = of x3..x5,
 /// each accumulated from 0 in ascending bit order, then entry (h << 3 | l) = lo[l] + hi[h].
 template <class S>
-void table_entries_scalar(const S* x, Index lanes, S* table) {
+void table_entries(const S* x, Index lanes, S* table) {
   for (Index lane = 0; lane < lanes; ++lane) {
     S lo[8], hi[8];
     for (int p = 0; p < 8; ++p) {
@@ -174,8 +176,6 @@ void table_entries_scalar(const S* x, Index lanes, S* table) {
       for (int l = 0; l < 8; ++l) table[(h * 8 + l) * lanes + lane] = lo[l] + hi[h];
   }
 }
-
-namespace scalar {
 
 /// G = B Bᵀ over the packed rows (n x n, row-major), by scalar popcount.
 inline void gram(const BitRows& b, std::int32_t* g) {
@@ -207,8 +207,8 @@ void table_product(const S* panels, Index rows, Index kp, const std::uint16_t* o
     S* o = out + rb * n * L;
     for (Index q = 0; q < passes; ++q) {
       for (int t = 0; t < kTabPerPass; ++t)
-        table_entries_scalar(panels + (rb * kp + q * kTabPass + kTabBits * t) * L, L,
-                             table.data() + t * kTabEntries * L);
+        table_entries(panels + (rb * kp + q * kTabPass + kTabBits * t) * L, L,
+                      table.data() + t * kTabEntries * L);
       const std::uint16_t* off = offsets + q * n * kTabPerPass;
       for (Index c = 0; c < n; ++c)
         for (Index l = 0; l < L; ++l) {
@@ -285,7 +285,7 @@ void table_panel(const S* panel, Index kp, const std::uint16_t* offsets, Index n
     for (int t = 0; t < kTabPerPass; ++t) {
       const S* x = panel + (q * kTabPass + kTabBits * t) * L;
       V lo[8], hi[8];
-      for (int p = 0; p < 8; ++p) {  // the order of table_entries_scalar
+      for (int p = 0; p < 8; ++p) {  // the order of scalar::table_entries
         V a = T::zero(), b = T::zero();
         for (int bit = 0; bit < 3; ++bit)
           if (p >> bit & 1) {
