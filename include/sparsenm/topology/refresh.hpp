@@ -6,6 +6,7 @@
 #define SPARSENM_TOPOLOGY_REFRESH_HPP
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <cstdint>
@@ -28,6 +29,23 @@
 #include "detail/select_removal.hpp"
 
 namespace sparsenm {
+
+namespace detail {
+
+/// f(i) -> K integer counts for every row i in [0, rows), in parallel; returns their sums (exact
+/// integers, so the same for any thread count).
+template <std::size_t K, class F>
+std::array<Index, K> sum_over_rows(Index rows, F&& f) {
+  std::vector<std::array<Index, K>> per_row(static_cast<std::size_t>(rows));
+  parallel_for(
+      0, rows, [&](Index i) { per_row[static_cast<std::size_t>(i)] = f(i); }, 16);
+  std::array<Index, K> total{};
+  for (const auto& c : per_row)
+    for (std::size_t q = 0; q < K; ++q) total[q] += c[q];
+  return total;
+}
+
+}  // namespace detail
 
 /// Settings of the topology refresh. Defaults are the papers' (CHTs24 Table 5, CHTsNM App. H.4):
 ///
@@ -315,40 +333,27 @@ RefreshResult TopologyRefresher<S>::refresh(Eigen::Ref<Matrix<S>> weight, Mask& 
   res.changed.resize(rows, cols);
   const std::uint8_t* mn = next.data();
   std::uint8_t* ch = res.changed.data();
-  struct Counts {
-    Index changed = 0, regrown = 0, revived = 0;
-  };
-  std::vector<Counts> per_row(static_cast<std::size_t>(rows));
-  parallel_for(
-      0, rows,
-      [&](Index i) {
-        Counts n;
-        S* w = weight.data() + i * weight.outerStride();
-        // Branch-free (the three masks are 0/1 bytes in no predictable order), so it vectorises.
-        const std::uint8_t* b = mb + i * cols;
-        const std::uint8_t* a = ma + i * cols;
-        const std::uint8_t* x = mn + i * cols;
-        std::uint8_t* d = ch + i * cols;
-        unsigned changed = 0, regrown = 0, revived = 0;
-        for (Index j = 0; j < cols; ++j) {
-          const unsigned lost = 1u ^ a[j];  // not a survivor of the removal
-          d[j] = static_cast<std::uint8_t>(b[j] ^ x[j]);
-          changed += d[j];
-          regrown += lost & x[j];
-          revived += lost & x[j] & b[j];
-          w[j] = (lost & (b[j] | x[j])) ? S(0) : w[j];  // removed or regrown: starts at 0
-        }
-        n.changed = changed;
-        n.regrown = regrown;
-        n.revived = revived;
-        per_row[static_cast<std::size_t>(i)] = n;
-      },
-      16);
-  for (const Counts& n : per_row) {
-    st.changed_count += n.changed;
-    st.regrown += n.regrown;
-    st.revived += n.revived;
-  }
+  const auto counts = detail::sum_over_rows<3>(rows, [&](Index i) {
+    S* w = weight.data() + i * weight.outerStride();
+    // Branch-free (the three masks are 0/1 bytes in no predictable order), so it vectorises.
+    const std::uint8_t* b = mb + i * cols;
+    const std::uint8_t* a = ma + i * cols;
+    const std::uint8_t* x = mn + i * cols;
+    std::uint8_t* d = ch + i * cols;
+    unsigned changed = 0, regrown = 0, revived = 0;
+    for (Index j = 0; j < cols; ++j) {
+      const unsigned lost = 1u ^ a[j];  // not a survivor of the removal
+      d[j] = static_cast<std::uint8_t>(b[j] ^ x[j]);
+      changed += d[j];
+      regrown += lost & x[j];
+      revived += lost & x[j] & b[j];
+      w[j] = (lost & (b[j] | x[j])) ? S(0) : w[j];  // removed or regrown: starts at 0
+    }
+    return std::array<Index, 3>{Index(changed), Index(regrown), Index(revived)};
+  });
+  st.changed_count += counts[0];
+  st.regrown += counts[1];
+  st.revived += counts[2];
   st.effective_refresh_rate =
       st.refreshed_groups > 0 ? double(st.changed_groups) / double(st.refreshed_groups) : 0.0;
   st.flip_rate = size > 0 ? double(st.changed_count) / double(size) : 0.0;
@@ -373,52 +378,43 @@ void TopologyRefresher<S>::project_rowwise_groups(const Mask& before, const Mask
   const std::uint8_t* mb = before.data();
   const std::uint8_t* ma = after.data();
   std::uint8_t* mo = out.data();  // starts as a copy of `before`: unrefreshed groups stay
-  struct Counts {
+  const auto counts = detail::sum_over_rows<3>(rows, [&](Index i) {
     Index refreshed = 0, excluded = 0, changed = 0;
-  };
-  std::vector<Counts> per_row(static_cast<std::size_t>(rows));
-  parallel_for(
-      0, rows,
-      [&](Index i) {
-        Counts cnt;
-        const S* sr = scores.data() + i * cols;
-        for (Index g = 0; g < gpr; ++g) {
-          const Index k0 = i * cols + g * m;
-          std::uint32_t old_pat = 0, surv = 0;
-          for (int q = 0; q < m; ++q) {
-            old_pat |= std::uint32_t(mb[k0 + q]) << q;
-            surv |= std::uint32_t(ma[k0 + q]) << q;
-          }
-          if (surv == old_pat) continue;
-          ++cnt.refreshed;
-          // Survivors are kept (Γ → ∞); the free slots take the best non-survivors, ties to the
-          // lower index (the order project_rowwise uses).
-          int cand[32], nc = 0;
-          for (int q = 0; q < m; ++q)
-            if (!(surv >> q & 1u)) cand[nc++] = q;
-          const S* sg = sr + g * m;
-          std::stable_sort(cand, cand + nc, [&](int a, int b) { return sg[a] > sg[b]; });
-          const int need = n - __builtin_popcount(surv);
-          std::uint32_t pat = surv;
-          for (int t = 0; t < need; ++t) pat |= 1u << cand[t];
-          // MPR (CHTsNM App. E.3): with probability rho the previous pattern is not a candidate;
-          // the best other pattern swaps the weakest chosen slot for the strongest unchosen one.
-          if (rho > 0 && pat == old_pat && need < nc &&
-              mpr_rng.uniform(static_cast<std::uint64_t>(i * gpr + g)) < rho) {
-            ++cnt.excluded;
-            pat = (pat & ~(1u << cand[need - 1])) | (1u << cand[need]);
-          }
-          if (pat != old_pat) ++cnt.changed;
-          for (int q = 0; q < m; ++q) mo[k0 + q] = (pat >> q & 1u) ? 1 : 0;
-        }
-        per_row[static_cast<std::size_t>(i)] = cnt;
-      },
-      16);
-  for (const Counts& cnt : per_row) {
-    st.refreshed_groups += cnt.refreshed;
-    st.mpr_excluded += cnt.excluded;
-    st.changed_groups += cnt.changed;
-  }
+    const S* sr = scores.data() + i * cols;
+    for (Index g = 0; g < gpr; ++g) {
+      const Index k0 = i * cols + g * m;
+      std::uint32_t old_pat = 0, surv = 0;
+      for (int q = 0; q < m; ++q) {
+        old_pat |= std::uint32_t(mb[k0 + q]) << q;
+        surv |= std::uint32_t(ma[k0 + q]) << q;
+      }
+      if (surv == old_pat) continue;
+      ++refreshed;
+      // Survivors are kept (Γ → ∞); the free slots take the best non-survivors, ties to the
+      // lower index (the order project_rowwise uses).
+      int cand[32], nc = 0;
+      for (int q = 0; q < m; ++q)
+        if (!(surv >> q & 1u)) cand[nc++] = q;
+      const S* sg = sr + g * m;
+      std::stable_sort(cand, cand + nc, [&](int a, int b) { return sg[a] > sg[b]; });
+      const int need = n - __builtin_popcount(surv);
+      std::uint32_t pat = surv;
+      for (int t = 0; t < need; ++t) pat |= 1u << cand[t];
+      // MPR (CHTsNM App. E.3): with probability rho the previous pattern is not a candidate;
+      // the best other pattern swaps the weakest chosen slot for the strongest unchosen one.
+      if (rho > 0 && pat == old_pat && need < nc &&
+          mpr_rng.uniform(static_cast<std::uint64_t>(i * gpr + g)) < rho) {
+        ++excluded;
+        pat = (pat & ~(1u << cand[need - 1])) | (1u << cand[need]);
+      }
+      if (pat != old_pat) ++changed;
+      for (int q = 0; q < m; ++q) mo[k0 + q] = (pat >> q & 1u) ? 1 : 0;
+    }
+    return std::array<Index, 3>{refreshed, excluded, changed};
+  });
+  st.refreshed_groups += counts[0];
+  st.mpr_excluded += counts[1];
+  st.changed_groups += counts[2];
 }
 
 template <class S>

@@ -28,6 +28,7 @@
 #include "../../core/parallel.hpp"
 #include "../../core/simd.hpp"
 #include "../../core/types.hpp"
+#include "../../kernels/detail/simd_vec.hpp"
 
 // Silences GCC bug 105593 false positives in AVX-512 code (see core/simd.hpp).
 SPARSENM_SIMD_WARNINGS_PUSH
@@ -244,28 +245,6 @@ SPARSENM_ALWAYS_INLINE __m512i reduce8_epi64(const __m512i* v) {
 #endif
 
 #if SPARSENM_HAS_AVX512
-/// One 64-byte table entry as a zmm of float or double.
-template <class S>
-struct TabVec;
-template <>
-struct TabVec<float> {
-  using V = __m512;
-  static V zero() { return _mm512_setzero_ps(); }
-  static V load(const float* p) { return _mm512_loadu_ps(p); }
-  static V load_aligned(const void* p) { return _mm512_load_ps(static_cast<const float*>(p)); }
-  static V add(V a, V b) { return _mm512_add_ps(a, b); }
-  static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
-};
-template <>
-struct TabVec<double> {
-  using V = __m512d;
-  static V zero() { return _mm512_setzero_pd(); }
-  static V load(const double* p) { return _mm512_loadu_pd(p); }
-  static V load_aligned(const void* p) { return _mm512_load_pd(static_cast<const double*>(p)); }
-  static V add(V a, V b) { return _mm512_add_pd(a, b); }
-  static void store(double* p, V v) { _mm512_storeu_pd(p, v); }
-};
-
 /// One output panel of scalar::table_product (same contract and summation order): per pass,
 /// builds the 8 tables (32 KiB, on the stack), then per column two 8-byte offset loads, 8 table
 /// loads summed as a tree and one read-modify-write of the column's accumulator. The loop is
@@ -273,13 +252,13 @@ struct TabVec<double> {
 /// column with everything in L1), i.e. ~96 multiply-adds of the GEMM per load.
 template <class S>
 void table_panel(const S* panel, Index kp, const std::uint16_t* offsets, Index n, S* o) {
-  using T = TabVec<S>;
+  using T = VecOps<S>;  // one 64-byte table entry = one zmm
   using V = typename T::V;
   constexpr Index L = tab_lanes<S>();
   alignas(64) S table[kTabPerPass * kTabEntries * L];
   const char* base = reinterpret_cast<const char*>(table);
   auto entry = [base](std::uint64_t w, int k) {
-    return T::load_aligned(base + static_cast<std::uint16_t>(w >> (16 * k)));
+    return T::load(reinterpret_cast<const S*>(base + static_cast<std::uint16_t>(w >> (16 * k))));
   };
   for (Index q = 0; q < kp / kTabPass; ++q) {
     for (int t = 0; t < kTabPerPass; ++t) {
@@ -510,47 +489,18 @@ void gram_weight_panels(const BitRows& b, const std::vector<int>& deg, ChRule ru
 #endif
 
 #if SPARSENM_HAS_AVX512
-/// In-register transpose of a 16 x 16 float tile (v[i] = row i on entry, column i on exit).
-SPARSENM_ALWAYS_INLINE void transpose16_ps(__m512* v) {
-  __m512 t[16];
-  for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_unpacklo_ps(v[i], v[i + 1]);
-    t[i + 1] = _mm512_unpackhi_ps(v[i], v[i + 1]);
-  }
-  // v[4g + j], 128-bit lane k <- rows 4g .. 4g+3 of column 4k + j.
-  for (int i = 0; i < 16; i += 4) {
-    v[i] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
-    v[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
-    v[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
-    v[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
-  }
-  // Gather lane k of v[j], v[4 + j], v[8 + j], v[12 + j] into column 4k + j.
-  for (int j = 0; j < 4; ++j) {
-    t[j] = _mm512_shuffle_f32x4(v[j], v[4 + j], 0x88);
-    t[4 + j] = _mm512_shuffle_f32x4(v[j], v[4 + j], 0xdd);
-    t[8 + j] = _mm512_shuffle_f32x4(v[8 + j], v[12 + j], 0x88);
-    t[12 + j] = _mm512_shuffle_f32x4(v[8 + j], v[12 + j], 0xdd);
-  }
-  for (int j = 0; j < 4; ++j) {
-    v[j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0x88);
-    v[8 + j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0xdd);
-    v[4 + j] = _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0x88);
-    v[12 + j] = _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0xdd);
-  }
-}
-
 /// One full 16 x 16 tile of the final scores (float): rows r0.., columns c0..; `srow` points at
 /// the row-stream panel entry (c0, lanes r0..), `x` at the column-stream entry (r0, lanes c0..),
 /// both with 16 floats per step. The same single add and masking as the scalar loop.
 SPARSENM_ALWAYS_INLINE void combine_tile16(const float* srow, const float* x, const std::uint8_t* m,
                                            Index ld, float* out) {
-  __m512 v[16];
-  for (int j = 0; j < 16; ++j) v[j] = _mm512_loadu_ps(srow + 16 * j);
-  transpose16_ps(v);
+  alignas(64) float tile[16 * 16];
+  VecOps<float>::transpose_block(srow, 16, tile, 16);  // row i of the tile = score row r0 + i
   for (int i = 0; i < 16; ++i) {
     const __m128i mb = _mm_loadu_si128(reinterpret_cast<const __m128i*>(m + i * ld));
     const __mmask16 active = _mm_test_epi8_mask(mb, mb);
-    _mm512_storeu_ps(out + i * ld, _mm512_maskz_add_ps(static_cast<__mmask16>(~active), v[i],
+    _mm512_storeu_ps(out + i * ld, _mm512_maskz_add_ps(static_cast<__mmask16>(~active),
+                                                       _mm512_load_ps(tile + 16 * i),
                                                        _mm512_loadu_ps(x + 16 * i)));
   }
 }
