@@ -148,57 +148,6 @@ void ns_combine(const S* A, S* A2, Index n, S a, S b, S c, bool parallel = false
     columns(0, n);
 }
 
-/// Gram-matrix form of the same iteration for strongly rectangular inputs (long side k >= 2 g).
-/// Every P_k = a_k I + b_k A_k + c_k A_k^2 is a polynomial in A_0 = X0 X0^T, so all of them commute
-/// and X_k = Q_k X0 with Q_k = P_{k-1} ... P_0, and A_{k+1} = P_k A_k P_k = P_k^2 A_k. The loop
-/// then runs on g x g matrices only, and the long side is touched twice (A_0 and X_K = Q_K X0): 3
-/// g^2 k + ~25 g^3 flops instead of 15 g^2 k + 5 g^3 (Dao-AILab "Gram Newton-Schulz"; DeepSpeed).
-/// Same result up to rounding; in fp32 it matches the long-double reference to 1e-4 (tested).
-template <class S>
-const Matrix<S>& newton_schulz_gram(const S* in, Index rows, Index cols, S scale, int steps,
-                                    NsCoefficients coeffs, NsWorkspace<S>& ws) {
-  const bool col_side = rows > cols;
-  const int g = static_cast<int>(col_side ? cols : rows);
-  const int k = static_cast<int>(col_side ? rows : cols);
-  const int ld = static_cast<int>(cols);
-  const int R = static_cast<int>(rows), C = static_cast<int>(cols);
-  const Index gg = Index(g) * g;
-  S* A = ws.a.data();
-  S* A2 = ws.a2.data();
-  S* P = ws.p.data();
-  S* Q = ws.q.data();
-  S* T = ws.t.data();
-  ns_backend::syrk_lower(!col_side, g, k, scale * scale, in, ld, A, g);  // A_0
-  mirror_lower(A, g);
-  for (int t = 0; t < steps; ++t) {
-    const NsTriple tr = ns_coefficients(coeffs, t);
-    ns_backend::syrk_lower(false, g, g, S(1), A, g, A2, g);  // A^2 = A A^T (lower)
-    ns_combine(A, A2, Index(g), S(tr.a), S(tr.b), S(tr.c));  // P_t (lower) in A2
-    mirror_lower(A2, g);
-    std::swap(A2, P);  // P now holds the full P_t; A2 is free
-    if (t == 0) {
-      std::copy(P, P + gg, Q);  // Q_1 = P_0
-    } else {
-      ns_backend::gemm_nn(g, g, g, S(1), P, g, Q, g, T, g);  // Q_{t+1} = P_t Q_t
-      std::swap(Q, T);
-    }
-    if (t + 1 < steps) {
-      ns_backend::syrk_lower(false, g, g, S(1), P, g, A2, g);  // P_t^2 (lower)
-      mirror_lower(A2, g);
-      ns_backend::gemm_nn(g, g, g, S(1), A2, g, A, g, T, g);  // A_{t+1} = P_t^2 A_t
-      mirror_lower(T, g);  // keep it exactly symmetric (the next SYRK reads all of it)
-      std::swap(A, T);
-    }
-  }
-  // X_K = Q_K X0 (Q_K symmetric): Y_K = Y Q (rows side) or Q Y (cols side), alpha = scale.
-  S* out = ws.x[0].data();
-  if (!col_side)
-    ns_backend::gemm_nn(C, R, R, scale, in, ld, Q, g, out, ld);
-  else
-    ns_backend::gemm_nn(C, R, C, scale, Q, g, in, ld, out, ld);
-  return ws.x[0];
-}
-
 #if SPARSENM_NS_PACKED_GEMM
 // The same two iterations on the library's packed GEMM (kernels/detail/dense_gemm.hpp). Symmetric
 // factors are read from their lower triangle by the packing routines (no mirror pass), and
@@ -239,39 +188,83 @@ void ns_sym_product_packed(Index g, const S* p, const S* q, S* c) {
                  c, g, true);
 }
 
-/// The Gram form (see newton_schulz_gram) with every g x g product a half product.
+#endif  // SPARSENM_NS_PACKED_GEMM
+
+/// Gram-matrix form of the same iteration for strongly rectangular inputs (long side k >= 2 g).
+/// Every P_k = a_k I + b_k A_k + c_k A_k^2 is a polynomial in A_0 = X0 X0^T, so all of them commute
+/// and X_k = Q_k X0 with Q_k = P_{k-1} ... P_0, and A_{k+1} = P_k A_k P_k = P_k^2 A_k. The loop
+/// then runs on g x g matrices only, and the long side is touched twice (A_0 and X_K = Q_K X0): 3
+/// g^2 k + ~25 g^3 flops instead of 15 g^2 k + 5 g^3 (Dao-AILab "Gram Newton-Schulz"; DeepSpeed).
+/// Same result up to rounding; in fp32 it matches the long-double reference to 1e-4 (tested).
 template <class S>
-const Matrix<S>& newton_schulz_gram_packed(const S* in, Index rows, Index cols, S scale, int steps,
-                                           NsCoefficients coeffs, NsWorkspace<S>& ws) {
+const Matrix<S>& newton_schulz_gram(const S* in, Index rows, Index cols, S scale, int steps,
+                                    NsCoefficients coeffs, NsWorkspace<S>& ws) {
   const bool col_side = rows > cols;
-  const Index g = col_side ? cols : rows, k = col_side ? rows : cols;
+  const int g = static_cast<int>(col_side ? cols : rows);
+  const int k = static_cast<int>(col_side ? rows : cols);
+  const int ld = static_cast<int>(cols);
+  const Index gg = Index(g) * g;
   S* A = ws.a.data();
   S* A2 = ws.a2.data();
   S* P = ws.p.data();
   S* Q = ws.q.data();
   S* T = ws.t.data();
-  ns_gram_packed(col_side, g, k, scale * scale, in, cols, A);  // A_0
+  S* out = ws.x[0].data();
+  // The products of the loop. Every g x g matrix here is symmetric (polynomials in A_0). Packed
+  // GEMM: symmetric factors are read from their lower triangle and products of these commuting
+  // matrices are computed as lower triangles only, so nothing is ever mirrored. BLAS / Eigen:
+  // squares are ?syrk (lower), other products full ?gemm, and a lower triangle is mirrored
+  // wherever the next product reads the whole matrix.
+#if SPARSENM_NS_PACKED_GEMM
+  constexpr bool par_combine = true;
+  auto gram0 = [&] {
+    ns_gram_packed(col_side, Index(g), Index(k), scale * scale, in, Index(ld), A);
+  };
+  auto square = [&](const S* x, S* o) { ns_sym_product_packed(Index(g), x, x, o); };
+  auto product = [&](const S* x, const S* y, S* o) { ns_sym_product_packed(Index(g), x, y, o); };
+  auto full = [](S*) {};
+  auto apply = [&] { ns_apply_packed(col_side, rows, cols, scale, Q, in, out); };
+#else
+  constexpr bool par_combine = false;
+  auto gram0 = [&] { ns_backend::syrk_lower(!col_side, g, k, scale * scale, in, ld, A, g); };
+  auto square = [&](const S* x, S* o) { ns_backend::syrk_lower(false, g, g, S(1), x, g, o, g); };
+  auto product = [&](const S* x, const S* y, S* o) {
+    ns_backend::gemm_nn(g, g, g, S(1), x, g, y, g, o, g);
+  };
+  auto full = [&](S* m) { mirror_lower(m, g); };
+  auto apply = [&] {  // Y_K = Y Q (rows side) or Q Y (cols side), alpha = scale
+    const int R = static_cast<int>(rows), C = static_cast<int>(cols);
+    if (!col_side)
+      ns_backend::gemm_nn(C, R, R, scale, in, ld, Q, g, out, ld);
+    else
+      ns_backend::gemm_nn(C, R, C, scale, Q, g, in, ld, out, ld);
+  };
+#endif
+  gram0();  // A_0
+  full(A);
   for (int t = 0; t < steps; ++t) {
     const NsTriple tr = ns_coefficients(coeffs, t);
-    ns_sym_product_packed(g, A, A, A2);                     // A_t^2
-    ns_combine(A, A2, g, S(tr.a), S(tr.b), S(tr.c), true);  // P_t
-    std::swap(A2, P);
+    square(A, A2);                                                        // A_t^2
+    ns_combine(A, A2, Index(g), S(tr.a), S(tr.b), S(tr.c), par_combine);  // P_t (lower) in A2
+    full(A2);
+    std::swap(A2, P);  // P holds P_t; A2 is free
     if (t == 0) {
-      std::copy(P, P + g * g, Q);  // Q_1 = P_0
+      std::copy(P, P + gg, Q);  // Q_1 = P_0
     } else {
-      ns_sym_product_packed(g, P, Q, T);  // Q_{t+1} = P_t Q_t
+      product(P, Q, T);  // Q_{t+1} = P_t Q_t
       std::swap(Q, T);
     }
     if (t + 1 < steps) {
-      ns_sym_product_packed(g, P, P, A2);  // P_t^2
-      ns_sym_product_packed(g, A2, A, T);  // A_{t+1} = P_t^2 A_t
+      square(P, A2);  // P_t^2
+      full(A2);
+      product(A2, A, T);  // A_{t+1} = P_t^2 A_t
+      full(T);            // exactly symmetric (the next square reads all of it)
       std::swap(A, T);
     }
   }
-  ns_apply_packed(col_side, rows, cols, scale, Q, in, ws.x[0].data());  // X_K = Q_K X0
+  apply();  // X_K = Q_K X0 (Q_K symmetric)
   return ws.x[0];
 }
-#endif  // SPARSENM_NS_PACKED_GEMM
 
 /// Zeroes the entries of X0 = scale * in below min_normal^(1/4) (3.3e-10 in float, 1.2e-77 in
 /// double) when there are any, into ws.flushed, and returns the matrix the iteration should read.
@@ -323,17 +316,12 @@ const Matrix<S>& newton_schulz_run(const S* in, Index rows, Index cols, S scale,
   in = flush_negligible(in, rows, cols, scale, ws);
   const bool gram = std::max(rows, cols) >= 2 * std::min(rows, cols) && steps >= 2;
   if (gram && ws.p.size() != ws.a.size()) ws.resize(rows, cols);
-#if SPARSENM_NS_PACKED_GEMM
-  if (gram) return newton_schulz_gram_packed(in, rows, cols, scale, steps, coeffs, ws);
-#else
   if (gram) return newton_schulz_gram(in, rows, cols, scale, steps, coeffs, ws);
-#endif
   // Column-major view of the row-major data: Y = X^T, cols x rows, leading dimension cols.
   const bool col_side = rows > cols;
   const int g = static_cast<int>(col_side ? cols : rows);
   const int k = static_cast<int>(col_side ? rows : cols);
   const int ld = static_cast<int>(cols);
-  const int R = static_cast<int>(rows), C = static_cast<int>(cols);
   S* A = ws.a.data();
   S* A2 = ws.a2.data();
   const S* cur = in;
@@ -343,8 +331,6 @@ const Matrix<S>& newton_schulz_run(const S* in, Index rows, Index cols, S scale,
     const NsTriple tr = ns_coefficients(coeffs, t);
     S* out = ws.x[which].data();
 #if SPARSENM_NS_PACKED_GEMM
-    (void)R;
-    (void)C;
     ns_gram_packed(col_side, Index(g), Index(k), alpha * alpha, cur, Index(ld), A);  // X X^T
     ns_sym_product_packed(Index(g), A, A, A2);                                       // A^2
     ns_combine(A, A2, Index(g), S(tr.a), S(tr.b), S(tr.c), true);  // B' = a I + b A + c A^2
@@ -358,6 +344,7 @@ const Matrix<S>& newton_schulz_run(const S* in, Index rows, Index cols, S scale,
     ns_combine(A, A2, Index(g), S(tr.a), S(tr.b), S(tr.c));
     // X <- (a I + B) X: the a X term is folded into the symmetric factor (one product, no pass),
     // which is read from its lower triangle only (?symm).
+    const int R = static_cast<int>(rows), C = static_cast<int>(cols);
     if (!col_side)
       ns_backend::symm_lower(true, C, R, alpha, A2, g, cur, ld, out, ld);  // Y <- Y B'
     else
