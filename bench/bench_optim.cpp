@@ -105,6 +105,15 @@ double now_seconds() {
 }
 double seconds_since(double t0) { return now_seconds() - t0; }
 
+/// Runs f back to back for 0.3 s: the steady state of one side of a comparison (its thread pool
+/// running, its data in cache), see BM_NewtonSchulzVsNaive3Sgemm for why.
+template <class F>
+void settle(F&& f) {
+  const auto until = Clock::now() + std::chrono::milliseconds(300);
+  do f();
+  while (Clock::now() < until);
+}
+
 // Both in the same iteration: counters report each time and the ratio. Each chain runs back to
 // back for 0.3 s before its timed run (steady state, as in an optimizer step that runs
 // Newton-Schulz for one layer after another). Why: the naive chain runs on OpenBLAS's pthread
@@ -131,13 +140,12 @@ void BM_NewtonSchulzVsNaive3Sgemm(benchmark::State& state) {
   };
   double t_naive = 0, t_ours = 0, t_naive_first = 0, t_ours_first = 0;
   auto run_naive = [&] { benchmark::DoNotOptimize(naive.run(x.data(), 5)); };
-  // Times f's first run after the switch, repeats it until 0.3 s have passed, times one more.
+  // Times f's first run after the switch, settles, times one more.
   auto measure = [](auto&& f, double& first, double& steady) {
-    const auto until = Clock::now() + std::chrono::milliseconds(300);
     double t0 = now_seconds();
     f();
     first += seconds_since(t0);
-    while (Clock::now() < until) f();
+    settle(f);
     t0 = now_seconds();
     f();
     steady += seconds_since(t0);
@@ -183,11 +191,6 @@ void BM_PackedGemmVsOpenBlas(benchmark::State& state) {
                                            {b.data(), n, GemmRead::Plain}, c.data(), n, false);
   };
   double t_blas = 0, t_ours = 0;
-  auto settle = [](auto&& f) {  // as in BM_NewtonSchulzVsNaive3Sgemm
-    const auto until = Clock::now() + std::chrono::milliseconds(300);
-    do f();
-    while (Clock::now() < until);
-  };
   for (auto _ : state) {
     settle(blas);
     double t0 = now_seconds();
