@@ -56,30 +56,8 @@ bool any_nan(const T* p, Index n) {
 
 }  // namespace detail
 
-/// Fréchet removal scores W~ = |W| * (-ln U)^(-1/T), U ~ U(0, 1) with counter = linear index
-/// (chts24 Sec. 3.2.2, App. A). Keeping the top-k of W~ samples k entries without replacement with
-/// probability proportional to |W|^T (Gumbel-top-k in log space): small T = near-uniform, large T =
-/// near-greedy top-k. Computed in S (deduced from `temperature`; write
-/// `frechet_scores<float>(w, 2.0, rng)` to force it) with U = rng.uniform_float(k) for float and
-/// rng.uniform(k) for double. Float evaluates 2^(-(1/T) log2(-ln U)) with log2/exp2 polynomials
-/// (detail/frechet_math.hpp: within 1e-5 of the formula in double), vectorised with AVX-512 and
-/// bit-identical between that kernel, the scalar path and the CUDA backend; double uses
-/// std::log/exp. Zero weights score exactly 0. For very small T a score may overflow to +Inf (it
-/// then ties with other +Inf scores). Throws sparsenm::Error if T is not finite and > 0 or if w has
-/// a NaN/Inf entry.
-template <class S, class Derived>
-void frechet_scores_into(const Eigen::MatrixBase<Derived>& w, S temperature, const Philox& rng,
-                         Matrix<S>& out);
-
-template <class S, class Derived>
-Matrix<S> frechet_scores(const Eigen::MatrixBase<Derived>& w, S temperature, const Philox& rng) {
-  Matrix<S> out;
-  frechet_scores_into(w, temperature, rng, out);
-  return out;
-}
-
-/// frechet_scores written into `out` (resized to the shape of w; its storage is reused when the
-/// size does not change, as in a refresher that scores every refresh).
+/// frechet_scores (below) written into `out` (resized to the shape of w; its storage is reused
+/// when the size does not change, as in a refresher that scores every refresh).
 template <class S, class Derived>
 void frechet_scores_into(const Eigen::MatrixBase<Derived>& w, S temperature, const Philox& rng,
                          Matrix<S>& out) {
@@ -103,6 +81,24 @@ void frechet_scores_into(const Eigen::MatrixBase<Derived>& w, S temperature, con
     }
   });
   if (bad.load()) check_all_finite(x, "frechet_scores: w");  // throws, naming the entry
+}
+
+/// Fréchet removal scores W~ = |W| * (-ln U)^(-1/T), U ~ U(0, 1) with counter = linear index
+/// (chts24 Sec. 3.2.2, App. A). Keeping the top-k of W~ samples k entries without replacement with
+/// probability proportional to |W|^T (Gumbel-top-k in log space): small T = near-uniform, large T =
+/// near-greedy top-k. Computed in S (deduced from `temperature`; write
+/// `frechet_scores<float>(w, 2.0, rng)` to force it) with U = rng.uniform_float(k) for float and
+/// rng.uniform(k) for double. Float evaluates 2^(-(1/T) log2(-ln U)) with log2/exp2 polynomials
+/// (detail/frechet_math.hpp: within 1e-5 of the formula in double), vectorised with AVX-512 and
+/// bit-identical between that kernel, the scalar path and the CUDA backend; double uses
+/// std::log/exp. Zero weights score exactly 0. For very small T a score may overflow to +Inf (it
+/// then ties with other +Inf scores). Throws sparsenm::Error if T is not finite and > 0 or if w has
+/// a NaN/Inf entry.
+template <class S, class Derived>
+Matrix<S> frechet_scores(const Eigen::MatrixBase<Derived>& w, S temperature, const Philox& rng) {
+  Matrix<S> out;
+  frechet_scores_into(w, temperature, rng, out);
+  return out;
 }
 
 /// Soft-regrowth noise S~ = S ⊙ U(0, 1) (chts24 Sec. 3.2.3, App. C), U with counter = linear index
