@@ -34,6 +34,29 @@ auto order_key(S v) {
   return (b & sign) ? U(~b) : U(b | sign);
 }
 
+/// Zeroes mask[k] for the `need` smallest (key, k) among the candidates, given as lists whose
+/// concatenation is in ascending k: the need-th smallest key K by nth_element over the keys, then,
+/// in index order, every key below K and the first keys equal to K (ties are common: e.g. regrown
+/// weights are exactly 0).
+template <class U>
+void remove_smallest_candidates(const std::vector<std::vector<std::pair<U, Index>>>& cand,
+                                Index need, std::uint8_t* mask) {
+  std::size_t size = 0;
+  for (const auto& c : cand) size += c.size();
+  std::vector<U> keys;
+  keys.reserve(size);
+  for (const auto& c : cand)
+    for (const auto& e : c) keys.push_back(e.first);
+  std::nth_element(keys.begin(), keys.begin() + (need - 1), keys.end());
+  const U kth = keys[static_cast<std::size_t>(need - 1)];
+  Index less = 0;
+  for (U k : keys) less += k < kth;
+  Index equal_left = need - less;
+  for (const auto& c : cand)
+    for (const auto& e : c)
+      if (e.first < kth || (e.first == kth && equal_left-- > 0)) mask[e.second] = 0;
+}
+
 /// Zeroes in `mask` (rows x cols, row-major bytes, 0/1) the floor(fraction · active) active
 /// entries with the smallest (score, linear index) — exactly the ones an ascending sort of the
 /// pairs (score[k], k) over active k lists first — and returns that number; `active` receives
@@ -42,20 +65,18 @@ auto order_key(S v) {
 /// Two passes over the layer: a histogram of the top 16 key bits (per thread, summed: integer
 /// counts, so the result does not depend on the thread count) finds the bin holding the cut;
 /// then everything below that bin is removed, and the (key, index) pairs inside it, collected in
-/// index order, go through one nth_element.
+/// index order, go to remove_smallest_candidates. Small layers skip the histogram.
 template <class S>
 Index remove_smallest_fraction(const S* score, std::uint8_t* mask, Index rows, Index cols,
                                double fraction, Index& active, bool par = true) {
   using U = decltype(order_key(S(0)));
-  if (rows * cols < (Index(1) << 18)) {  // small layer: one nth_element over all active pairs
-    std::vector<std::pair<U, Index>> all;
+  if (rows * cols < (Index(1) << 18)) {  // small layer: every active entry is a candidate
+    std::vector<std::vector<std::pair<U, Index>>> all(1);
     for (Index k = 0; k < rows * cols; ++k)
-      if (mask[k]) all.emplace_back(order_key(score[k]), k);
-    active = static_cast<Index>(all.size());
+      if (mask[k]) all[0].emplace_back(order_key(score[k]), k);
+    active = static_cast<Index>(all[0].size());
     const Index count = static_cast<Index>(std::floor(double(active) * fraction));
-    if (count <= 0) return 0;
-    std::nth_element(all.begin(), all.begin() + (count - 1), all.end());
-    for (Index q = 0; q < count; ++q) mask[all[static_cast<std::size_t>(q)].second] = 0;
+    if (count > 0) remove_smallest_candidates(all, count, mask);
     return count;
   }
   constexpr int kShift = 8 * int(sizeof(U)) - 16;
@@ -102,21 +123,8 @@ Index remove_smallest_fraction(const S* score, std::uint8_t* mask, Index rows, I
         }
       },
       par ? Index(2) : Index(1) << 62);
-  // Inside the cut bin: the need-th smallest key K, then, in index order, every key below K and
-  // the first keys equal to K (ties are common: e.g. regrown weights are exactly 0).
-  const Index need = count - below;
-  std::vector<U> keys;
-  keys.reserve(static_cast<std::size_t>(total[static_cast<std::size_t>(cut)]));
-  for (const auto& c : cand)
-    for (const auto& e : c) keys.push_back(e.first);
-  std::nth_element(keys.begin(), keys.begin() + (need - 1), keys.end());
-  const U kth = keys[static_cast<std::size_t>(need - 1)];
-  Index less = 0;
-  for (U k : keys) less += k < kth;
-  Index equal_left = need - less;
-  for (const auto& c : cand)  // parts in row order: ascending index
-    for (const auto& e : c)
-      if (e.first < kth || (e.first == kth && equal_left-- > 0)) mask[e.second] = 0;
+  // Inside the cut bin (parts in row order: ascending index).
+  remove_smallest_candidates(cand, count - below, mask);
   return count;
 }
 
