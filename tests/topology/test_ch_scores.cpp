@@ -11,6 +11,7 @@
 
 #include <sparsenm/core/parallel.hpp>
 #include <sparsenm/core/philox.hpp>
+#include <sparsenm/mask/project.hpp>
 #include <sparsenm/topology/ch_scores.hpp>
 
 using namespace sparsenm;
@@ -90,6 +91,28 @@ Matrix<double> path_scores(const Mask& m, ChRule rule) {
   return s;
 }
 
+/// `m` with each active entry cleared with probability `fraction` (a mask after removal: its
+/// groups may hold fewer than n ones).
+Mask after_removal(Mask m, double fraction, std::uint64_t seed) {
+  const Philox rng(seed, 13);
+  for (Index k = 0; k < m.size(); ++k)
+    if (m.data()[k] && rng.uniform(static_cast<std::uint64_t>(k)) < fraction) m.data()[k] = 0;
+  return m;
+}
+
+/// The N:M masks the refresher scores: row-wise and transposable 1:4 and 2:4, as drawn and after
+/// a removal of 30 % of their links.
+std::vector<Mask> nm_masks(Index rows, Index cols, std::uint64_t seed) {
+  std::vector<Mask> out;
+  for (NM nm : {NM{1, 4}, NM{2, 4}})
+    for (Layout layout : {Layout::RowWise, Layout::Transposable}) {
+      const Mask m = sparsenm::random_mask(rows, cols, nm, layout, Philox(seed++));
+      out.push_back(m);
+      out.push_back(after_removal(m, 0.3, seed++));
+    }
+  return out;
+}
+
 template <class A, class B>
 double max_rel_diff(const A& a, const B& b) {
   double worst = 0;
@@ -160,6 +183,123 @@ TEST(ChScores, EqualsGemmFormulationOnNMMasks) {
   }
 }
 
+TEST(ChScores, EqualsGemmFormulationOnStructuredMasks) {
+  // Row-wise and transposable N:M masks, as drawn and after removal: these take the N:M-structured
+  // table products (12 / 8 inner indices per lookup) in one or both streams.
+  for (const Mask& m : nm_masks(48, 80, 21)) {
+    for (ChRule rule : {ChRule::Ch2L3n, ChRule::Ch3L3n}) {
+      EXPECT_LT(
+          max_rel_diff(ch_l3n_scores<double>(m, rule), detail::ch_l3n_scores_gemm<double>(m, rule)),
+          1e-12);
+      EXPECT_LT(
+          max_rel_diff(ch_l3n_scores<float>(m, rule), detail::ch_l3n_scores_gemm<float>(m, rule)),
+          1e-6);
+    }
+  }
+}
+
+TEST(ChScores, TableKindFollowsTheGroupStructure) {
+  // table_kind against a plain count of the ones in every aligned group of 4 bits.
+  auto expected = [](const Mask& m) {
+    int most = 0;
+    for (Index r = 0; r < m.rows(); ++r)
+      for (Index g = 0; g * 4 < m.cols(); ++g) {
+        int ones = 0;
+        for (Index c = 4 * g; c < std::min(m.cols(), 4 * g + 4); ++c) ones += m(r, c) != 0;
+        most = std::max(most, ones);
+      }
+    return most <= 1   ? detail::TableKind::Groups1of4
+           : most <= 2 ? detail::TableKind::Groups2of4
+                       : detail::TableKind::Bits6;
+  };
+  std::vector<Mask> masks = nm_masks(24, 136, 5);
+  masks.push_back(random_mask(9, 70, 0.1, 3));
+  masks.push_back(random_mask(9, 70, 0.5, 4));
+  masks.push_back(Mask::Zero(3, 5));
+  for (const Mask& m : masks) {
+    detail::BitRows rows, cols;
+    detail::pack_rows(m, rows);
+    detail::pack_cols(m, cols);
+    EXPECT_EQ(detail::table_kind(rows), expected(m));
+    EXPECT_EQ(detail::table_kind(cols), expected(m.transpose()));
+  }
+  // Row-wise N:M: the rows are structured (the column stream's B), the columns are not.
+  detail::BitRows rows;
+  detail::pack_rows(sparsenm::random_mask(16, 64, NM{1, 4}, Layout::RowWise, Philox(1)), rows);
+  EXPECT_EQ(detail::table_kind(rows), detail::TableKind::Groups1of4);
+  detail::pack_rows(sparsenm::random_mask(16, 64, NM{2, 4}, Layout::RowWise, Philox(1)), rows);
+  EXPECT_EQ(detail::table_kind(rows), detail::TableKind::Groups2of4);
+}
+
+/// Every table kind against a plain product: a (rows x K, real, in panels) times a binary B (K x n)
+/// drawn with the kind's group structure; SIMD and scalar kernels bit for bit, both within
+/// rounding of the plain double product.
+template <detail::TableKind Kd, class S>
+void check_table_product(Index rows, Index k, Index n, std::uint64_t seed) {
+  using G = detail::TableGeometry<Kd>;
+  constexpr Index L = detail::tab_lanes<S>();
+  const Index kp = detail::round_up(k, G::pass), panels = (rows + L - 1) / L;
+  const Philox rng(seed, 17);
+  Matrix<double> a(rows, k);
+  for (Index i = 0; i < a.size(); ++i) a.data()[i] = rng.uniform(std::uint64_t(i)) - 0.25;
+  std::vector<S> panel(static_cast<std::size_t>(panels * kp * L), S(0));
+  for (Index r = 0; r < rows; ++r)
+    for (Index j = 0; j < k; ++j)
+      panel[static_cast<std::size_t>(((r / L) * kp + j) * L + r % L)] = static_cast<S>(a(r, j));
+  // B's columns: per aligned group of 4 inner indices, a random legal group pattern.
+  const int cap = Kd == detail::TableKind::Groups1of4   ? 1
+                  : Kd == detail::TableKind::Groups2of4 ? 2
+                                                        : 4;
+  Mask bt = Mask::Zero(n, k);  // rows = columns of B
+  for (Index c = 0; c < n; ++c)
+    for (Index j = 0; j < k; ++j) {
+      int in_group = 0;
+      for (Index t = j - j % 4; t < j; ++t) in_group += bt(c, t);
+      const double u = rng.uniform(std::uint64_t(1000000 + c * k + j));
+      if (in_group < cap && u < 0.4) bt(c, j) = 1;
+    }
+  detail::BitRows cols;
+  detail::pack_rows(bt, cols);
+  const detail::TableKind drawn = detail::table_kind(cols);  // B must suit kind Kd
+  ASSERT_TRUE(Kd == detail::TableKind::Bits6 || drawn == Kd ||
+              drawn == detail::TableKind::Groups1of4);
+  std::vector<std::uint16_t> offsets;
+  detail::table_offsets<Kd>(cols, kp, offsets);
+  std::vector<S> fast(static_cast<std::size_t>(panels * n * L)), ref(fast.size());
+  detail::table_product<Kd>(panel.data(), rows, kp, offsets.data(), n, fast.data());
+  detail::scalar::table_product<Kd>(panel.data(), rows, kp, offsets.data(), n, ref.data());
+  EXPECT_TRUE(fast == ref) << rows << "x" << k << "x" << n;
+  double worst = 0;
+  for (Index r = 0; r < rows; ++r)
+    for (Index c = 0; c < n; ++c) {
+      double plain = 0, scale = 0;
+      for (Index j = 0; j < k; ++j)
+        if (bt(c, j)) {
+          plain += static_cast<double>(static_cast<S>(a(r, j)));
+          scale += std::abs(a(r, j));
+        }
+      const double got =
+          static_cast<double>(ref[static_cast<std::size_t>(((r / L) * n + c) * L + r % L)]);
+      worst = std::max(worst, std::abs(got - plain) / std::max(scale, 1e-300));
+    }
+  const double tol = std::is_same<S, float>::value ? 2e-6 : 1e-14;
+  EXPECT_LT(worst, tol) << rows << "x" << k << "x" << n;
+}
+
+TEST(ChScores, TableProductsOfEveryKindEqualPlainProducts) {
+  // Shapes with partial panels, partial passes (K not a multiple of 40, 48 or 60) and odd n.
+  const Index shapes[][3] = {{1, 4, 1}, {17, 61, 9}, {40, 120, 33}, {23, 250, 64}};
+  std::uint64_t seed = 1;
+  for (const auto& sh : shapes) {
+    check_table_product<detail::TableKind::Bits6, float>(sh[0], sh[1], sh[2], ++seed);
+    check_table_product<detail::TableKind::Groups1of4, float>(sh[0], sh[1], sh[2], ++seed);
+    check_table_product<detail::TableKind::Groups2of4, float>(sh[0], sh[1], sh[2], ++seed);
+    check_table_product<detail::TableKind::Bits6, double>(sh[0], sh[1], sh[2], ++seed);
+    check_table_product<detail::TableKind::Groups1of4, double>(sh[0], sh[1], sh[2], ++seed);
+    check_table_product<detail::TableKind::Groups2of4, double>(sh[0], sh[1], sh[2], ++seed);
+  }
+}
+
 TEST(ChScores, SimdKernelsMatchScalarBitForBit) {
   // Shapes that exercise every padding path (rows/cols not multiples of 5, 8, 16, 20, 64).
   const Index shapes[][2] = {{1, 1}, {2, 3}, {17, 23}, {65, 130}, {130, 66}, {203, 97}};
@@ -176,15 +316,30 @@ TEST(ChScores, SimdKernelsMatchScalarBitForBit) {
                       .all());
     }
   }
+  // N:M masks take the structured table kinds (odd shapes: partial panels and passes).
+  const Index nm_shapes[][2] = {{132, 68}, {204, 100}};
+  for (const auto& sh : nm_shapes)
+    for (const Mask& m : nm_masks(sh[0], sh[1], ++seed)) {
+      EXPECT_TRUE((ch2_l3n_scores<float>(m).array() ==
+                   detail::ch_l3n_scores_scalar<float>(m, ChRule::Ch2L3n).array())
+                      .all())
+          << sh[0] << "x" << sh[1];
+      EXPECT_TRUE((ch2_l3n_scores<double>(m).array() ==
+                   detail::ch_l3n_scores_scalar<double>(m, ChRule::Ch2L3n).array())
+                      .all());
+    }
 }
 
 TEST(ChScores, SameForOneAndTwoThreads) {
-  const Mask m = random_nm(256, 320, NM{2, 4}, 3);  // large enough to run in parallel
-  set_thread_count(1);
-  const Matrix<float> a = ch2_l3n_scores<float>(m);
-  set_thread_count(2);
-  const Matrix<float> b = ch2_l3n_scores<float>(m);
-  EXPECT_TRUE((a.array() == b.array()).all());
+  // Large enough to run in parallel; every table kind (row-wise 2:4 and 1:4, a random mask).
+  for (const Mask& m : {random_nm(256, 320, NM{2, 4}, 3), random_nm(256, 320, NM{1, 4}, 4),
+                        random_mask(200, 300, 0.3, 5)}) {
+    set_thread_count(1);
+    const Matrix<float> a = ch2_l3n_scores<float>(m);
+    set_thread_count(2);
+    const Matrix<float> b = ch2_l3n_scores<float>(m);
+    EXPECT_TRUE((a.array() == b.array()).all());
+  }
 }
 
 TEST(ChScores, EdgeCasesAndBadInput) {

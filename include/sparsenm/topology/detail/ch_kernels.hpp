@@ -4,13 +4,11 @@
 //
 //  * DD = M Mᵀ and TT = Mᵀ M are common-neighbour counts: rows packed into 64-bit words and
 //    multiplied with AND + POPCNT (AVX-512 VPOPCNTDQ, 512 bit-products per instruction triple).
-//  * The projections F_D M and F_T Mᵀ multiply a real matrix by a binary one. They use the
-//    "four Russians" idea with the lookup tables in L1: the inner dimension is cut into blocks
-//    of 6, and for 16 output rows (8 for double) and one block the 64 possible subset sums of the
-//    6 real columns form a table of 64 zmm; each output column then adds the entry its 6-bit
-//    pattern selects: one load + one add = 16 rows x 6 inner indices = 96 multiply-adds of the
-//    GEMM. Eight tables (32 KiB) are live at once, so a column's accumulator is read and written
-//    once per 48 inner indices. The byte offsets of the entries are precomputed per column.
+//  * The projections F_D M and F_T Mᵀ multiply a real matrix by a binary one: four-Russians
+//    lookups in L1-resident tables (detail/table_product.hpp), 6-bit blocks for any mask and
+//    N:M-structured blocks (12 inner indices per lookup for 1:4, 8 for 2:4) where every aligned
+//    group of 4 holds at most one / two ones: the column stream of a row-wise mask (also after
+//    removal) and both streams of a transposable one.
 //
 // Everything here is exact integer arithmetic except the table sums and their accumulation, which
 // run in a fixed order (inner blocks ascending), identical in the SIMD kernels and the scalar
@@ -29,6 +27,7 @@
 #include "../../core/simd.hpp"
 #include "../../core/types.hpp"
 #include "../../kernels/detail/simd_vec.hpp"
+#include "table_product.hpp"
 
 // Silences GCC bug 105593 false positives in AVX-512 code (see core/simd.hpp).
 SPARSENM_SIMD_WARNINGS_PUSH
@@ -41,26 +40,6 @@ namespace sparsenm {
 enum class ChRule { Ch2L3n, Ch3L3n };
 
 namespace detail {
-
-/// Rows of a 0/1 matrix packed LSB-first into 64-bit words. `words` is padded to a multiple of 8
-/// (one zmm) and `rows_padded` to a multiple of 16 (a Gram tile); padding is zero.
-struct BitRows {
-  Index rows = 0;
-  Index rows_padded = 0;
-  Index bits = 0;
-  Index words = 0;
-  std::vector<std::uint64_t> data;
-
-  const std::uint64_t* row(Index r) const { return data.data() + r * words; }
-  std::uint64_t* row(Index r) { return data.data() + r * words; }
-  void resize(Index r, Index b) {
-    rows = r;
-    bits = b;
-    rows_padded = (r + 15) / 16 * 16;
-    words = ((b + 63) / 64 + 7) / 8 * 8;
-    data.assign(static_cast<std::size_t>(rows_padded * words), 0);
-  }
-};
 
 /// Reusable buffers of one score computation (avoids ~6 large allocations per refresh).
 template <class S>
@@ -76,12 +55,6 @@ struct ChWorkspace {
   Buffer col_stream;                   // F_T Mᵀ, same panel layout
   std::vector<int> deg_rows, deg_cols;
 };
-
-/// min_parallel value that keeps a parallel_for serial (small problems: a parallel region costs
-/// more than the work, and a lot more on a loaded machine).
-constexpr Index kNoParallel = Index(1) << 62;
-
-inline Index round_up(Index x, Index to) { return (x + to - 1) / to * to; }
 
 /// Packs the rows of `mask` (any nonzero byte counts as 1).
 inline void pack_rows(const Mask& mask, BitRows& out, bool par = true) {
@@ -139,44 +112,7 @@ inline void row_degrees(const BitRows& b, std::vector<int>& deg) {
   }
 }
 
-/// Geometry of the table-lookup projections (table_product): a table holds the 2^6 subset sums
-/// of 6 inner indices, one 64-byte entry per subset (16 float or 8 double output rows), and a
-/// pass keeps 8 tables = 32 KiB in L1 (measured against 5-bit x 16 and 7-bit x 4/5/6 tables:
-/// 6 x 8 is the fastest at 4096², and 4-7x as fast per lookup as an L2-resident 8-bit table).
-constexpr int kTabBits = 6;
-constexpr int kTabEntries = 1 << kTabBits;
-constexpr int kTabPerPass = 8;
-constexpr Index kTabPass = kTabBits * kTabPerPass;  // inner indices per pass
-
-/// Output rows per panel: one 64-byte table entry.
-template <class S>
-constexpr Index tab_lanes() {
-  return Index(64 / sizeof(S));
-}
-
 namespace scalar {
-
-/// The 64 entries of one table from its 6 inner columns x[0..5] (each `lanes` values), written
-/// in a fixed order that the SIMD kernel repeats: lo = subset sums of x0..x2 and hi = of x3..x5,
-/// each accumulated from 0 in ascending bit order, then entry (h << 3 | l) = lo[l] + hi[h].
-template <class S>
-void table_entries(const S* x, Index lanes, S* table) {
-  for (Index lane = 0; lane < lanes; ++lane) {
-    S lo[8], hi[8];
-    for (int p = 0; p < 8; ++p) {
-      S a = S(0), b = S(0);
-      for (int bit = 0; bit < 3; ++bit)
-        if (p >> bit & 1) {
-          a = a + x[bit * lanes + lane];
-          b = b + x[(3 + bit) * lanes + lane];
-        }
-      lo[p] = a;
-      hi[p] = b;
-    }
-    for (int h = 0; h < 8; ++h)
-      for (int l = 0; l < 8; ++l) table[(h * 8 + l) * lanes + lane] = lo[l] + hi[h];
-  }
-}
 
 /// G = B Bᵀ over the packed rows (n x n, row-major), by scalar popcount.
 inline void gram(const BitRows& b, std::int32_t* g) {
@@ -189,38 +125,6 @@ inline void gram(const BitRows& b, std::int32_t* g) {
       for (Index w = 0; w < b.words; ++w) s += __builtin_popcountll(x[w] & y[w]);
       g[i * n + j] = s;
     }
-}
-
-/// out = a B for a real a (rows x K) given in row panels and a binary B (K x n) given by its
-/// table offsets (table_offsets): panel layout of a: a(r, k) at `panels[(rb * kp + k) * L + l]`
-/// with r = rb * L + l, L = tab_lanes<S>(), kp a multiple of kTabPass, zero beyond rows / K;
-/// output in the same layout with n columns: out(r, c) at `out[(rb * n + c) * L + l]`.
-/// Summation order (the SIMD kernel's): per column and pass, the 8 looked-up entries as a
-/// pairwise tree ((e0 + e1) + (e2 + e3)) + ((e4 + e5) + (e6 + e7)) (half the dependency chain of
-/// a running sum), added to the column's accumulator, passes ascending.
-template <class S>
-void table_product(const S* panels, Index rows, Index kp, const std::uint16_t* offsets, Index n,
-                   S* out) {
-  constexpr Index L = tab_lanes<S>();
-  const Index passes = kp / kTabPass;
-  std::vector<S> table(static_cast<std::size_t>(kTabPerPass * kTabEntries * L));
-  for (Index rb = 0; rb < (rows + L - 1) / L; ++rb) {
-    S* o = out + rb * n * L;
-    for (Index q = 0; q < passes; ++q) {
-      for (int t = 0; t < kTabPerPass; ++t)
-        table_entries(panels + (rb * kp + q * kTabPass + kTabBits * t) * L, L,
-                      table.data() + t * kTabEntries * L);
-      const std::uint16_t* off = offsets + q * n * kTabPerPass;
-      for (Index c = 0; c < n; ++c)
-        for (Index l = 0; l < L; ++l) {
-          S e[kTabPerPass];
-          for (int t = 0; t < kTabPerPass; ++t)
-            e[t] = table[static_cast<std::size_t>(off[c * kTabPerPass + t] / 64 * L + l)];
-          const S s = ((e[0] + e[1]) + (e[2] + e[3])) + ((e[4] + e[5]) + (e[6] + e[7]));
-          o[c * L + l] = q == 0 ? s : o[c * L + l] + s;
-        }
-    }
-  }
 }
 
 }  // namespace scalar
@@ -244,107 +148,7 @@ SPARSENM_ALWAYS_INLINE __m512i reduce8_epi64(const __m512i* v) {
 }
 #endif
 
-#if SPARSENM_HAS_AVX512
-/// One output panel of scalar::table_product (same contract and summation order): per pass,
-/// builds the 8 tables (32 KiB, on the stack), then per column two 8-byte offset loads, 8 table
-/// loads summed as a tree and one read-modify-write of the column's accumulator. The loop is
-/// bound by the 9 zmm loads per column (~4.3 G zmm loads/s per core measured here, 2.2 ns per
-/// column with everything in L1), i.e. ~96 multiply-adds of the GEMM per load.
-template <class S>
-void table_panel(const S* panel, Index kp, const std::uint16_t* offsets, Index n, S* o) {
-  using T = VecOps<S>;  // one 64-byte table entry = one zmm
-  using V = typename T::V;
-  constexpr Index L = tab_lanes<S>();
-  alignas(64) S table[kTabPerPass * kTabEntries * L];
-  const char* base = reinterpret_cast<const char*>(table);
-  auto entry = [base](std::uint64_t w, int k) {
-    return T::load(reinterpret_cast<const S*>(base + static_cast<std::uint16_t>(w >> (16 * k))));
-  };
-  for (Index q = 0; q < kp / kTabPass; ++q) {
-    for (int t = 0; t < kTabPerPass; ++t) {
-      const S* x = panel + (q * kTabPass + kTabBits * t) * L;
-      V lo[8], hi[8];
-      for (int p = 0; p < 8; ++p) {  // the order of scalar::table_entries
-        V a = T::zero(), b = T::zero();
-        for (int bit = 0; bit < 3; ++bit)
-          if (p >> bit & 1) {
-            a = T::add(a, T::load(x + bit * L));
-            b = T::add(b, T::load(x + (3 + bit) * L));
-          }
-        lo[p] = a;
-        hi[p] = b;
-      }
-      S* tt = table + t * kTabEntries * L;
-      for (int h = 0; h < 8; ++h)
-        for (int l = 0; l < 8; ++l) T::store(tt + (h * 8 + l) * L, T::add(lo[l], hi[h]));
-    }
-    const std::uint16_t* off = offsets + q * n * kTabPerPass;
-    const bool first = q == 0;
-    auto column = [&](Index c) {
-      std::uint64_t w0, w1;
-      std::memcpy(&w0, off + c * kTabPerPass, 8);
-      std::memcpy(&w1, off + c * kTabPerPass + 4, 8);
-      const V s0 = T::add(T::add(entry(w0, 0), entry(w0, 1)), T::add(entry(w0, 2), entry(w0, 3)));
-      const V s1 = T::add(T::add(entry(w1, 0), entry(w1, 1)), T::add(entry(w1, 2), entry(w1, 3)));
-      const V s = T::add(s0, s1);
-      T::store(o + c * L, first ? s : T::add(T::load(o + c * L), s));
-    };
-    Index c = 0;
-    for (; c + 2 <= n; c += 2) {
-      column(c);
-      column(c + 1);
-    }
-    if (c < n) column(c);
-  }
-}
-#endif
-
-/// scalar::table_product with the AVX-512 kernel, parallel over output panels (each panel is
-/// computed by one thread in the fixed order, so results do not depend on the thread count).
-template <class S>
-void table_product(const S* panels, Index rows, Index kp, const std::uint16_t* offsets, Index n,
-                   S* out, bool par = true) {
-  constexpr Index L = tab_lanes<S>();
-  const Index panel_count = (rows + L - 1) / L;
-  const Index threads = par ? std::max(1, thread_count()) : 1;
-  parallel_for_chunks(panel_count, (panel_count + threads - 1) / threads, [&](Index b0, Index b1) {
-#if SPARSENM_HAS_AVX512
-    for (Index rb = b0; rb < b1; ++rb)
-      table_panel(panels + rb * kp * L, kp, offsets, n, out + rb * n * L);
-#else
-    scalar::table_product(panels + b0 * kp * L, (b1 - b0) * L, kp, offsets, n, out + b0 * n * L);
-#endif
-  });
-}
-
 }  // namespace SPARSENM_ISA_NAMESPACE
-
-/// Table offsets of a binary B (K x n) whose COLUMNS are the packed rows of `cols` (cols.rows = n,
-/// cols.bits = K, zero beyond K): for pass q and table t, the 6-bit pattern p of column c over the
-/// inner indices 48q + 6t .. +5 becomes the byte offset of its entry in the pass's tables,
-/// `offsets[(q * n + c) * 8 + t] = (64 t + p) * 64` (entries are 64 bytes for float and double).
-inline void table_offsets(const BitRows& cols, Index kp, std::vector<std::uint16_t>& offsets,
-                          bool par = true) {
-  const Index n = cols.rows, passes = kp / kTabPass;
-  offsets.resize(static_cast<std::size_t>(passes * n * kTabPerPass));
-  constexpr std::uint64_t sel = kTabEntries - 1;
-  parallel_for(
-      0, n,
-      [&](Index c) {
-        const std::uint64_t* w = cols.row(c);
-        for (Index q = 0; q < passes; ++q)
-          for (int t = 0; t < kTabPerPass; ++t) {
-            const Index bit = q * kTabPass + kTabBits * t;
-            const Index k = bit / 64;
-            const int shift = static_cast<int>(bit % 64);
-            std::uint64_t x = k < cols.words ? w[k] >> shift : 0;
-            if (shift > 64 - kTabBits && k + 1 < cols.words) x |= w[k + 1] << (64 - shift);
-            offsets[static_cast<std::size_t>((q * n + c) * kTabPerPass + t)] =
-                static_cast<std::uint16_t>((kTabEntries * t + static_cast<int>(x & sel)) * 64);
-          }
-      },
-      par ? Index(64) : kNoParallel);
-}
 
 /// The CH weight of a pair with g common neighbours whose LAST node has degree `deg`
 /// (ALGORITHMS.md): (g + 1) / max(deg - g, 1) for Ch2L3n, 1 / max(deg - g, 1) for Ch3L3n, and 0
@@ -511,13 +315,13 @@ SPARSENM_ALWAYS_INLINE void combine_tile16(const float* srow, const float* x, co
 /// One stream of the scores, a (rows x n) = F B with F = ch_weight of the Gram of `gram_rows`
 /// (rows x rows) and B the binary factor whose columns are the packed rows of `b_cols`; the result
 /// lands in `stream` in row panels (table_product's layout).
-template <class S>
-void ch_stream(const BitRows& gram_rows, const std::vector<int>& deg, const BitRows& b_cols,
-               ChRule rule, ChWorkspace<S>& ws, typename ChWorkspace<S>::Buffer& stream,
-               bool use_scalar, bool par) {
+template <TableKind Kd, class S>
+void ch_stream_with(const BitRows& gram_rows, const std::vector<int>& deg, const BitRows& b_cols,
+                    ChRule rule, ChWorkspace<S>& ws, typename ChWorkspace<S>::Buffer& stream,
+                    bool use_scalar, bool par) {
   constexpr Index L = tab_lanes<S>();
   const Index rows = gram_rows.rows, n = b_cols.rows;
-  const Index kp = round_up(rows, kTabPass), panels = (rows + L - 1) / L;
+  const Index kp = round_up(rows, TableGeometry<Kd>::pass), panels = (rows + L - 1) / L;
   ws.weights.resize(static_cast<std::size_t>(panels * kp * L));
 #if SPARSENM_HAS_AVX512 && SPARSENM_HAS_AVX512_VPOPCNTDQ
   if (!use_scalar) {
@@ -529,12 +333,33 @@ void ch_stream(const BitRows& gram_rows, const std::vector<int>& deg, const BitR
     scalar::gram(gram_rows, ws.gram.data());
     ch_weight_panels(ws.gram.data(), rows, deg, rule, ws.weights.data(), kp, par);
   }
-  table_offsets(b_cols, kp, ws.offsets, par);
+  table_offsets<Kd>(b_cols, kp, ws.offsets, par);
   stream.resize(static_cast<std::size_t>(panels * n * L));
   if (use_scalar)
-    scalar::table_product(ws.weights.data(), rows, kp, ws.offsets.data(), n, stream.data());
+    scalar::table_product<Kd>(ws.weights.data(), rows, kp, ws.offsets.data(), n, stream.data());
   else
-    table_product(ws.weights.data(), rows, kp, ws.offsets.data(), n, stream.data(), par);
+    table_product<Kd>(ws.weights.data(), rows, kp, ws.offsets.data(), n, stream.data(), par);
+}
+
+/// One stream of the scores, a (rows x n) = F B with F = ch_weight of the Gram of `gram_rows`
+/// (rows x rows) and B the binary factor whose columns are the packed rows of `b_cols`; the result
+/// lands in `stream` in row panels (table_product's layout). The table kind is the cheapest one
+/// B's group structure allows (table_kind).
+template <class S>
+void ch_stream(const BitRows& gram_rows, const std::vector<int>& deg, const BitRows& b_cols,
+               ChRule rule, ChWorkspace<S>& ws, typename ChWorkspace<S>::Buffer& stream,
+               bool use_scalar, bool par) {
+  switch (table_kind(b_cols)) {
+    case TableKind::Groups1of4:
+      return ch_stream_with<TableKind::Groups1of4>(gram_rows, deg, b_cols, rule, ws, stream,
+                                                   use_scalar, par);
+    case TableKind::Groups2of4:
+      return ch_stream_with<TableKind::Groups2of4>(gram_rows, deg, b_cols, rule, ws, stream,
+                                                   use_scalar, par);
+    case TableKind::Bits6:
+      break;
+  }
+  ch_stream_with<TableKind::Bits6>(gram_rows, deg, b_cols, rule, ws, stream, use_scalar, par);
 }
 
 /// Full fast CH-L3n computation (rows = outputs R, cols = inputs C):

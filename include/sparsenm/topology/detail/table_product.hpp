@@ -1,0 +1,343 @@
+// SPDX-License-Identifier: Apache-2.0
+// Four-Russians products out = A B of a real A and a binary B with lookup tables in L1: the two
+// projections F_D M and F_T Mᵀ of the CH-L3n scores (topology/detail/ch_kernels.hpp).
+//
+// The inner dimension is cut into blocks; for 16 output rows (8 for double) and one block, a table
+// holds the sums of A's block columns over every pattern the block of a column of B can take, one
+// 64-byte entry (one zmm) per pattern. Each output column then adds the entry its pattern selects:
+// one load + one add does 16 rows x (block size) multiply-adds of the GEMM. The loop is bound by
+// those loads (~4.3 G zmm loads/s per core on the project machine), so the lever is the number of
+// inner indices one entry covers, limited by how many entries fit in L1:
+//
+//  * TableKind::Bits6 (any B): blocks of 6 inner indices, 2^6 = 64 entries, 8 tables (32 KiB)
+//    per pass: 48 inner indices per accumulator read-modify-write.
+//  * TableKind::Groups1of4: every aligned group of 4 inner indices of every column of B holds at
+//    most one 1, as each row of a row-wise 1:4 mask does (also after removal, which only clears
+//    bits). A group then takes 5 states, so 3 groups = 12 inner indices need 5^3 = 125 entries:
+//    twice the indices per load of Bits6 at about the same table size (5 tables = 39 KiB, 60 inner
+//    indices per pass). This is the column stream of a row-wise 1:4 mask (the N:M-sparse product
+//    the issue asks for) and both streams of a transposable one.
+//  * TableKind::Groups2of4: at most two 1s per group (2:4): 11 states, 2 groups = 8 inner indices
+//    in 11^2 = 121 entries (5 tables = 38 KiB, 40 inner indices per pass).
+//
+// Summation order (fixed, shared by the SIMD kernel and the scalar reference in detail::scalar, so
+// the two agree bit for bit and results do not depend on the thread count): a group's value for a
+// state is its columns summed from 0 in ascending bit order; an entry is the left fold of its
+// groups' values, group 0 first; per column and pass the entries are summed as a pairwise tree
+// (tree(0, n) = tree(0, h) + tree(h, n), h the largest power of 2 below n), which is added to the
+// column's accumulator, passes ascending.
+#ifndef SPARSENM_TOPOLOGY_DETAIL_TABLE_PRODUCT_HPP
+#define SPARSENM_TOPOLOGY_DETAIL_TABLE_PRODUCT_HPP
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "../../core/parallel.hpp"
+#include "../../core/simd.hpp"
+#include "../../core/types.hpp"
+#include "../../kernels/detail/simd_vec.hpp"
+
+// Silences GCC bug 105593 false positives in AVX-512 code (see core/simd.hpp).
+SPARSENM_SIMD_WARNINGS_PUSH
+
+namespace sparsenm {
+namespace detail {
+
+/// Rows of a 0/1 matrix packed LSB-first into 64-bit words. `words` is padded to a multiple of 8
+/// (one zmm) and `rows_padded` to a multiple of 16 (a Gram tile); padding is zero.
+struct BitRows {
+  Index rows = 0;
+  Index rows_padded = 0;
+  Index bits = 0;
+  Index words = 0;
+  std::vector<std::uint64_t> data;
+
+  const std::uint64_t* row(Index r) const { return data.data() + r * words; }
+  std::uint64_t* row(Index r) { return data.data() + r * words; }
+  void resize(Index r, Index b) {
+    rows = r;
+    bits = b;
+    rows_padded = (r + 15) / 16 * 16;
+    words = ((b + 63) / 64 + 7) / 8 * 8;
+    data.assign(static_cast<std::size_t>(rows_padded * words), 0);
+  }
+};
+
+/// min_parallel value that keeps a parallel_for serial (small problems: a parallel region costs
+/// more than the work, and a lot more on a loaded machine).
+constexpr Index kNoParallel = Index(1) << 62;
+
+inline Index round_up(Index x, Index to) { return (x + to - 1) / to * to; }
+
+/// How a table product cuts its inner dimension into lookups (see the top of this file).
+enum class TableKind { Bits6, Groups1of4, Groups2of4 };
+
+/// Geometry of one TableKind: a table covers `groups` groups of `group_bits` inner indices, each
+/// group in one of `states` states (the group patterns pattern(0..states-1)), so `entries` =
+/// states^groups; a pass keeps `tables` tables in L1 and covers `pass` inner indices.
+template <TableKind K>
+struct TableGeometry {
+  static constexpr int group_bits = K == TableKind::Bits6 ? 3 : 4;
+  static constexpr int states = K == TableKind::Bits6 ? 8 : K == TableKind::Groups1of4 ? 5 : 11;
+  static constexpr int groups = K == TableKind::Groups1of4 ? 3 : 2;
+  static constexpr int tables = K == TableKind::Bits6 ? 8 : 5;
+  static constexpr int inner = group_bits * groups;
+  static constexpr int entries = states * states * (groups == 3 ? states : 1);
+  static constexpr Index pass = Index(inner) * tables;
+
+  /// Bit pattern of a group in state s: all 8 patterns of 3 bits; the patterns of 4 bits with at
+  /// most one / two ones.
+  static constexpr int pattern(int s) {
+    constexpr int two[11] = {0, 1, 2, 4, 8, 3, 5, 6, 9, 10, 12};
+    return K == TableKind::Bits6        ? s
+           : K == TableKind::Groups1of4 ? (s == 0 ? 0 : 1 << (s - 1))
+                                        : two[s];
+  }
+  /// State of a group pattern p (p a legal pattern of this kind).
+  static constexpr int state(int p) {
+    for (int s = 0; s < states; ++s)
+      if (pattern(s) == p) return s;
+    return -1;
+  }
+};
+
+// A column's pattern in one pass is stored as the byte offsets of its entries in the pass's tables,
+// 16 bits each (the largest pass is 5 x 125 entries x 64 bytes = 40000 bytes), 8 slots per column
+// and pass (5 used by the Groups kinds). (One byte per entry index, all in one 8-byte load, was
+// measured 5 % slower: it needs a shift and a mask per lookup against a shift here.)
+constexpr Index kOffsetSlots = 8;
+
+/// Output rows per panel: one 64-byte table entry.
+template <class S>
+constexpr Index tab_lanes() {
+  return Index(64 / sizeof(S));
+}
+
+/// The cheapest kind valid for every column of B, given as the packed rows of `cols` (aligned
+/// groups of 4 bits: bits 4g .. 4g + 3 of each row).
+inline TableKind table_kind(const BitRows& cols) {
+  constexpr std::uint64_t k1 = 0x5555555555555555ull, k2 = 0x3333333333333333ull,
+                          k4 = 0x1111111111111111ull;
+  std::uint64_t two_or_more = 0, three_or_more = 0;
+  const std::uint64_t* w = cols.data.data();
+  for (Index i = 0; i < cols.rows * cols.words; ++i) {
+    const std::uint64_t pairs = (w[i] & k1) + (w[i] >> 1 & k1);
+    const std::uint64_t count = (pairs & k2) + (pairs >> 2 & k2);  // ones per group, 0..4
+    two_or_more |= count & 0x6666666666666666ull;                  // count in {2, 3, 4}
+    three_or_more |= (count + k4) & 0x4444444444444444ull;         // count + 1 in {4, 5}
+  }
+  return two_or_more == 0     ? TableKind::Groups1of4
+         : three_or_more == 0 ? TableKind::Groups2of4
+                              : TableKind::Bits6;
+}
+
+/// Table offsets of a binary B (K x n) whose COLUMNS are the packed rows of `cols` (cols.rows = n,
+/// cols.bits = K, zero beyond K), for a product of kind Kd over kp inner indices (a multiple of
+/// the pass): table t of pass q covers the inner indices pass·q + inner·t .. + inner − 1, where
+/// the groups' states s_g of column c select entry e = Σ_g s_g·states^g; stored at
+/// `offsets[(q * n + c) * 8 + t]` as its byte offset (entries·t + e)·64 in the pass's tables.
+template <TableKind Kd>
+void table_offsets(const BitRows& cols, Index kp, std::vector<std::uint16_t>& offsets,
+                   bool par = true) {
+  using G = TableGeometry<Kd>;
+  const Index n = cols.rows, passes = kp / G::pass;
+  offsets.resize(static_cast<std::size_t>(passes * n * kOffsetSlots));
+  int state_of[16] = {};
+  for (int p = 0; p < (1 << G::group_bits); ++p) state_of[p] = std::max(0, G::state(p));
+  parallel_for(
+      0, n,
+      [&](Index c) {
+        const std::uint64_t* w = cols.row(c);
+        for (Index q = 0; q < passes; ++q)
+          for (int t = 0; t < G::tables; ++t) {
+            const Index bit = q * G::pass + G::inner * t;
+            const Index k = bit / 64;
+            const int shift = static_cast<int>(bit % 64);
+            std::uint64_t x = k < cols.words ? w[k] >> shift : 0;
+            if (shift > 64 - G::inner && k + 1 < cols.words) x |= w[k + 1] << (64 - shift);
+            int e = 0;
+            for (int g = G::groups - 1; g >= 0; --g)
+              e = e * G::states + state_of[x >> (g * G::group_bits) & ((1u << G::group_bits) - 1)];
+            offsets[static_cast<std::size_t>((q * n + c) * kOffsetSlots + t)] =
+                static_cast<std::uint16_t>((G::entries * t + e) * 64);
+          }
+      },
+      par ? Index(64) : kNoParallel);
+}
+
+namespace scalar {
+
+/// The entries of one table of kind Kd from its G::inner inner columns x[0..] (each `lanes`
+/// values), in the order described at the top of the file: group values, then level by level
+/// part_g(e + S^g·s) = part_{g−1}(e) + value_g(s) (the left fold, group 0 first).
+template <TableKind Kd, class S>
+void table_entries(const S* x, Index lanes, S* table) {
+  using G = TableGeometry<Kd>;
+  for (Index lane = 0; lane < lanes; ++lane) {
+    S value[G::groups][G::states];
+    for (int g = 0; g < G::groups; ++g)
+      for (int s = 0; s < G::states; ++s) {
+        S a = S(0);
+        for (int bit = 0; bit < G::group_bits; ++bit)
+          if (G::pattern(s) >> bit & 1) a = a + x[(g * G::group_bits + bit) * lanes + lane];
+        value[g][s] = a;
+      }
+    for (int e = 0; e < G::entries; ++e) {
+      int r = e;
+      S v = value[0][r % G::states];
+      for (int g = 1; g < G::groups; ++g) {
+        r /= G::states;
+        v = v + value[g][r % G::states];
+      }
+      table[e * lanes + lane] = v;
+    }
+  }
+}
+
+/// Pairwise sum of e[B .. E) (the tree of the file comment).
+template <class S>
+S tree_sum(const S* e, int b, int end) {
+  if (end - b == 1) return e[b];
+  int h = 1;
+  while (2 * h < end - b) h *= 2;
+  return tree_sum(e, b, b + h) + tree_sum(e, b + h, end);
+}
+
+/// out = a B for a real a (rows x K) given in row panels and a binary B (K x n) given by its
+/// table offsets (table_offsets<Kd>): panel layout of a: a(r, k) at `panels[(rb * kp + k) * L +
+/// l]` with r = rb * L + l, L = tab_lanes<S>(), kp a multiple of the pass, zero beyond rows / K;
+/// output in the same layout with n columns: out(r, c) at `out[(rb * n + c) * L + l]`.
+template <TableKind Kd, class S>
+void table_product(const S* panels, Index rows, Index kp, const std::uint16_t* offsets, Index n,
+                   S* out) {
+  using G = TableGeometry<Kd>;
+  constexpr Index L = tab_lanes<S>();
+  const Index passes = kp / G::pass;
+  std::vector<S> table(static_cast<std::size_t>(G::tables * G::entries * L));
+  for (Index rb = 0; rb < (rows + L - 1) / L; ++rb) {
+    S* o = out + rb * n * L;
+    for (Index q = 0; q < passes; ++q) {
+      for (int t = 0; t < G::tables; ++t)
+        table_entries<Kd>(panels + (rb * kp + q * G::pass + G::inner * t) * L, L,
+                          table.data() + t * G::entries * L);
+      const std::uint16_t* off = offsets + q * n * kOffsetSlots;
+      for (Index c = 0; c < n; ++c)
+        for (Index l = 0; l < L; ++l) {
+          S e[G::tables];
+          for (int t = 0; t < G::tables; ++t)
+            e[t] = table[static_cast<std::size_t>(off[c * kOffsetSlots + t] / 64 * L + l)];
+          const S s = tree_sum(e, 0, G::tables);
+          o[c * L + l] = q == 0 ? s : o[c * L + l] + s;
+        }
+    }
+  }
+}
+
+}  // namespace scalar
+
+inline namespace SPARSENM_ISA_NAMESPACE {
+
+#if SPARSENM_HAS_AVX512
+/// Vector form of scalar::tree_sum over e[B .. E) (compile-time bounds: fully unrolled).
+template <class T, int B, int E>
+SPARSENM_ALWAYS_INLINE typename T::V tree_sum(const typename T::V* e) {
+  if constexpr (E - B == 1) {
+    return e[B];
+  } else {
+    constexpr int h = (E - B) > 4 ? 4 : (E - B) > 2 ? 2 : 1;  // largest power of 2 below E - B
+    static_assert(E - B <= 8, "tree_sum: at most 8 entries");
+    return T::add(tree_sum<T, B, B + h>(e), tree_sum<T, B + h, E>(e));
+  }
+}
+
+/// One output panel of scalar::table_product (same contract and summation order): per pass,
+/// builds the tables (<= 40 KiB, on the stack), then per column loads its offsets (two 8-byte
+/// loads), the entries they select, sums those as a tree and updates the column's accumulator:
+/// Tn + 3 loads and a store per Tn x inner x 16 multiply-adds of the GEMM.
+template <TableKind Kd, class S>
+void table_panel(const S* panel, Index kp, const std::uint16_t* offsets, Index n, S* o) {
+  using G = TableGeometry<Kd>;
+  using T = VecOps<S>;  // one 64-byte table entry = one zmm
+  using V = typename T::V;
+  constexpr Index L = tab_lanes<S>();
+  constexpr int Tn = G::tables;
+  alignas(64) S table[Tn * G::entries * L];
+  const char* base = reinterpret_cast<const char*>(table);
+  auto entry = [base](std::uint64_t w, int k) {
+    return T::load(reinterpret_cast<const S*>(base + static_cast<std::uint16_t>(w >> (16 * k))));
+  };
+  for (Index q = 0; q < kp / G::pass; ++q) {
+    for (int t = 0; t < Tn; ++t) {
+      const S* x = panel + (q * G::pass + G::inner * t) * L;
+      S* tt = table + t * G::entries * L;
+      V value[G::groups][G::states];
+      for (int g = 0; g < G::groups; ++g)
+        for (int s = 0; s < G::states; ++s) {
+          V a = T::zero();
+          for (int bit = 0; bit < G::group_bits; ++bit)
+            if (G::pattern(s) >> bit & 1) a = T::add(a, T::load(x + (g * G::group_bits + bit) * L));
+          value[g][s] = a;
+        }
+      // Level by level (scalar::table_entries' left fold): entries [0, S^g) hold the partial sums
+      // over groups < g; those with group g in state s go to e + S^g·s, state 0 last (in place).
+      for (int s = 0; s < G::states; ++s) T::store(tt + s * L, value[0][s]);
+      int span = G::states;
+      for (int g = 1; g < G::groups; ++g) {
+        for (int s = G::states - 1; s >= 0; --s)
+          for (int e = 0; e < span; ++e)
+            T::store(tt + (e + span * s) * L, T::add(T::load(tt + e * L), value[g][s]));
+        span *= G::states;
+      }
+    }
+    const std::uint16_t* off = offsets + q * n * kOffsetSlots;
+    const bool first = q == 0;
+    auto column = [&](Index c) {
+      const std::uint16_t* oc = off + c * kOffsetSlots;
+      std::uint64_t w0, w1 = 0;
+      std::memcpy(&w0, oc, 8);
+      if constexpr (Tn == 8) std::memcpy(&w1, oc + 4, 8);
+      if constexpr (Tn == 5) w1 = oc[4];
+      V e[Tn];
+      for (int k = 0; k < Tn; ++k) e[k] = entry(k < 4 ? w0 : w1, k % 4);
+      const V s = tree_sum<T, 0, Tn>(e);
+      T::store(o + c * L, first ? s : T::add(T::load(o + c * L), s));
+    };
+    Index c = 0;
+    for (; c + 2 <= n; c += 2) {
+      column(c);
+      column(c + 1);
+    }
+    if (c < n) column(c);
+  }
+}
+#endif
+
+/// scalar::table_product with the AVX-512 kernel, parallel over output panels (each panel is
+/// computed by one thread in the fixed order, so results do not depend on the thread count).
+template <TableKind Kd, class S>
+void table_product(const S* panels, Index rows, Index kp, const std::uint16_t* offsets, Index n,
+                   S* out, bool par = true) {
+  constexpr Index L = tab_lanes<S>();
+  const Index panel_count = (rows + L - 1) / L;
+  const Index threads = par ? std::max(1, thread_count()) : 1;
+  parallel_for_chunks(panel_count, (panel_count + threads - 1) / threads, [&](Index b0, Index b1) {
+#if SPARSENM_HAS_AVX512
+    for (Index rb = b0; rb < b1; ++rb)
+      table_panel<Kd>(panels + rb * kp * L, kp, offsets, n, out + rb * n * L);
+#else
+    scalar::table_product<Kd>(panels + b0 * kp * L, (b1 - b0) * L, kp, offsets, n,
+                              out + b0 * n * L);
+#endif
+  });
+}
+
+}  // namespace SPARSENM_ISA_NAMESPACE
+
+}  // namespace detail
+}  // namespace sparsenm
+
+SPARSENM_SIMD_WARNINGS_POP
+
+#endif  // SPARSENM_TOPOLOGY_DETAIL_TABLE_PRODUCT_HPP
