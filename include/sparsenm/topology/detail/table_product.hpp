@@ -5,20 +5,22 @@
 // The inner dimension is cut into blocks; for 16 output rows (8 for double) and one block, a table
 // holds the sums of A's block columns over every pattern the block of a column of B can take, one
 // 64-byte entry (one zmm) per pattern. Each output column then adds the entry its pattern selects:
-// one load + one add does 16 rows x (block size) multiply-adds of the GEMM. The loop is bound by
-// those loads (~4.3 G zmm loads/s per core on the project machine), so the lever is the number of
-// inner indices one entry covers, limited by how many entries fit in L1:
+// one load + one add does 16 rows x (block size) multiply-adds of the GEMM. A pass keeps 8 tables
+// and reads and writes each column's accumulator once. The loop is bound by the zmm loads (~1.3
+// per cycle on the project machine, whatever feeds the addresses: 16-bit offsets, bytes, direct
+// loads measured the same), so the lever is the number of inner indices one entry covers:
 //
-//  * TableKind::Bits6 (any B): blocks of 6 inner indices, 2^6 = 64 entries, 8 tables (32 KiB)
-//    per pass: 48 inner indices per accumulator read-modify-write.
+//  * TableKind::Bits6 (any B): blocks of 6 inner indices, 2^6 = 64 entries (32 KiB per pass;
+//    10, 12 or 16 tables per pass and 5- or 7-bit blocks measured slower).
 //  * TableKind::Groups1of4: every aligned group of 4 inner indices of every column of B holds at
 //    most one 1, as each row of a row-wise 1:4 mask does (also after removal, which only clears
 //    bits). A group then takes 5 states, so 3 groups = 12 inner indices need 5^3 = 125 entries:
-//    twice the indices per load of Bits6 at about the same table size (5 tables = 39 KiB, 60 inner
-//    indices per pass). This is the column stream of a row-wise 1:4 mask (the N:M-sparse product
-//    the issue asks for) and both streams of a transposable one.
+//    twice the indices per load of Bits6. This is the column stream of a row-wise 1:4 mask (the
+//    N:M-sparse product the issue asks for) and both streams of a transposable one. The pass's
+//    62.5 KiB exceed L1, but a legal 1:4 mask touches only the 4^3 entries without an empty group
+//    (8 tables measured 7 % faster than 5 on legal masks, equal after a 10 % removal).
 //  * TableKind::Groups2of4: at most two 1s per group (2:4): 11 states, 2 groups = 8 inner indices
-//    in 11^2 = 121 entries (5 tables = 38 KiB, 40 inner indices per pass).
+//    in 11^2 = 121 entries (6^2 touched by a legal 2:4 mask).
 //
 // Summation order (fixed, shared by the SIMD kernel and the scalar reference in detail::scalar, so
 // the two agree bit for bit and results do not depend on the thread count): a group's value for a
@@ -82,7 +84,7 @@ struct TableGeometry {
   static constexpr int group_bits = K == TableKind::Bits6 ? 3 : 4;
   static constexpr int states = K == TableKind::Bits6 ? 8 : K == TableKind::Groups1of4 ? 5 : 11;
   static constexpr int groups = K == TableKind::Groups1of4 ? 3 : 2;
-  static constexpr int tables = K == TableKind::Bits6 ? 8 : 5;
+  static constexpr int tables = 8;
   static constexpr int inner = group_bits * groups;
   static constexpr int entries = states * states * (groups == 3 ? states : 1);
   static constexpr Index pass = Index(inner) * tables;
@@ -103,11 +105,13 @@ struct TableGeometry {
   }
 };
 
-// A column's pattern in one pass is stored as the byte offsets of its entries in the pass's tables,
-// 16 bits each (the largest pass is 5 x 125 entries x 64 bytes = 40000 bytes), 8 slots per column
-// and pass (5 used by the Groups kinds). (One byte per entry index, all in one 8-byte load, was
-// measured 5 % slower: it needs a shift and a mask per lookup against a shift here.)
+// A column's pattern in one pass is stored as the byte offsets of its 8 entries in the pass's
+// tables, 16 bits each (the largest pass is 8 x 125 entries x 64 bytes = 64000 bytes).
 constexpr Index kOffsetSlots = 8;
+static_assert(TableGeometry<TableKind::Groups1of4>::tables *
+                      TableGeometry<TableKind::Groups1of4>::entries * 64 <=
+                  65536,
+              "table offsets must fit 16 bits");
 
 /// Output rows per panel: one 64-byte table entry.
 template <class S>
@@ -246,16 +250,16 @@ SPARSENM_ALWAYS_INLINE typename T::V tree_sum(const typename T::V* e) {
   if constexpr (E - B == 1) {
     return e[B];
   } else {
-    constexpr int h = (E - B) > 4 ? 4 : (E - B) > 2 ? 2 : 1;  // largest power of 2 below E - B
     static_assert(E - B <= 8, "tree_sum: at most 8 entries");
+    constexpr int h = (E - B) > 4 ? 4 : (E - B) > 2 ? 2 : 1;  // largest power of 2 below E - B
     return T::add(tree_sum<T, B, B + h>(e), tree_sum<T, B + h, E>(e));
   }
 }
 
 /// One output panel of scalar::table_product (same contract and summation order): per pass,
-/// builds the tables (<= 40 KiB, on the stack), then per column loads its offsets (two 8-byte
-/// loads), the entries they select, sums those as a tree and updates the column's accumulator:
-/// Tn + 3 loads and a store per Tn x inner x 16 multiply-adds of the GEMM.
+/// builds the tables (<= 62.5 KiB, on the stack), then per column loads its offsets (two 8-byte
+/// loads), the 8 entries they select, sums those as a tree and updates the column's accumulator:
+/// 9 zmm loads and a store per 8 x inner x 16 multiply-adds of the GEMM.
 template <TableKind Kd, class S>
 void table_panel(const S* panel, Index kp, const std::uint16_t* offsets, Index n, S* o) {
   using G = TableGeometry<Kd>;
@@ -295,12 +299,10 @@ void table_panel(const S* panel, Index kp, const std::uint16_t* offsets, Index n
     const bool first = q == 0;
     auto column = [&](Index c) {
       const std::uint16_t* oc = off + c * kOffsetSlots;
-      std::uint64_t w0, w1 = 0;
-      std::memcpy(&w0, oc, 8);
-      if constexpr (Tn == 8) std::memcpy(&w1, oc + 4, 8);
-      if constexpr (Tn == 5) w1 = oc[4];
+      std::uint64_t w[(Tn + 3) / 4];
+      std::memcpy(w, oc, sizeof(w));
       V e[Tn];
-      for (int k = 0; k < Tn; ++k) e[k] = entry(k < 4 ? w0 : w1, k % 4);
+      for (int k = 0; k < Tn; ++k) e[k] = entry(w[k / 4], k % 4);
       const V s = tree_sum<T, 0, Tn>(e);
       T::store(o + c * L, first ? s : T::add(T::load(o + c * L), s));
     };
