@@ -216,12 +216,16 @@ TEST(ChScores, TableKindFollowsTheGroupStructure) {
   masks.push_back(random_mask(9, 70, 0.1, 3));
   masks.push_back(random_mask(9, 70, 0.5, 4));
   masks.push_back(Mask::Zero(3, 5));
+  masks.push_back(random_mask(130, 200, 0.5, 6));  // partial 64 x 64 bit blocks
   for (const Mask& m : masks) {
-    detail::BitRows rows, cols;
+    detail::BitRows rows, cols, plain;
     detail::pack_rows(m, rows);
-    detail::pack_cols(m, cols);
+    detail::pack_cols(rows, cols);
     EXPECT_EQ(detail::table_kind(rows), expected(m));
     EXPECT_EQ(detail::table_kind(cols), expected(m.transpose()));
+    // pack_cols (64 x 64 bit-block transposes) equals packing the rows of Mᵀ.
+    detail::pack_rows(Mask(m.transpose()), plain);
+    EXPECT_EQ(cols.data, plain.data);
   }
   // Row-wise N:M: the rows are structured (the column stream's B), the columns are not.
   detail::BitRows rows;

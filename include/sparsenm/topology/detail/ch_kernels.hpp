@@ -79,24 +79,31 @@ inline void pack_rows(const Mask& mask, BitRows& out, bool par = true) {
       par ? Index(64) : kNoParallel);
 }
 
-/// Packs the columns of `mask` (the rows of Mᵀ).
-inline void pack_cols(const Mask& mask, BitRows& out, bool par = true) {
-  const Index R = mask.rows(), C = mask.cols();
+/// Transposes a 64 x 64 bit block in place, LSB-first: bit c of a[r] becomes bit r of a[c]. Six
+/// rounds swap the off-diagonal j x j sub-blocks of every 2j x 2j block, j = 32, 16, .., 1.
+inline void transpose_bits64(std::uint64_t* a) {
+  std::uint64_t m = 0x00000000FFFFFFFFull;  // the low j bits of every 2j-bit field
+  for (int j = 32; j != 0; j >>= 1, m ^= m << j)
+    for (int k = 0; k < 64; k = ((k | j) + 1) & ~j) {
+      const std::uint64_t t = ((a[k] >> j) ^ a[k | j]) & m;
+      a[k] ^= t << j;
+      a[k | j] ^= t;
+    }
+}
+
+/// The packed rows of Mᵀ from those of M (`rows` from pack_rows), by 64 x 64 bit-block transposes.
+inline void pack_cols(const BitRows& rows, BitRows& out, bool par = true) {
+  const Index R = rows.rows, C = rows.bits;
   out.resize(C, R);
-  const std::uint8_t* m = mask.data();
-  const Index blocks = (R + 63) / 64;
   parallel_for(
-      0, blocks,
-      [&](Index w) {
-        std::vector<std::uint64_t> acc(static_cast<std::size_t>(C), 0);
-        const Index r_end = std::min(R, (w + 1) * 64);
-        for (Index r = w * 64; r < r_end; ++r) {
-          const std::uint8_t* src = m + r * C;
-          const int shift = static_cast<int>(r - w * 64);
-          for (Index c = 0; c < C; ++c)
-            acc[static_cast<std::size_t>(c)] |= std::uint64_t(src[c] != 0) << shift;
+      0, (C + 63) / 64,
+      [&](Index cb) {
+        std::uint64_t a[64];
+        for (Index rb = 0; rb * 64 < R; ++rb) {
+          for (Index i = 0; i < 64; ++i) a[i] = rb * 64 + i < R ? rows.row(rb * 64 + i)[cb] : 0;
+          transpose_bits64(a);
+          for (Index j = 0; j < 64 && cb * 64 + j < C; ++j) out.row(cb * 64 + j)[rb] = a[j];
         }
-        for (Index c = 0; c < C; ++c) out.row(c)[w] = acc[static_cast<std::size_t>(c)];
       },
       par ? Index(2) : kNoParallel);
 }
@@ -264,9 +271,9 @@ void gram_weight_panels(const BitRows& b, const std::vector<int>& deg, ChRule ru
     // t[ii][jj] = G(i0 + ii, j0 + jj): row ii gives F(j0 + jj, k = i0 + ii) across the lanes jj.
     for (Index ii = 0; ii < ni; ++ii) emit(t[ii], j0, nj, i0 + ii);
     if (ib == jb) return;  // a diagonal tile is symmetric: done
-    alignas(64) std::int32_t u[16][16];
-    for (int ii = 0; ii < 16; ++ii)
-      for (int jj = 0; jj < 16; ++jj) u[jj][ii] = t[ii][jj];
+    alignas(64) std::int32_t u[16][16];  // the transposed tile (the int bits moved as floats)
+    VecOps<float>::transpose_block(reinterpret_cast<const float*>(&t[0][0]), 16,
+                                   reinterpret_cast<float*>(&u[0][0]), 16);
     for (Index jj = 0; jj < nj; ++jj) emit(u[jj], i0, ni, j0 + jj);
   };
   // Row of tiles ib has nt - ib tiles; folding ib with nt - 1 - ib gives every item nt + 1.
@@ -372,7 +379,7 @@ void ch_l3n_fast(const Mask& mask, ChRule rule, ChWorkspace<S>& ws, S* out, bool
   // Parallel only when the work (about R·C·(R + C) / 96 lookups) amortises the regions.
   const bool par = double(R) * double(C) * double(R + C) >= 2e7;
   pack_rows(mask, ws.bits_rows, par);
-  pack_cols(mask, ws.bits_cols, par);
+  pack_cols(ws.bits_rows, ws.bits_cols, par);
   row_degrees(ws.bits_rows, ws.deg_rows);
   row_degrees(ws.bits_cols, ws.deg_cols);
   // Row stream F_D M (R x C): F_D from DD = M Mᵀ, B = M, whose columns are the rows of Mᵀ.
