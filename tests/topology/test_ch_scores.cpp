@@ -320,6 +320,17 @@ TEST(ChScores, SimdKernelsMatchScalarBitForBit) {
                       .all());
     }
   }
+  // Weight panels written with non-temporal stores (the route of large masks) give the same bits.
+  for (const auto& sh : shapes) {
+    const Mask m = random_mask(sh[0], sh[1], 0.3, ++seed);
+    Matrix<float> streamed;
+    detail::ChWorkspace<float> ws;
+    ws.stream_above_bytes = 0;
+    ch_l3n_scores_into(m, ChRule::Ch2L3n, streamed, ws);
+    EXPECT_TRUE(
+        (streamed.array() == detail::ch_l3n_scores_scalar<float>(m, ChRule::Ch2L3n).array()).all())
+        << sh[0] << "x" << sh[1];
+  }
   // N:M masks take the structured table kinds (odd shapes: partial panels and passes).
   const Index nm_shapes[][2] = {{132, 68}, {204, 100}};
   for (const auto& sh : nm_shapes)

@@ -54,6 +54,9 @@ struct ChWorkspace {
   Buffer row_stream;                   // F_D M in panels of 16 (float) / 8 (double) rows
   Buffer col_stream;                   // F_T Mᵀ, same panel layout
   std::vector<int> deg_rows, deg_cols;
+  // Weight panels above this many bytes are written with non-temporal stores (gram_weight_panels;
+  // tests lower it to cover that path on small masks).
+  double stream_above_bytes = 32.0 * (1 << 20);
 };
 
 /// Packs the rows of `mask` (any nonzero byte counts as 1).
@@ -238,13 +241,13 @@ SPARSENM_ALWAYS_INLINE void weights16(const std::int32_t* g16, Index r0, Index k
 /// panel rows a tile writes belong to no other tile, and whole 64-byte lines are written.
 template <class S>
 void gram_weight_panels(const BitRows& b, const std::vector<int>& deg, ChRule rule, S* f, Index kp,
-                        bool par) {
+                        bool par, double stream_above_bytes) {
   constexpr Index L = tab_lanes<S>();
   const Index n = b.rows, W = b.words, nt = (n + 15) / 16;
   // Panels larger than the caches are written with non-temporal stores: no read for ownership of
   // lines that are only overwritten (4096²: 27 -> 24.5 ms per Gram); smaller ones stay cached for
   // the table product (non-temporal stores measured 12 % slower at 1280 x 512).
-  const bool stream = double((n + L - 1) / L) * double(kp * L) * sizeof(S) > 32.0 * (1 << 20) &&
+  const bool stream = double((n + L - 1) / L) * double(kp * L) * sizeof(S) > stream_above_bytes &&
                       reinterpret_cast<std::uintptr_t>(f) % 64 == 0;
   auto emit = [&](const std::int32_t* g16, Index r0, Index lanes, Index k) {
     const int dk = deg[static_cast<std::size_t>(k)];
@@ -347,7 +350,7 @@ void ch_stream_with(const BitRows& gram_rows, const std::vector<int>& deg, const
   ws.weights.resize(static_cast<std::size_t>(panels * kp * L));
 #if SPARSENM_HAS_AVX512 && SPARSENM_HAS_AVX512_VPOPCNTDQ
   if (!use_scalar) {
-    gram_weight_panels(gram_rows, deg, rule, ws.weights.data(), kp, par);
+    gram_weight_panels(gram_rows, deg, rule, ws.weights.data(), kp, par, ws.stream_above_bytes);
   } else
 #endif
   {
