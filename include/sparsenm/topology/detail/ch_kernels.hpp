@@ -47,6 +47,8 @@ struct ChWorkspace {
   BitRows bits_rows;               // rows of M
   BitRows bits_cols;               // rows of Mᵀ
   std::vector<std::int32_t> gram;  // DD or TT, n x n
+  // The Gram's rows interleaved by octets (gram_weight_panels), 64-byte aligned.
+  std::vector<std::uint64_t, Eigen::aligned_allocator<std::uint64_t>> interleaved;
   // 64-byte aligned (Eigen's allocator with AVX-512): panel entries are whole cache lines.
   using Buffer = std::vector<S, Eigen::aligned_allocator<S>>;
   Buffer weights;                      // F_D or F_T in row panels (see ch_weight_panels)
@@ -139,26 +141,7 @@ inline void gram(const BitRows& b, std::int32_t* g) {
 
 }  // namespace scalar
 
-inline namespace SPARSENM_ISA_NAMESPACE {
-
-#if SPARSENM_HAS_AVX512
-/// Sums of 8 vectors of 8 x u64 -> one vector: lane q = sum of the lanes of v[q].
-SPARSENM_ALWAYS_INLINE __m512i reduce8_epi64(const __m512i* v) {
-  __m512i t[4];
-  for (int p = 0; p < 4; ++p)
-    t[p] = _mm512_add_epi64(_mm512_unpacklo_epi64(v[2 * p], v[2 * p + 1]),
-                            _mm512_unpackhi_epi64(v[2 * p], v[2 * p + 1]));
-  // t[p] 128-bit lane L holds (partial v[2p], partial v[2p+1]).
-  const __m512i u0 = _mm512_add_epi64(_mm512_shuffle_i64x2(t[0], t[1], _MM_SHUFFLE(2, 0, 2, 0)),
-                                      _mm512_shuffle_i64x2(t[0], t[1], _MM_SHUFFLE(3, 1, 3, 1)));
-  const __m512i u1 = _mm512_add_epi64(_mm512_shuffle_i64x2(t[2], t[3], _MM_SHUFFLE(2, 0, 2, 0)),
-                                      _mm512_shuffle_i64x2(t[2], t[3], _MM_SHUFFLE(3, 1, 3, 1)));
-  return _mm512_add_epi64(_mm512_shuffle_i64x2(u0, u1, _MM_SHUFFLE(2, 0, 2, 0)),
-                          _mm512_shuffle_i64x2(u0, u1, _MM_SHUFFLE(3, 1, 3, 1)));
-}
-#endif
-
-}  // namespace SPARSENM_ISA_NAMESPACE
+inline namespace SPARSENM_ISA_NAMESPACE {}  // namespace SPARSENM_ISA_NAMESPACE
 
 /// The CH weight of a pair with g common neighbours whose LAST node has degree `deg`
 /// (ALGORITHMS.md): (g + 1) / max(deg - g, 1) for Ch2L3n, 1 / max(deg - g, 1) for Ch3L3n, and 0
@@ -240,8 +223,10 @@ SPARSENM_ALWAYS_INLINE void weights16(const std::int32_t* g16, Index r0, Index k
 /// written as rows of the panels of its column block and, transposed, of its row block; the
 /// panel rows a tile writes belong to no other tile, and whole 64-byte lines are written.
 template <class S>
-void gram_weight_panels(const BitRows& b, const std::vector<int>& deg, ChRule rule, S* f, Index kp,
-                        bool par, double stream_above_bytes) {
+void gram_weight_panels(
+    const BitRows& b, const std::vector<int>& deg, ChRule rule, S* f, Index kp, bool par,
+    double stream_above_bytes,
+    std::vector<std::uint64_t, Eigen::aligned_allocator<std::uint64_t>>& interleaved) {
   constexpr Index L = tab_lanes<S>();
   const Index n = b.rows, W = b.words, nt = (n + 15) / 16;
   // Panels larger than the caches are written with non-temporal stores: no read for ownership of
@@ -260,30 +245,44 @@ void gram_weight_panels(const BitRows& b, const std::vector<int>& deg, ChRule ru
       f[((r / L) * kp + k) * L + r % L] = ch_weight<S>(g16[l], dk, rule);
     }
   };
+  // The j side of the tiles reads B interleaved by octets of rows: word w of rows 8o .. 8o + 7 is
+  // one zmm at yi[(o * W + w) * 8], so that AND with a broadcast word of row i + VPOPCNTQ + ADD
+  // accumulate G(i, 8o .. 8o + 7) in the lanes directly (3 operations per 512 bit-products, no
+  // horizontal sums).
+  interleaved.resize(static_cast<std::size_t>(b.rows_padded * W));
+  std::uint64_t* yi = interleaved.data();
+  parallel_for(
+      0, b.rows_padded / 8,
+      [&](Index o) {
+        for (Index w = 0; w < W; ++w)
+          for (Index q = 0; q < 8; ++q) yi[(o * W + w) * 8 + q] = b.row(8 * o + q)[w];
+      },
+      par ? Index(64) : kNoParallel);
   auto tile = [&](Index ib, Index jb) {
     alignas(64) std::int32_t t[16][16];
     const Index i0 = 16 * ib, j0 = 16 * jb;
-    for (Index ip = 0; ip < 16; ip += 2)
-      for (Index jo = 0; jo < 16; jo += 8) {
-        // rows up to rows_padded (a multiple of 16) exist and are zero beyond n.
-        const std::uint64_t* a0 = b.row(i0 + ip);
-        const std::uint64_t* a1 = b.row(i0 + ip + 1);
-        __m512i acc0[8], acc1[8];
-        for (int q = 0; q < 8; ++q) acc0[q] = acc1[q] = _mm512_setzero_si512();
-        for (Index w = 0; w < W; w += 8) {
-          const __m512i x0 = _mm512_loadu_si512(a0 + w);
-          const __m512i x1 = _mm512_loadu_si512(a1 + w);
-          for (int q = 0; q < 8; ++q) {
-            const __m512i y = _mm512_loadu_si512(b.row(j0 + jo + q) + w);
-            acc0[q] = _mm512_add_epi64(acc0[q], _mm512_popcnt_epi64(_mm512_and_si512(x0, y)));
-            acc1[q] = _mm512_add_epi64(acc1[q], _mm512_popcnt_epi64(_mm512_and_si512(x1, y)));
-          }
+    const std::uint64_t* y0 = yi + (2 * jb) * W * 8;
+    const std::uint64_t* y1 = yi + (2 * jb + 1) * W * 8;
+    for (Index ih = 0; ih < 16; ih += 8) {
+      // rows up to rows_padded (a multiple of 16) exist and are zero beyond n.
+      const std::uint64_t* x = b.row(i0 + ih);
+      __m512i acc0[8], acc1[8];
+      for (int q = 0; q < 8; ++q) acc0[q] = acc1[q] = _mm512_setzero_si512();
+      for (Index w = 0; w < W; ++w) {
+        const __m512i a0 = _mm512_load_si512(y0 + w * 8);
+        const __m512i a1 = _mm512_load_si512(y1 + w * 8);
+        for (int q = 0; q < 8; ++q) {
+          const __m512i xq = _mm512_set1_epi64(static_cast<long long>(x[q * W + w]));
+          acc0[q] = _mm512_add_epi64(acc0[q], _mm512_popcnt_epi64(_mm512_and_si512(xq, a0)));
+          acc1[q] = _mm512_add_epi64(acc1[q], _mm512_popcnt_epi64(_mm512_and_si512(xq, a1)));
         }
-        _mm256_store_si256(reinterpret_cast<__m256i*>(t[ip] + jo),
-                           _mm512_cvtepi64_epi32(reduce8_epi64(acc0)));
-        _mm256_store_si256(reinterpret_cast<__m256i*>(t[ip + 1] + jo),
-                           _mm512_cvtepi64_epi32(reduce8_epi64(acc1)));
       }
+      for (int q = 0; q < 8; ++q) {
+        _mm256_store_si256(reinterpret_cast<__m256i*>(t[ih + q]), _mm512_cvtepi64_epi32(acc0[q]));
+        _mm256_store_si256(reinterpret_cast<__m256i*>(t[ih + q] + 8),
+                           _mm512_cvtepi64_epi32(acc1[q]));
+      }
+    }
     const Index ni = std::min<Index>(16, n - i0), nj = std::min<Index>(16, n - j0);
     // t[ii][jj] = G(i0 + ii, j0 + jj): row ii gives F(j0 + jj, k = i0 + ii) across the lanes jj.
     for (Index ii = 0; ii < ni; ++ii) emit(t[ii], j0, nj, i0 + ii);
@@ -350,7 +349,8 @@ void ch_stream_with(const BitRows& gram_rows, const std::vector<int>& deg, const
   ws.weights.resize(static_cast<std::size_t>(panels * kp * L));
 #if SPARSENM_HAS_AVX512 && SPARSENM_HAS_AVX512_VPOPCNTDQ
   if (!use_scalar) {
-    gram_weight_panels(gram_rows, deg, rule, ws.weights.data(), kp, par, ws.stream_above_bytes);
+    gram_weight_panels(gram_rows, deg, rule, ws.weights.data(), kp, par, ws.stream_above_bytes,
+                       ws.interleaved);
   } else
 #endif
   {
