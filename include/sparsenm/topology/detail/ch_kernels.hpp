@@ -321,15 +321,19 @@ void gram_weight_panels(
 /// the row-stream panel entry (c0, lanes r0..), `x` at the column-stream entry (r0, lanes c0..),
 /// both with 16 floats per step. The same single add and masking as the scalar loop.
 SPARSENM_ALWAYS_INLINE void combine_tile16(const float* srow, const float* x, const std::uint8_t* m,
-                                           Index ld, float* out) {
+                                           Index ld, float* out, bool stream) {
   alignas(64) float tile[16 * 16];
   VecOps<float>::transpose_block(srow, 16, tile, 16);  // row i of the tile = score row r0 + i
   for (int i = 0; i < 16; ++i) {
     const __m128i mb = _mm_loadu_si128(reinterpret_cast<const __m128i*>(m + i * ld));
     const __mmask16 active = _mm_test_epi8_mask(mb, mb);
-    _mm512_storeu_ps(out + i * ld, _mm512_maskz_add_ps(static_cast<__mmask16>(~active),
-                                                       _mm512_load_ps(tile + 16 * i),
-                                                       _mm512_loadu_ps(x + 16 * i)));
+    const __m512 v =
+        _mm512_maskz_add_ps(static_cast<__mmask16>(~active), _mm512_load_ps(tile + 16 * i),
+                            _mm512_loadu_ps(x + 16 * i));
+    if (stream)
+      _mm512_stream_ps(out + i * ld, v);
+    else
+      _mm512_storeu_ps(out + i * ld, v);
   }
 }
 #endif
@@ -411,6 +415,9 @@ void ch_l3n_fast(const Mask& mask, ChRule rule, ChWorkspace<S>& ws, S* out, bool
   const std::uint8_t* m = mask.data();
   const S* srow = ws.row_stream.data();
   const S* x = ws.col_stream.data();
+  // A result larger than the caches is written with non-temporal stores (aligned full lines only).
+  const bool stream = double(R) * double(C) * sizeof(S) > ws.stream_above_bytes && C % L == 0 &&
+                      reinterpret_cast<std::uintptr_t>(out) % 64 == 0;
   parallel_for(
       0, (R + L - 1) / L,
       [&](Index rb) {
@@ -422,7 +429,7 @@ void ch_l3n_fast(const Mask& mask, ChRule rule, ChWorkspace<S>& ws, S* out, bool
           if constexpr (std::is_same<S, float>::value) {
             if (!use_scalar && r1 - r0 == L && c1 - c0 == L) {
               combine_tile16(srow + (rb * C + c0) * L, x + (cb * R + r0) * L, m + r0 * C + c0, C,
-                             out + r0 * C + c0);
+                             out + r0 * C + c0, stream);
               continue;
             }
           }
@@ -437,6 +444,9 @@ void ch_l3n_fast(const Mask& mask, ChRule rule, ChWorkspace<S>& ws, S* out, bool
             for (Index c = c0; c < c1; ++c) o[c] = mr[c] ? S(0) : a[c - c0] + t[c - c0];
           }
         }
+#if SPARSENM_HAS_AVX512
+        if (stream) _mm_sfence();  // the non-temporal stores are visible when this returns
+#endif
       },
       par ? Index(1) : kNoParallel);
 }
