@@ -148,27 +148,36 @@ void table_offsets(const BitRows& cols, Index kp, std::vector<std::uint16_t>& of
   using G = TableGeometry<Kd>;
   const Index n = cols.rows, passes = kp / G::pass;
   offsets.resize(static_cast<std::size_t>(passes * n * kOffsetSlots));
-  int state_of[16] = {};
-  for (int p = 0; p < (1 << G::group_bits); ++p) state_of[p] = std::max(0, G::state(p));
+  // Byte offset (within table 0) of the entry of every block pattern p (2^inner of them).
+  std::vector<std::uint16_t> entry_of(std::size_t(1) << G::inner);
+  for (std::size_t p = 0; p < entry_of.size(); ++p) {
+    int e = 0;
+    for (int g = G::groups - 1; g >= 0; --g)
+      e = e * G::states + std::max(0, G::state(static_cast<int>(p >> (g * G::group_bits)) &
+                                               ((1 << G::group_bits) - 1)));
+    entry_of[p] = static_cast<std::uint16_t>(e * 64);
+  }
+  constexpr std::uint64_t sel = (std::uint64_t(1) << G::inner) - 1;
+  // Blocks of 64 columns, passes outer: each pass's offsets of a block are written contiguously.
   parallel_for(
-      0, n,
-      [&](Index c) {
-        const std::uint64_t* w = cols.row(c);
+      0, (n + 63) / 64,
+      [&](Index cb) {
+        const Index c1 = std::min(n, cb * 64 + 64);
         for (Index q = 0; q < passes; ++q)
-          for (int t = 0; t < G::tables; ++t) {
-            const Index bit = q * G::pass + G::inner * t;
-            const Index k = bit / 64;
-            const int shift = static_cast<int>(bit % 64);
-            std::uint64_t x = k < cols.words ? w[k] >> shift : 0;
-            if (shift > 64 - G::inner && k + 1 < cols.words) x |= w[k + 1] << (64 - shift);
-            int e = 0;
-            for (int g = G::groups - 1; g >= 0; --g)
-              e = e * G::states + state_of[x >> (g * G::group_bits) & ((1u << G::group_bits) - 1)];
-            offsets[static_cast<std::size_t>((q * n + c) * kOffsetSlots + t)] =
-                static_cast<std::uint16_t>((G::entries * t + e) * 64);
+          for (Index c = cb * 64; c < c1; ++c) {
+            const std::uint64_t* w = cols.row(c);
+            std::uint16_t* o = offsets.data() + (q * n + c) * kOffsetSlots;
+            for (int t = 0; t < G::tables; ++t) {
+              const Index bit = q * G::pass + G::inner * t;
+              const Index k = bit / 64;
+              const int shift = static_cast<int>(bit % 64);
+              std::uint64_t x = k < cols.words ? w[k] >> shift : 0;
+              if (shift > 64 - G::inner && k + 1 < cols.words) x |= w[k + 1] << (64 - shift);
+              o[t] = static_cast<std::uint16_t>(G::entries * 64 * t + entry_of[x & sel]);
+            }
           }
       },
-      par ? Index(64) : kNoParallel);
+      par ? Index(1) : kNoParallel);
 }
 
 namespace scalar {
