@@ -113,6 +113,17 @@ std::vector<Mask> nm_masks(Index rows, Index cols, std::uint64_t seed) {
   return out;
 }
 
+/// ch_l3n_scores with the Groups2of4 tables allowed from `min_columns_2of4` columns on (0: on any
+/// mask whose groups hold at most two ones, to cover them on small masks).
+template <class S>
+Matrix<S> scores_with(const Mask& m, ChRule rule, Index min_columns_2of4) {
+  Matrix<S> out;
+  detail::ChWorkspace<S> ws;
+  ws.min_columns_2of4 = min_columns_2of4;
+  ch_l3n_scores_into(m, rule, out, ws);
+  return out;
+}
+
 template <class A, class B>
 double max_rel_diff(const A& a, const B& b) {
   double worst = 0;
@@ -187,14 +198,15 @@ TEST(ChScores, EqualsGemmFormulationOnStructuredMasks) {
   // Row-wise and transposable N:M masks, as drawn and after removal: these take the N:M-structured
   // table products (12 / 8 inner indices per lookup) in one or both streams.
   for (const Mask& m : nm_masks(48, 80, 21)) {
-    for (ChRule rule : {ChRule::Ch2L3n, ChRule::Ch3L3n}) {
-      EXPECT_LT(
-          max_rel_diff(ch_l3n_scores<double>(m, rule), detail::ch_l3n_scores_gemm<double>(m, rule)),
-          1e-12);
-      EXPECT_LT(
-          max_rel_diff(ch_l3n_scores<float>(m, rule), detail::ch_l3n_scores_gemm<float>(m, rule)),
-          1e-6);
-    }
+    for (ChRule rule : {ChRule::Ch2L3n, ChRule::Ch3L3n})
+      for (Index min2of4 : {Index(0), detail::kMinColumnsGroups2of4}) {
+        EXPECT_LT(max_rel_diff(scores_with<double>(m, rule, min2of4),
+                               detail::ch_l3n_scores_gemm<double>(m, rule)),
+                  1e-12);
+        EXPECT_LT(max_rel_diff(scores_with<float>(m, rule, min2of4),
+                               detail::ch_l3n_scores_gemm<float>(m, rule)),
+                  1e-6);
+      }
   }
 }
 
@@ -212,6 +224,7 @@ TEST(ChScores, TableKindFollowsTheGroupStructure) {
            : most <= 2 ? detail::TableKind::Groups2of4
                        : detail::TableKind::Bits6;
   };
+  // (min_columns_2of4 = 0: the group structure alone decides.)
   std::vector<Mask> masks = nm_masks(24, 136, 5);
   masks.push_back(random_mask(9, 70, 0.1, 3));
   masks.push_back(random_mask(9, 70, 0.5, 4));
@@ -221,8 +234,8 @@ TEST(ChScores, TableKindFollowsTheGroupStructure) {
     detail::BitRows rows, cols, plain;
     detail::pack_rows(m, rows);
     detail::pack_cols(rows, cols);
-    EXPECT_EQ(detail::table_kind(rows), expected(m));
-    EXPECT_EQ(detail::table_kind(cols), expected(m.transpose()));
+    EXPECT_EQ(detail::table_kind(rows, 0), expected(m));
+    EXPECT_EQ(detail::table_kind(cols, 0), expected(m.transpose()));
     // pack_cols (64 x 64 bit-block transposes) equals packing the rows of Mᵀ.
     detail::pack_rows(Mask(m.transpose()), plain);
     EXPECT_EQ(cols.data, plain.data);
@@ -232,7 +245,11 @@ TEST(ChScores, TableKindFollowsTheGroupStructure) {
   detail::pack_rows(sparsenm::random_mask(16, 64, NM{1, 4}, Layout::RowWise, Philox(1)), rows);
   EXPECT_EQ(detail::table_kind(rows), detail::TableKind::Groups1of4);
   detail::pack_rows(sparsenm::random_mask(16, 64, NM{2, 4}, Layout::RowWise, Philox(1)), rows);
-  EXPECT_EQ(detail::table_kind(rows), detail::TableKind::Groups2of4);
+  EXPECT_EQ(detail::table_kind(rows, 0), detail::TableKind::Groups2of4);
+  // Groups2of4 only from min_columns_2of4 columns (rows of the packed B) on; Bits6 below.
+  EXPECT_EQ(detail::table_kind(rows, 16), detail::TableKind::Groups2of4);
+  EXPECT_EQ(detail::table_kind(rows, 17), detail::TableKind::Bits6);
+  EXPECT_EQ(detail::table_kind(rows), detail::TableKind::Bits6);
 }
 
 /// Every table kind against a plain product: a (rows x K, real, in panels) times a binary B (K x n)
@@ -264,7 +281,7 @@ void check_table_product(Index rows, Index k, Index n, std::uint64_t seed) {
     }
   detail::BitRows cols;
   detail::pack_rows(bt, cols);
-  const detail::TableKind drawn = detail::table_kind(cols);  // B must suit kind Kd
+  const detail::TableKind drawn = detail::table_kind(cols, 0);  // B must suit kind Kd
   ASSERT_TRUE(Kd == detail::TableKind::Bits6 || drawn == Kd ||
               drawn == detail::TableKind::Groups1of4);
   std::vector<std::uint16_t> offsets;
@@ -272,7 +289,7 @@ void check_table_product(Index rows, Index k, Index n, std::uint64_t seed) {
   std::vector<S> fast(static_cast<std::size_t>(panels * n * L)), ref(fast.size());
   detail::table_product<Kd>(panel.data(), rows, kp, offsets.data(), n, fast.data());
   detail::scalar::table_product<Kd>(panel.data(), rows, kp, offsets.data(), n, ref.data());
-  EXPECT_TRUE(fast == ref) << rows << "x" << k << "x" << n;
+  EXPECT_TRUE(fast == ref) << rows << "x" << k << "x" << n << " kind " << int(Kd) << " " << sizeof(S);
   double worst = 0;
   for (Index r = 0; r < rows; ++r)
     for (Index c = 0; c < n; ++c) {
@@ -336,15 +353,16 @@ TEST(ChScores, SimdKernelsMatchScalarBitForBit) {
   // N:M masks take the structured table kinds (odd shapes: partial panels and passes).
   const Index nm_shapes[][2] = {{132, 68}, {204, 100}};
   for (const auto& sh : nm_shapes)
-    for (const Mask& m : nm_masks(sh[0], sh[1], ++seed)) {
-      EXPECT_TRUE((ch2_l3n_scores<float>(m).array() ==
-                   detail::ch_l3n_scores_scalar<float>(m, ChRule::Ch2L3n).array())
-                      .all())
-          << sh[0] << "x" << sh[1];
-      EXPECT_TRUE((ch2_l3n_scores<double>(m).array() ==
-                   detail::ch_l3n_scores_scalar<double>(m, ChRule::Ch2L3n).array())
-                      .all());
-    }
+    for (const Mask& m : nm_masks(sh[0], sh[1], ++seed))
+      for (Index min2of4 : {Index(0), detail::kMinColumnsGroups2of4}) {
+        EXPECT_TRUE((scores_with<float>(m, ChRule::Ch2L3n, min2of4).array() ==
+                     detail::ch_l3n_scores_scalar<float>(m, ChRule::Ch2L3n, min2of4).array())
+                        .all())
+            << sh[0] << "x" << sh[1];
+        EXPECT_TRUE((scores_with<double>(m, ChRule::Ch2L3n, min2of4).array() ==
+                     detail::ch_l3n_scores_scalar<double>(m, ChRule::Ch2L3n, min2of4).array())
+                        .all());
+      }
 }
 
 TEST(ChScores, SameForOneAndTwoThreads) {

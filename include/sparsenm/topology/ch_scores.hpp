@@ -122,10 +122,12 @@ Matrix<S> ch_l3n_scores_gemm(const Mask& mask, ChRule rule = ChRule::Ch2L3n, Gem
 
 /// The fast route with the scalar reference kernels (tests compare it with the SIMD kernels).
 template <class S>
-Matrix<S> ch_l3n_scores_scalar(const Mask& mask, ChRule rule = ChRule::Ch2L3n) {
+Matrix<S> ch_l3n_scores_scalar(const Mask& mask, ChRule rule = ChRule::Ch2L3n,
+                               Index min_columns_2of4 = kMinColumnsGroups2of4) {
   check_binary(mask, "ch_l3n_scores: mask");
   Matrix<S> out = Matrix<S>::Zero(mask.rows(), mask.cols());
   ChWorkspace<S> ws;
+  ws.min_columns_2of4 = min_columns_2of4;
   ch_l3n_fast(mask, rule, ws, out.data(), true);
   return out;
 }

@@ -59,6 +59,8 @@ struct ChWorkspace {
   // Weight panels above this many bytes are written with non-temporal stores (gram_weight_panels;
   // tests lower it to cover that path on small masks).
   double stream_above_bytes = 32.0 * (1 << 20);
+  // table_kind's threshold for the Groups2of4 tables (tests lower it to cover them on small masks).
+  Index min_columns_2of4 = kMinColumnsGroups2of4;
 };
 
 /// Packs the rows of `mask` (any nonzero byte counts as 1).
@@ -378,7 +380,7 @@ template <class S>
 void ch_stream(const BitRows& gram_rows, const std::vector<int>& deg, const BitRows& b_cols,
                ChRule rule, ChWorkspace<S>& ws, typename ChWorkspace<S>::Buffer& stream,
                bool use_scalar, bool par) {
-  switch (table_kind(b_cols)) {
+  switch (table_kind(b_cols, ws.min_columns_2of4)) {
     case TableKind::Groups1of4:
       return ch_stream_with<TableKind::Groups1of4>(gram_rows, deg, b_cols, rule, ws, stream,
                                                    use_scalar, par);

@@ -119,9 +119,17 @@ constexpr Index tab_lanes() {
   return Index(64 / sizeof(S));
 }
 
+/// The default of table_kind's `min_columns_2of4`: a pass builds all 8 x 121 entries of its
+/// Groups2of4 tables (62 KiB, past L1: ~1.2 ns an entry against ~0.3 ns for Bits6's 32 KiB), which
+/// pays off from about 1000 columns (n = 512: Bits6 8 % faster; 1280: equal; 4096: 2of4 18 %
+/// faster). Groups1of4's 96 inner indices per pass pay from about 360 columns: always taken.
+constexpr Index kMinColumnsGroups2of4 = 1024;
+
 /// The cheapest kind valid for every column of B, given as the packed rows of `cols` (aligned
-/// groups of 4 bits: bits 4g .. 4g + 3 of each row).
-inline TableKind table_kind(const BitRows& cols) {
+/// groups of 4 bits: bits 4g .. 4g + 3 of each row): Groups1of4 when no group holds two ones,
+/// else Groups2of4 when none holds three and B has at least `min_columns_2of4` columns, else
+/// Bits6.
+inline TableKind table_kind(const BitRows& cols, Index min_columns_2of4 = kMinColumnsGroups2of4) {
   constexpr std::uint64_t k1 = 0x5555555555555555ull, k2 = 0x3333333333333333ull,
                           k4 = 0x1111111111111111ull;
   std::uint64_t two_or_more = 0, three_or_more = 0;
@@ -132,9 +140,9 @@ inline TableKind table_kind(const BitRows& cols) {
     two_or_more |= count & 0x6666666666666666ull;                  // count in {2, 3, 4}
     three_or_more |= (count + k4) & 0x4444444444444444ull;         // count + 1 in {4, 5}
   }
-  return two_or_more == 0     ? TableKind::Groups1of4
-         : three_or_more == 0 ? TableKind::Groups2of4
-                              : TableKind::Bits6;
+  return two_or_more == 0                                      ? TableKind::Groups1of4
+         : three_or_more == 0 && cols.rows >= min_columns_2of4 ? TableKind::Groups2of4
+                                                               : TableKind::Bits6;
 }
 
 /// Table offsets of a binary B (K x n) whose COLUMNS are the packed rows of `cols` (cols.rows = n,
@@ -285,24 +293,31 @@ void table_panel(const S* panel, Index kp, const std::uint16_t* offsets, Index n
     for (int t = 0; t < Tn; ++t) {
       const S* x = panel + (q * G::pass + G::inner * t) * L;
       S* tt = table + t * G::entries * L;
-      V value[G::groups][G::states];
+      // scalar::table_entries' left fold, one store per entry: entry s0 + S·s1 (+ S²·s2) =
+      // (value[0][s0] + value[1][s1]) (+ value[2][s2]), value[g][s] the group's columns selected by
+      // pattern(s) summed from 0 in ascending bit order. The values go through a small L1 buffer
+      // (the 22 of Groups2of4 do not fit the registers next to the entries).
+      constexpr int S1 = G::states;
+      alignas(64) S value[G::groups][S1][L];
       for (int g = 0; g < G::groups; ++g)
-        for (int s = 0; s < G::states; ++s) {
+        for (int st = 0; st < S1; ++st) {
           V a = T::zero();
           for (int bit = 0; bit < G::group_bits; ++bit)
-            if (G::pattern(s) >> bit & 1) a = T::add(a, T::load(x + (g * G::group_bits + bit) * L));
-          value[g][s] = a;
+            if (G::pattern(st) >> bit & 1)
+              a = T::add(a, T::load(x + (g * G::group_bits + bit) * L));
+          T::store(value[g][st], a);
         }
-      // Level by level (scalar::table_entries' left fold): entries [0, S^g) hold the partial sums
-      // over groups < g; those with group g in state s go to e + S^g·s, state 0 last (in place).
-      for (int s = 0; s < G::states; ++s) T::store(tt + s * L, value[0][s]);
-      int span = G::states;
-      for (int g = 1; g < G::groups; ++g) {
-        for (int s = G::states - 1; s >= 0; --s)
-          for (int e = 0; e < span; ++e)
-            T::store(tt + (e + span * s) * L, T::add(T::load(tt + e * L), value[g][s]));
-        span *= G::states;
-      }
+      for (int s1 = 0; s1 < S1; ++s1)
+        for (int s0 = 0; s0 < S1; ++s0) {
+          const V part = T::add(T::load(value[0][s0]), T::load(value[1][s1]));
+          if constexpr (G::groups == 2) {
+            T::store(tt + (s0 + S1 * s1) * L, part);
+          } else {
+            for (int s2 = 0; s2 < S1; ++s2)
+              T::store(tt + (s0 + S1 * s1 + S1 * S1 * s2) * L,
+                       T::add(part, T::load(value[G::groups - 1][s2])));
+          }
+        }
     }
     const std::uint16_t* off = offsets + q * n * kOffsetSlots;
     const bool first = q == 0;
