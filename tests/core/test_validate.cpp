@@ -75,6 +75,16 @@ TEST(Validate, CheckFiniteMatrixAndBinaryMask) {
   EXPECT_NO_THROW(check_binary(m));
   m(1, 3) = 2;
   expect_error([&] { check_binary(m, "mask"); }, {"mask(1, 3) = 2", "0 or 1"});
+  // 15 bytes: the 8-byte pass and the tail, every bad value found.
+  for (Index k = 0; k < 15; ++k)
+    for (int bad : {2, 3, 128, 255}) {
+      Mask odd = Mask::Ones(3, 5);
+      odd.data()[k] = static_cast<std::uint8_t>(bad);
+      const std::string where = "mask(" + std::to_string(k / 5) + ", " + std::to_string(k % 5) +
+                                ") = " + std::to_string(bad);
+      expect_error([&] { check_binary(odd, "mask"); }, {where.c_str(), "0 or 1"});
+    }
+  EXPECT_NO_THROW(check_binary(Mask::Zero(3, 5)));
 }
 
 TEST(Validate, CheckFiniteFastPathAgreesWithEigenOnEveryLayout) {

