@@ -37,8 +37,10 @@ namespace sparsenm {
 ///
 /// Cost: the float-GEMM formulation runs 4 R·C·(R + C) flops through GEMM. Here DD and TT are
 /// bit-packed AND + POPCNT products turned into the weights tile by tile, and the two projections
-/// are four-Russians lookups in L1-resident tables of 6-bit subset sums (one 64-byte load + add
-/// per 16 rows x 6 inner indices), see detail/ch_kernels.hpp; memory about
+/// are four-Russians lookups in L1-resident tables (one 64-byte load + add per 16 rows x 6 inner
+/// indices of any mask; x 12 where every aligned group of 4 holds at most one 1, x 8 for at most
+/// two: the column stream of row-wise 1:4 / 2:4 masks, also after removal, and both streams of
+/// transposable ones), see detail/ch_kernels.hpp and detail/table_product.hpp; memory about
 /// 2·R·C + max(R,C)² scalars.
 /// Deterministic: every output is summed in a fixed order by one thread, so results are
 /// bit-identical for any thread count.

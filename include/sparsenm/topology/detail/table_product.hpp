@@ -20,7 +20,8 @@
 //    62.5 KiB exceed L1, but a legal 1:4 mask touches only the 4^3 entries without an empty group
 //    (8 tables measured 7 % faster than 5 on legal masks, equal after a 10 % removal).
 //  * TableKind::Groups2of4: at most two 1s per group (2:4): 11 states, 2 groups = 8 inner indices
-//    in 11^2 = 121 entries (6^2 touched by a legal 2:4 mask).
+//    in 11^2 = 121 entries (6^2 touched by a legal 2:4 mask); taken from 1024 columns on
+//    (table_kind), below which building its tables costs more than it saves.
 //
 // Summation order (fixed, shared by the SIMD kernel and the scalar reference in detail::scalar, so
 // the two agree bit for bit and results do not depend on the thread count): a group's value for a
@@ -122,7 +123,8 @@ constexpr Index tab_lanes() {
 /// The default of table_kind's `min_columns_2of4`: a pass builds all 8 x 121 entries of its
 /// Groups2of4 tables (62 KiB, past L1: ~1.2 ns an entry against ~0.3 ns for Bits6's 32 KiB), which
 /// pays off from about 1000 columns (n = 512: Bits6 8 % faster; 1280: equal; 4096: 2of4 18 %
-/// faster). Groups1of4's 96 inner indices per pass pay from about 360 columns: always taken.
+/// faster). Groups1of4's 96 inner indices per pass pay from about 360 columns (1.4x at 512), and
+/// below that the tables are small work anyway: it is always taken.
 constexpr Index kMinColumnsGroups2of4 = 1024;
 
 /// The cheapest kind valid for every column of B, given as the packed rows of `cols` (aligned
