@@ -289,7 +289,8 @@ void check_table_product(Index rows, Index k, Index n, std::uint64_t seed) {
   std::vector<S> fast(static_cast<std::size_t>(panels * n * L)), ref(fast.size());
   detail::table_product<Kd>(panel.data(), rows, kp, offsets.data(), n, fast.data());
   detail::scalar::table_product<Kd>(panel.data(), rows, kp, offsets.data(), n, ref.data());
-  EXPECT_TRUE(fast == ref) << rows << "x" << k << "x" << n << " kind " << int(Kd) << " " << sizeof(S);
+  EXPECT_TRUE(fast == ref) << rows << "x" << k << "x" << n << " kind " << int(Kd) << " "
+                           << sizeof(S);
   double worst = 0;
   for (Index r = 0; r < rows; ++r)
     for (Index c = 0; c < n; ++c) {
