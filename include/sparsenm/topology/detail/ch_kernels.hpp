@@ -224,6 +224,8 @@ SPARSENM_ALWAYS_INLINE void weights16(const std::int32_t* g16, Index r0, Index k
 /// on and above the diagonal only, G being symmetric), each turned into weights at once and
 /// written as rows of the panels of its column block and, transposed, of its row block; the
 /// panel rows a tile writes belong to no other tile, and whole 64-byte lines are written.
+/// `interleaved` is scratch (B's rows interleaved by octets, see below); panels above
+/// `stream_above_bytes` are written with non-temporal stores.
 template <class S>
 void gram_weight_panels(
     const BitRows& b, const std::vector<int>& deg, ChRule rule, S* f, Index kp, bool par,
