@@ -56,8 +56,8 @@ struct ChWorkspace {
   Buffer row_stream;                   // F_D M in panels of 16 (float) / 8 (double) rows
   Buffer col_stream;                   // F_T Mᵀ, same panel layout
   std::vector<int> deg_rows, deg_cols;
-  // Weight panels above this many bytes are written with non-temporal stores (gram_weight_panels;
-  // tests lower it to cover that path on small masks).
+  // Weight panels and results above this many bytes are written with non-temporal stores
+  // (stream_lines; tests lower it to cover that route on small masks).
   double stream_above_bytes = 32.0 * (1 << 20);
   // table_kind's threshold for the Groups2of4 tables (tests lower it to cover them on small masks).
   Index min_columns_2of4 = kMinColumnsGroups2of4;
@@ -143,7 +143,12 @@ inline void gram(const BitRows& b, std::int32_t* g) {
 
 }  // namespace scalar
 
-inline namespace SPARSENM_ISA_NAMESPACE {}  // namespace SPARSENM_ISA_NAMESPACE
+/// Whether a buffer of `bytes` at `p` is written with non-temporal stores: larger than `above`
+/// (the caches: no read for ownership of lines that are only overwritten; a smaller one stays
+/// cached for its reader) and 64-byte aligned (whole lines only).
+inline bool stream_lines(const void* p, double bytes, double above) {
+  return bytes > above && reinterpret_cast<std::uintptr_t>(p) % 64 == 0;
+}
 
 /// The CH weight of a pair with g common neighbours whose LAST node has degree `deg`
 /// (ALGORITHMS.md): (g + 1) / max(deg - g, 1) for Ch2L3n, 1 / max(deg - g, 1) for Ch3L3n, and 0
@@ -181,6 +186,22 @@ void ch_weight_panels(const std::int32_t* g, Index n, const std::vector<int>& de
 
 inline namespace SPARSENM_ISA_NAMESPACE {
 
+#if SPARSENM_HAS_AVX512
+/// One 64-byte line: a non-temporal store (`stream`, see stream_lines) or a plain one.
+SPARSENM_ALWAYS_INLINE void store_line(float* at, __m512 v, bool stream) {
+  if (stream)
+    _mm512_stream_ps(at, v);
+  else
+    _mm512_storeu_ps(at, v);
+}
+SPARSENM_ALWAYS_INLINE void store_line(double* at, __m512d v, bool stream) {
+  if (stream)
+    _mm512_stream_pd(at, v);
+  else
+    _mm512_storeu_pd(at, v);
+}
+#endif
+
 #if SPARSENM_HAS_AVX512 && SPARSENM_HAS_AVX512_VPOPCNTDQ
 /// F(r0 + l, k) = ch_weight(g16[l], deg_k) for the 16 rows r0 .. r0 + 15 (r0 a multiple of 16),
 /// into the row panels: ch_weight vectorised (exact int -> float / double, one division).
@@ -197,25 +218,18 @@ SPARSENM_ALWAYS_INLINE void weights16(const std::int32_t* g16, Index r0, Index k
   if constexpr (std::is_same<S, float>::value) {
     const __m512 num =
         ch2 ? _mm512_add_ps(_mm512_cvtepi32_ps(d), _mm512_set1_ps(1.0f)) : _mm512_set1_ps(1.0f);
-    const __m512 w = _mm512_maskz_div_ps(pos, num, _mm512_cvtepi32_ps(den));
-    S* at = f + ((r0 / L) * kp + k) * L;
-    if (stream)
-      _mm512_stream_ps(at, w);
-    else
-      _mm512_storeu_ps(at, w);
+    store_line(f + ((r0 / L) * kp + k) * L, _mm512_maskz_div_ps(pos, num, _mm512_cvtepi32_ps(den)),
+               stream);
   } else {
     for (int h = 0; h < 2; ++h) {
       const __m256i dh = h == 0 ? _mm512_castsi512_si256(d) : _mm512_extracti64x4_epi64(d, 1);
       const __m256i eh = h == 0 ? _mm512_castsi512_si256(den) : _mm512_extracti64x4_epi64(den, 1);
       const __m512d num =
           ch2 ? _mm512_add_pd(_mm512_cvtepi32_pd(dh), _mm512_set1_pd(1.0)) : _mm512_set1_pd(1.0);
-      const __m512d w =
-          _mm512_maskz_div_pd(static_cast<__mmask8>(pos >> (8 * h)), num, _mm512_cvtepi32_pd(eh));
-      S* at = f + (((r0 + 8 * h) / L) * kp + k) * L;
-      if (stream)
-        _mm512_stream_pd(at, w);
-      else
-        _mm512_storeu_pd(at, w);
+      store_line(
+          f + (((r0 + 8 * h) / L) * kp + k) * L,
+          _mm512_maskz_div_pd(static_cast<__mmask8>(pos >> (8 * h)), num, _mm512_cvtepi32_pd(eh)),
+          stream);
     }
   }
 }
@@ -233,11 +247,10 @@ void gram_weight_panels(
     std::vector<std::uint64_t, Eigen::aligned_allocator<std::uint64_t>>& interleaved) {
   constexpr Index L = tab_lanes<S>();
   const Index n = b.rows, W = b.words, nt = (n + 15) / 16;
-  // Panels larger than the caches are written with non-temporal stores: no read for ownership of
-  // lines that are only overwritten (4096²: 27 -> 24.5 ms per Gram); smaller ones stay cached for
-  // the table product (non-temporal stores measured 12 % slower at 1280 x 512).
-  const bool stream = double((n + L - 1) / L) * double(kp * L) * sizeof(S) > stream_above_bytes &&
-                      reinterpret_cast<std::uintptr_t>(f) % 64 == 0;
+  // Non-temporal stores for panels larger than the caches: 4096²: 27 -> 24.5 ms per Gram; measured
+  // 12 % slower at 1280 x 512, whose panels the table product then reads from cache.
+  const bool stream =
+      stream_lines(f, double((n + L - 1) / L) * double(kp * L) * sizeof(S), stream_above_bytes);
   auto emit = [&](const std::int32_t* g16, Index r0, Index lanes, Index k) {
     const int dk = deg[static_cast<std::size_t>(k)];
     if (lanes == 16) {
@@ -331,13 +344,10 @@ SPARSENM_ALWAYS_INLINE void combine_tile16(const float* srow, const float* x, co
   for (int i = 0; i < 16; ++i) {
     const __m128i mb = _mm_loadu_si128(reinterpret_cast<const __m128i*>(m + i * ld));
     const __mmask16 active = _mm_test_epi8_mask(mb, mb);
-    const __m512 v =
-        _mm512_maskz_add_ps(static_cast<__mmask16>(~active), _mm512_load_ps(tile + 16 * i),
-                            _mm512_loadu_ps(x + 16 * i));
-    if (stream)
-      _mm512_stream_ps(out + i * ld, v);
-    else
-      _mm512_storeu_ps(out + i * ld, v);
+    store_line(out + i * ld,
+               _mm512_maskz_add_ps(static_cast<__mmask16>(~active), _mm512_load_ps(tile + 16 * i),
+                                   _mm512_loadu_ps(x + 16 * i)),
+               stream);
   }
 }
 #endif
@@ -419,9 +429,10 @@ void ch_l3n_fast(const Mask& mask, ChRule rule, ChWorkspace<S>& ws, S* out, bool
   const std::uint8_t* m = mask.data();
   const S* srow = ws.row_stream.data();
   const S* x = ws.col_stream.data();
-  // A result larger than the caches is written with non-temporal stores (aligned full lines only).
-  const bool stream = double(R) * double(C) * sizeof(S) > ws.stream_above_bytes && C % L == 0 &&
-                      reinterpret_cast<std::uintptr_t>(out) % 64 == 0;
+  // A result larger than the caches is written with non-temporal stores by the AVX-512 tiles
+  // (whole lines: C a multiple of L, so that every row starts a line).
+  [[maybe_unused]] const bool stream =
+      C % L == 0 && stream_lines(out, double(R) * double(C) * sizeof(S), ws.stream_above_bytes);
   parallel_for(
       0, (R + L - 1) / L,
       [&](Index rb) {

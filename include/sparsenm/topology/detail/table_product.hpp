@@ -193,8 +193,8 @@ void table_offsets(const BitRows& cols, Index kp, std::vector<std::uint16_t>& of
 namespace scalar {
 
 /// The entries of one table of kind Kd from its G::inner inner columns x[0..] (each `lanes`
-/// values), in the order described at the top of the file: group values, then level by level
-/// part_g(e + S^g·s) = part_{g−1}(e) + value_g(s) (the left fold, group 0 first).
+/// values), in the order described at the top of the file: the groups' values, then each entry
+/// the left fold of its groups' values, group 0 first.
 template <TableKind Kd, class S>
 void table_entries(const S* x, Index lanes, S* table) {
   using G = TableGeometry<Kd>;
