@@ -241,9 +241,11 @@ TEST(ChScores, TableKindFollowsTheGroupStructure) {
     EXPECT_EQ(cols.data, plain.data);
   }
   // Row-wise N:M: the rows are structured (the column stream's B), the columns are not.
-  detail::BitRows rows;
+  detail::BitRows rows, cols;
   detail::pack_rows(sparsenm::random_mask(16, 64, NM{1, 4}, Layout::RowWise, Philox(1)), rows);
   EXPECT_EQ(detail::table_kind(rows), detail::TableKind::Groups1of4);
+  detail::pack_cols(rows, cols);
+  EXPECT_EQ(detail::table_kind(cols, 0), detail::TableKind::Bits6);
   detail::pack_rows(sparsenm::random_mask(16, 64, NM{2, 4}, Layout::RowWise, Philox(1)), rows);
   EXPECT_EQ(detail::table_kind(rows, 0), detail::TableKind::Groups2of4);
   // Groups2of4 only from min_columns_2of4 columns (rows of the packed B) on; Bits6 below.
@@ -367,13 +369,14 @@ TEST(ChScores, SimdKernelsMatchScalarBitForBit) {
 }
 
 TEST(ChScores, SameForOneAndTwoThreads) {
-  // Large enough to run in parallel; every table kind (row-wise 2:4 and 1:4, a random mask).
+  // Large enough to run in parallel; every table kind: row-wise 2:4 (Groups2of4 allowed on any
+  // width) and 1:4 column streams, 6-bit tables for their row streams and a random mask.
   for (const Mask& m : {random_nm(256, 320, NM{2, 4}, 3), random_nm(256, 320, NM{1, 4}, 4),
                         random_mask(200, 300, 0.3, 5)}) {
     set_thread_count(1);
-    const Matrix<float> a = ch2_l3n_scores<float>(m);
+    const Matrix<float> a = scores_with<float>(m, ChRule::Ch2L3n, 0);
     set_thread_count(2);
-    const Matrix<float> b = ch2_l3n_scores<float>(m);
+    const Matrix<float> b = scores_with<float>(m, ChRule::Ch2L3n, 0);
     EXPECT_TRUE((a.array() == b.array()).all());
   }
 }
