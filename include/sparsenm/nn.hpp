@@ -8,5 +8,7 @@
 #include "kernels.hpp"
 #include "nn/sparse_linear.hpp"
 #include "nn/comolora.hpp"
+#include "nn/checkpoint.hpp"
+#include "nn/sparse_trainer.hpp"
 
 #endif  // SPARSENM_NN_HPP

@@ -159,8 +159,10 @@ TYPED_TEST(SparseKernels, TransposedStructureOfTransposableMaskIsNM) {
   // Every row of W^T holds exactly n of each m outputs (CHTs24 Sec. 3.1).
   for (Index k = 0; k < 24; ++k) {
     EXPECT_EQ(wt.row_ptr()[k + 1] - wt.row_ptr()[k], 16 / nm.m * nm.n);
+    EXPECT_EQ(wt.row_ptr()[k], k * (16 / nm.m * nm.n));  // also the row's start in as_nm()
     std::vector<int> per_group(16 / nm.m, 0);
-    for (Index e = wt.row_ptr()[k]; e < wt.row_ptr()[k + 1]; ++e) ++per_group[wt.cols()[e] / nm.m];
+    const Matrix<S> wtd = sparsenm::decompress(w).transpose();
+    for (Index o = 0; o < 16; ++o) per_group[o / nm.m] += wtd(k, o) != S(0);
     for (const int c : per_group) EXPECT_EQ(c, nm.n);
   }
   // Values follow the weight after update_values.
@@ -175,13 +177,13 @@ TYPED_TEST(SparseKernels, TransposedStructureOfTransposableMaskIsNM) {
   EXPECT_LT(rel_err(dx, Matrix<S>(dy * sparsenm::decompress(w2))), tol<S>());
 }
 
-// update_values copies through a permutation ordered by 32 x 32 tiles of W; shapes with partial
-// tiles on both sides, checked entry by entry against the decompressed weight.
+// update_values transposes in blocks of 64 columns of W; shapes with partial blocks, checked entry
+// by entry against the decompressed weight.
 TYPED_TEST(SparseKernels, TransposedWeightUpdateValuesMatchesWeight) {
   using S = TypeParam;
   for (const Layout layout : {Layout::RowWise, Layout::Transposable})
     for (const NM nm : {NM{1, 4}, NM{2, 4}}) {
-      const auto w = random_weight<S>(100, 136, nm, layout, 21);
+      const auto w = random_weight<S>(100, 200, nm, layout, 21);
       sparsenm::TransposedWeight<S> wt(w);
       auto w2 = w;
       w2.values = random_matrix<S>(w.values.rows(), w.values.cols(), 22);

@@ -78,6 +78,8 @@ class PackedTokens {
   /// Start of tile q: features() rows of tile() contiguous values.
   const S* tile_data(Index q) const { return m_data.data() + q * m_features * m_tile; }
   bool empty() const { return m_tokens == 0; }
+  /// Bytes held (the packed copy).
+  std::size_t bytes() const { return m_data.capacity() * sizeof(S); }
 
  private:
   Index m_tokens = 0, m_features = 0, m_tile = 0, m_tiles = 0;

@@ -5,8 +5,9 @@
 //   forward   Y  = X Wᵀ                      spmm on the compressed weight
 //   backward  dX = dY W                      spmm on the CSR of Wᵀ (the column structure)
 //             dW_active = (dYᵀ X)|active     sddmm, in the layout of weight().values
-// After a topology refresh, set_mask() accepts the new legal mask: values of entries active before
-// and after are kept, regrown entries start at zero (CHTs24 Alg. 1; ALGORITHMS.md step 5).
+// Topology refresh runs on the compressed weight (refresh(topology, step), CHTs24 Alg. 1): values
+// of entries active before and after are kept, regrown entries start at zero, and the returned
+// SlotMap lets every optimizer's per-weight state follow its weight (remap()).
 #ifndef SPARSENM_NN_SPARSE_LINEAR_HPP
 #define SPARSENM_NN_SPARSE_LINEAR_HPP
 
@@ -25,6 +26,7 @@
 #include "../kernels/spmm.hpp"
 #include "../kernels/transposed_weight.hpp"
 #include "../mask.hpp"
+#include "../topology/refresh.hpp"
 
 // Silences GCC bug 105593 false positives in AVX-512 code (see core/simd.hpp).
 SPARSENM_SIMD_WARNINGS_PUSH
@@ -71,13 +73,42 @@ class SparseLinear {
   /// Dense dW with zeros at inactive entries: for tests and dense optimizers only.
   Matrix<S> dense_grad() const;
 
-  /// Accepts a new legal mask for this layer's layout (after a topology refresh): entries active
-  /// in both masks keep their values, newly active ones start at 0. Throws if the mask has the
-  /// wrong shape or is not legal.
-  void set_mask(const Mask& new_mask);
+  /// One step of a compressed-route optimizer (Adam, Tans or Muon built from weight()) on this
+  /// layer's values with grad_values(): opt.step(weight, grad_values). The bias is not included.
+  template <class Optimizer>
+  void step(Optimizer& opt) {
+    opt.step(m_weight, m_grad_values);
+  }
+
+  /// Replaces the compressed weight (loading a checkpoint): same shape and n:m, indices legal for
+  /// the layer's layout. Throws sparsenm::Error and keeps the old weight otherwise.
+  void set_compressed(NMCompressed<S> weight);
+  /// The checks of set_compressed() alone: throws sparsenm::Error unless `weight` could replace
+  /// this layer's weight.
+  void check_weight(const NMCompressed<S>& weight) const;
+
+  /// One topology refresh of this layer's compressed weight at `step` (sparse-to-sparse: dense
+  /// scratch only during the call). The result's `slots` maps the new slots to the old ones: pass
+  /// it to every optimizer that keeps state for values() (their remap()). The gradient is zeroed.
+  /// Throws if the refresher's n:m or layout differ from the layer's.
+  RefreshResult refresh(TopologyRefresher<S>& topology, long step);
+
+  /// Accepts a new legal mask for this layer's layout: entries active in both masks keep their
+  /// values, newly active ones start at 0. Returns where each new slot comes from (for the
+  /// optimizers' remap()). Throws if the mask has the wrong shape or is not legal.
+  SlotMap set_mask(const Mask& new_mask);
   /// Replaces mask and values: W = dense ⊙ mask. For loading and for tests.
   template <class Derived>
   void set_weight(const Eigen::MatrixBase<Derived>& dense, const Mask& mask);
+
+  /// Bytes of training state this layer keeps between steps: values, indices, gradient, the
+  /// transposed structure for dX, bias and its gradient (not the activations kept for backward).
+  std::size_t state_bytes() const {
+    return std::size_t(m_weight.values.size()) * (2 * sizeof(S) + sizeof(std::uint8_t)) +
+           m_transposed.bytes() + std::size_t(m_bias.size() + m_grad_bias.size()) * sizeof(S);
+  }
+  /// Bytes of the activations kept from forward for backward (x and dY, packed).
+  std::size_t activation_bytes() const { return m_x.bytes() + m_dy.bytes(); }
 
   Index in() const { return m_weight.cols; }
   Index out() const { return m_weight.rows; }
@@ -172,12 +203,19 @@ Matrix<S> SparseLinear<S>::backward(const Eigen::MatrixBase<Derived>& grad_y) {
 
 template <class S>
 Mask SparseLinear<S>::mask() const {
-  Mask mask = Mask::Zero(out(), in());
-  const int n = m_weight.nm.n, m = m_weight.nm.m;
-  for (Index o = 0; o < out(); ++o)
-    for (Index j = 0; j < m_weight.values.cols(); ++j)
-      mask(o, (j / n) * m + m_weight.indices(o, j)) = 1;
-  return mask;
+  return mask_of(m_weight);
+}
+
+template <class S>
+RefreshResult SparseLinear<S>::refresh(TopologyRefresher<S>& topology, long step) {
+  const RefreshConfig& c = topology.config();
+  SPARSENM_CHECK(c.nm == nm() && c.layout == m_layout, "SparseLinear::refresh: the refresher is ",
+                 c.nm, " ", to_string(c.layout), " but the layer is ", nm(), " ",
+                 to_string(m_layout));
+  RefreshResult r = topology.refresh(m_weight, step);
+  m_grad_values.setZero();
+  m_transposed.rebuild(m_weight);
+  return r;
 }
 
 template <class S>
@@ -196,27 +234,32 @@ void SparseLinear<S>::check_mask(const Mask& mask) const {
 }
 
 template <class S>
-void SparseLinear<S>::set_mask(const Mask& new_mask) {
-  check_mask(new_mask);
-  const int n = m_weight.nm.n, m = m_weight.nm.m;
-  const Index nnzr = m_weight.values.cols();
-  for (Index o = 0; o < out(); ++o)
-    for (Index g = 0; g < in() / m; ++g) {
-      // Old values of this group by in-group column (0 where inactive).
-      S old[kMaxGroupSize] = {};
-      for (int s = 0; s < n; ++s)
-        old[m_weight.indices(o, g * n + s)] = m_weight.values(o, g * n + s);
-      int s = 0;
-      for (int c = 0; c < m; ++c)
-        if (new_mask(o, g * m + c)) {
-          m_weight.values(o, g * n + s) = old[c];  // kept: its value; regrown: 0
-          m_weight.indices(o, g * n + s) = std::uint8_t(c);
-          ++s;
-        }
-    }
-  (void)nnzr;
+void SparseLinear<S>::set_compressed(NMCompressed<S> weight) {
+  check_weight(weight);
+  m_weight = std::move(weight);
   m_grad_values.setZero();
   m_transposed.rebuild(m_weight);
+}
+
+template <class S>
+void SparseLinear<S>::check_weight(const NMCompressed<S>& weight) const {
+  check_compressed(weight, "SparseLinear::set_compressed: weight");
+  SPARSENM_CHECK(weight.rows == out() && weight.cols == in() && weight.nm == nm(),
+                 "SparseLinear::set_compressed: weight is ", weight.rows, "x", weight.cols, " ",
+                 weight.nm, " but the layer is ", out(), "x", in(), " ", nm());
+  if (m_layout == Layout::Transposable)
+    SPARSENM_CHECK(is_legal(mask_of(weight), nm(), m_layout),
+                   "SparseLinear::set_compressed: the weight's mask is not transposable-legal for ",
+                   nm());
+}
+
+template <class S>
+SlotMap SparseLinear<S>::set_mask(const Mask& new_mask) {
+  check_mask(new_mask);
+  SlotMap map = move_to_mask(m_weight, new_mask);
+  m_grad_values.setZero();
+  m_transposed.rebuild(m_weight);
+  return map;
 }
 
 template <class S>

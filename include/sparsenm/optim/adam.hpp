@@ -12,6 +12,7 @@
 #include "../core/error.hpp"
 #include "../core/types.hpp"
 #include "../core/validate.hpp"
+#include "../mask/compress.hpp"
 #include "detail/elementwise.hpp"
 #include "detail/sqrt_block.hpp"
 #include "nonfinite.hpp"
@@ -70,6 +71,41 @@ class Adam {
     m_scratch.resize(rows * cols);
   }
 
+  /// Compressed route (sparse-to-sparse training): moments for the active entries only, in the
+  /// layout of `weight.values`. Adam is elementwise, so the compressed step gives bit for bit the
+  /// numbers of the masked dense step on the decompressed weight. Follow a refresh with
+  /// remap(result.slots).
+  template <class T>
+  explicit Adam(const NMCompressed<T>& weight, AdamConfig cfg = {})
+      : Adam(weight.values.rows(), weight.values.cols(), cfg) {}
+
+  /// Compressed step: `grad_values` is dW on the active entries (SparseLinear::grad_values()).
+  template <class Derived>
+  void step(NMCompressed<S>& weight, const Eigen::MatrixBase<Derived>& grad_values) {
+    step_impl(weight.values, grad_values, nullptr);
+  }
+
+  /// After a topology refresh of the weight this Adam steps in compressed form: kept entries keep
+  /// their moments, regrown ones start from zero (the step counter, and so the bias correction,
+  /// is the optimizer's: a regrown entry's first update is Adam's usual first update).
+  void remap(const SlotMap& slots) {
+    check_shape(slots.source, m_rows, m_cols, "Adam::remap: slots");
+    remap_slots<S>(m_m, slots);
+    remap_slots<S>(m_v, slots);
+  }
+
+  /// Bytes of persistent optimizer state (the two moments).
+  std::size_t state_bytes() const { return std::size_t(m_m.size() + m_v.size()) * sizeof(S); }
+
+  /// Calls f(name, object) for every piece of persistent state, for checkpoints.
+  template <class F>
+  void visit_state(F&& f) {
+    f("exp_avg", m_m);
+    f("exp_avg_sq", m_v);
+    f("steps", m_t);
+    f("skipped", m_skipped);
+  }
+
   /// Dense step.
   template <class Derived>
   void step(Eigen::Ref<Matrix<S>> weight, const Eigen::MatrixBase<Derived>& grad) {
@@ -97,7 +133,7 @@ class Adam {
 
  protected:
   template <class Derived>
-  void step_impl(Eigen::Ref<Matrix<S>>& weight, const Eigen::MatrixBase<Derived>& grad,
+  void step_impl(Eigen::Ref<Matrix<S>> weight, const Eigen::MatrixBase<Derived>& grad,
                  const std::uint8_t* mask);
 
   AdamConfig m_cfg;
@@ -174,7 +210,7 @@ void adam_update(const S* SPARSENM_RESTRICT g, const std::uint8_t* SPARSENM_REST
 
 template <class S>
 template <class Derived>
-void Adam<S>::step_impl(Eigen::Ref<Matrix<S>>& weight, const Eigen::MatrixBase<Derived>& grad,
+void Adam<S>::step_impl(Eigen::Ref<Matrix<S>> weight, const Eigen::MatrixBase<Derived>& grad,
                         const std::uint8_t* mask) {
   check_shape(weight, m_rows, m_cols, "Adam::step: weight");
   check_shape(grad, m_rows, m_cols, "Adam::step: grad");

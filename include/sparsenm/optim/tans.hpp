@@ -13,6 +13,7 @@
 #include "../core/parallel.hpp"
 #include "../core/types.hpp"
 #include "../core/validate.hpp"
+#include "../mask/compress.hpp"
 #include "detail/elementwise.hpp"
 #include "detail/sqrt_block.hpp"
 #include "newton_schulz.hpp"
@@ -113,6 +114,59 @@ class Tans {
     m_scratch.resize(rows * cols);
   }
 
+  /// Compressed route (sparse-to-sparse training): V and P are kept for the active entries only, in
+  /// the layout of `weight.values`. Step with step(weight, grad_values), follow a refresh with
+  /// remap(result.slots). The dense (out, in) Newton-Schulz input is per-step scratch (the
+  /// algorithm orthogonalises the whole masked update, chtsnm Sec. 3.2).
+  explicit Tans(const NMCompressed<S>& weight, TansConfig cfg = {})
+      : m_cfg(cfg), m_rows(weight.rows), m_cols(weight.cols), m_nm(weight.nm), m_compressed(true) {
+    m_cfg.validate();
+    check_compressed(weight, "Tans: weight");
+    SPARSENM_CHECK(m_rows > 0 && m_cols > 0, "Tans: shape ", m_rows, "x", m_cols,
+                   " must be positive");
+    const Index k = weight.values.cols();
+    m_v = Matrix<S>::Zero(m_rows, k);
+    m_p = Matrix<S>::Zero(m_rows, k);
+    m_u = Matrix<S>::Zero(m_rows, k);
+    m_scratch.resize(m_rows * m_cols);  // PreMaskGlobal sums O over the dense shape
+  }
+
+  /// Compressed step: `grad_values` is dW on the active entries in the layout of weight.values
+  /// (SparseLinear::grad_values()). The same update as the masked dense step on the decompressed
+  /// weight, up to the summation order of the norms (a few ulp in the Newton-Schulz scale).
+  template <class Derived>
+  void step(NMCompressed<S>& weight, const Eigen::MatrixBase<Derived>& grad_values);
+
+  /// Compressed route after a refresh: tau = 0; with StateReset::ChangedEntries (and None) kept
+  /// entries keep V and P and regrown ones start at 0 (the state of removed entries is gone: the
+  /// compressed route has no place for it); StateReset::All zeroes everything.
+  void remap(const SlotMap& slots);
+
+  /// Bytes of persistent optimizer state (V, P and the U buffer of the fused passes).
+  std::size_t state_bytes() const { return std::size_t(m_v.size() * 3) * sizeof(S); }
+  /// Bytes of per-step scratch kept allocated (Newton-Schulz workspace, dense input, O gather).
+  std::size_t scratch_bytes() const {
+    return std::size_t(m_dense.size() + m_oc.size() + m_ws.x[0].size() + m_ws.x[1].size() +
+                       m_ws.flushed.size()) *
+               sizeof(S) +
+           (m_ws.a.size() + m_ws.a2.size() + m_ws.p.size() + m_ws.q.size() + m_ws.t.size()) *
+               sizeof(S);
+  }
+  /// True for the compressed route.
+  bool compressed() const { return m_compressed; }
+
+  /// Calls f(name, object) for every piece of persistent state (matrices and counters), for
+  /// checkpoints; a loader may assign through the references.
+  template <class F>
+  void visit_state(F&& f) {
+    f("exp_avg_sq", m_v);
+    f("momentum", m_p);
+    f("tau", m_tau);
+    f("steps", m_steps);
+    f("skipped", m_skipped);
+    f("last_rms_scale", m_last_s);
+  }
+
   /// One TANS step on `weight` (rows x cols) with gradient `grad` (dense allowed: it is masked)
   /// under the current legal `mask` (0/1). Non-finite gradient entries: see TansConfig::nonfinite.
   template <class Derived>
@@ -150,7 +204,10 @@ class Tans {
  private:
   TansConfig m_cfg;
   Index m_rows, m_cols;
+  NM m_nm{1, 1};
+  bool m_compressed = false;
   Matrix<S> m_v, m_p, m_u, m_gbuf;
+  Matrix<S> m_dense, m_oc;  // compressed route: dense NS input and O on the active entries
   NsWorkspace<S> m_ws;
   detail::ChunkScratch m_scratch;
   int m_tau = 0;
@@ -162,7 +219,8 @@ namespace detail {
 
 /// Pass 1 of a TANS step over [b, e): V, P, U_base; returns sum U_base^2 (chtsnm Sec. 3.2).
 /// Works in L1 blocks so the square roots vectorise (see detail/sqrt_block.hpp).
-template <class S>
+/// MASKED = false is the compressed route: every entry is active and `m` is not read.
+template <bool MASKED, class S>
 double tans_moments(const S* SPARSENM_RESTRICT g, const std::uint8_t* SPARSENM_RESTRICT m,
                     S* SPARSENM_RESTRICT V, S* SPARSENM_RESTRICT P, S* SPARSENM_RESTRICT U, Index b,
                     Index e, S b1, S b2, S ob1, S ob2, S eps) {
@@ -171,23 +229,23 @@ double tans_moments(const S* SPARSENM_RESTRICT g, const std::uint8_t* SPARSENM_R
   for (Index i0 = b; i0 < e; i0 += kSqrtBlock) {
     const Index len = std::min(kSqrtBlock, e - i0);
     const S* SPARSENM_RESTRICT gb = g + i0;
-    const std::uint8_t* SPARSENM_RESTRICT mb = m + i0;
+    const std::uint8_t* SPARSENM_RESTRICT mb = MASKED ? m + i0 : nullptr;
     S* SPARSENM_RESTRICT Vb = V + i0;
     S* SPARSENM_RESTRICT Pb = P + i0;
     S* SPARSENM_RESTRICT Ub = U + i0;
     for (Index k = 0; k < len; ++k) {
-      const S gm = mb[k] ? gb[k] : S(0);  // select, not multiply: 0 * Inf would be NaN
+      const S gm = !MASKED || mb[k] ? gb[k] : S(0);  // select, not multiply: 0 * Inf is NaN
       const S v = b2 * Vb[k] + ob2 * (gm * gm);
       Vb[k] = v;
       root[k] = v;
     }
     sqrt_block(root, len);
     for (Index k = 0; k < len; ++k) {
-      const S gm = mb[k] ? gb[k] : S(0);
+      const S gm = !MASKED || mb[k] ? gb[k] : S(0);
       const S gh = gm / (root[k] + eps);
       const S p = b1 * Pb[k] + ob1 * gh;
       Pb[k] = p;
-      Ub[k] = mb[k] ? ob1 * gh + b1 * p : S(0);
+      Ub[k] = !MASKED || mb[k] ? ob1 * gh + b1 * p : S(0);
     }
     lanes_sum_squares(Ub, len, acc);  // U is still in L1
   }
@@ -225,7 +283,7 @@ void tans_o_sums(const S* SPARSENM_RESTRICT O, const std::uint8_t* SPARSENM_REST
 
 /// Pass 3 over [b, e): U = U_base + gamma (s O_M - U_base); W <- decay W - eta_mat U on active
 /// entries; inactive weights are rewritten with their own bits (a blend, so it vectorises).
-template <class S>
+template <bool MASKED, class S>
 void tans_apply(const S* SPARSENM_RESTRICT O, const S* SPARSENM_RESTRICT U,
                 const std::uint8_t* SPARSENM_RESTRICT m, S* SPARSENM_RESTRICT w, Index b, Index e,
                 S gamma, S s, S decay, S eta_mat) {
@@ -235,18 +293,18 @@ void tans_apply(const S* SPARSENM_RESTRICT O, const S* SPARSENM_RESTRICT U,
     const S upd = u + gamma * (s * O[i] - u);
     const S wo = w[i - b];
     const S wn = decay * wo - eta_mat * upd;
-    w[i - b] = m[i] ? wn : wo;
+    w[i - b] = !MASKED || m[i] ? wn : wo;
   }
 }
 
 /// Pass 3 without a correction (gamma = 0): W <- decay W - eta_mat U_base on active entries.
-template <class S>
+template <bool MASKED, class S>
 void tans_apply_base(const S* SPARSENM_RESTRICT U, const std::uint8_t* SPARSENM_RESTRICT m,
                      S* SPARSENM_RESTRICT w, Index b, Index e, S decay, S eta_mat) {
   for (Index i = b; i < e; ++i) {
     const S wo = w[i - b];
     const S wn = decay * wo - eta_mat * U[i];
-    w[i - b] = m[i] ? wn : wo;
+    w[i - b] = !MASKED || m[i] ? wn : wo;
   }
 }
 
@@ -256,6 +314,8 @@ template <class S>
 template <class Derived>
 void Tans<S>::step(Eigen::Ref<Matrix<S>> weight, const Eigen::MatrixBase<Derived>& grad,
                    const Mask& mask) {
+  SPARSENM_CHECK(!m_compressed, "Tans::step: this Tans was built for a compressed weight; call ",
+                 "step(NMCompressed&, grad_values)");
   check_shape(weight, m_rows, m_cols, "Tans::step: weight");
   check_shape(grad, m_rows, m_cols, "Tans::step: grad");
   check_shape(mask, m_rows, m_cols, "Tans::step: mask");
@@ -280,7 +340,7 @@ void Tans<S>::step(Eigen::Ref<Matrix<S>> weight, const Eigen::MatrixBase<Derived
   const double ss = detail::chunk_sum(
       n, m_scratch.a,
       [&](Index b, Index e) {
-        return detail::tans_moments(g, mk, V, P, U, b, e, b1, b2, ob1, ob2, eps);
+        return detail::tans_moments<true>(g, mk, V, P, U, b, e, b1, b2, ob1, ob2, eps);
       },
       par);
   const S decay = S(1.0 - m_cfg.lr * m_cfg.weight_decay);
@@ -289,7 +349,9 @@ void Tans<S>::step(Eigen::Ref<Matrix<S>> weight, const Eigen::MatrixBase<Derived
   if (gamma == 0.0) {
     detail::for_each_weight_span<S>(
         weight,
-        [&](Index b, Index e, S* w) { detail::tans_apply_base(U, mk, w, b, e, decay, eta_mat); },
+        [&](Index b, Index e, S* w) {
+          detail::tans_apply_base<true>(U, mk, w, b, e, decay, eta_mat);
+        },
         par);
   } else {
     const S scale = S(1.0 / (std::sqrt(ss) + kNsNormEps));
@@ -328,7 +390,7 @@ void Tans<S>::step(Eigen::Ref<Matrix<S>> weight, const Eigen::MatrixBase<Derived
     detail::for_each_weight_span<S>(
         weight,
         [&](Index b, Index e, S* w) {
-          detail::tans_apply(O, U, mk, w, b, e, sg, ss_, decay, eta_mat);
+          detail::tans_apply<true>(O, U, mk, w, b, e, sg, ss_, decay, eta_mat);
         },
         par_ns);
   }
@@ -337,7 +399,103 @@ void Tans<S>::step(Eigen::Ref<Matrix<S>> weight, const Eigen::MatrixBase<Derived
 }
 
 template <class S>
+template <class Derived>
+void Tans<S>::step(NMCompressed<S>& weight, const Eigen::MatrixBase<Derived>& grad_values) {
+  SPARSENM_CHECK(m_compressed, "Tans::step: this Tans was built for a dense (", m_rows, "x", m_cols,
+                 ") weight; build it from the NMCompressed weight for the compressed route");
+  SPARSENM_CHECK(weight.rows == m_rows && weight.cols == m_cols && weight.nm == m_nm,
+                 "Tans::step: weight is ", weight.rows, "x", weight.cols, " ", weight.nm,
+                 " but this Tans was built for ", m_rows, "x", m_cols, " ", m_nm);
+  const Index k = m_v.cols(), n = m_rows * k;
+  check_shape(weight.values, m_rows, k, "Tans::step: weight.values");
+  check_shape(grad_values, m_rows, k, "Tans::step: grad_values");
+  const Eigen::Ref<const Matrix<S>> gref(grad_values.template cast<S>());
+  const S* g = detail::contiguous_data<S>(gref, m_gbuf);
+  const bool par = m_rows * m_cols > detail::kSerialAfterBlas;  // next to BLAS calls
+  if (!detail::admit_gradient("Tans::step", g, nullptr, m_rows, k, m_cfg.nonfinite, m_scratch,
+                              nullptr, par)) {
+    ++m_skipped;
+    return;
+  }
+  const double gamma = gamma_for(m_tau);
+  const S b1 = S(m_cfg.beta1), b2 = S(m_cfg.beta2), eps = S(m_cfg.eps);
+  const S ob1 = S(1.0 - m_cfg.beta1), ob2 = S(1.0 - m_cfg.beta2);
+  S* V = m_v.data();
+  S* P = m_p.data();
+  S* U = m_u.data();
+  const double ss = detail::chunk_sum(
+      n, m_scratch.a,
+      [&](Index b, Index e) {
+        return detail::tans_moments<false>(g, nullptr, V, P, U, b, e, b1, b2, ob1, ob2, eps);
+      },
+      par);
+  const S decay = S(1.0 - m_cfg.lr * m_cfg.weight_decay);
+  const S eta_mat = S(m_cfg.lr * std::sqrt(double(m_rows) / double(m_cols)));
+  S* w = weight.values.data();
+  if (gamma == 0.0) {
+    detail::for_each_chunk(
+        n,
+        [&](Index b, Index e, Index) {
+          detail::tans_apply_base<false>(U, nullptr, w + b, b, e, decay, eta_mat);
+        },
+        par);
+  } else {
+    // U_base is 0 off the mask: scatter it into the dense Newton-Schulz input.
+    m_dense.resize(m_rows, m_cols);
+    scatter_slots(weight, U, m_dense.data());
+    const S scale = S(1.0 / (std::sqrt(ss) + kNsNormEps));
+    const Matrix<S>& Om = detail::newton_schulz_run(m_dense.data(), m_rows, m_cols, scale,
+                                                    m_cfg.ns_steps, m_cfg.coefficients, m_ws);
+    const bool par_ns = detail::parallel_after_ns(par);
+    // O_M on the active entries, in the layout of the values.
+    m_oc.resize(m_rows, k);
+    S* Oc = m_oc.data();
+    const S* O = Om.data();
+    gather_slots(weight, O, Oc);
+    double s = 1.0;
+    if (m_cfg.rms == RmsMatch::PostMaskActive) {
+      const double so_act = detail::chunk_sum(
+          n, m_scratch.b, [&](Index b, Index e) { return detail::sum_squares(Oc, b, e); }, par_ns);
+      const double cnt = double(n);
+      s = std::sqrt(ss / cnt) / (std::sqrt(so_act / cnt) + m_cfg.eps);
+    } else if (m_cfg.rms == RmsMatch::PreMaskGlobal) {
+      const Index nd = m_rows * m_cols;
+      const double so_all = detail::chunk_sum(
+          nd, m_scratch.b, [&](Index b, Index e) { return detail::sum_squares(O, b, e); }, par_ns);
+      s = std::sqrt(ss / double(nd)) / (std::sqrt(so_all / double(nd)) + m_cfg.eps);
+    }
+    m_last_s = s;
+    const S sg = S(gamma), ss_ = S(s);
+    detail::for_each_chunk(
+        n,
+        [&](Index b, Index e, Index) {
+          detail::tans_apply<false>(Oc, U, nullptr, w + b, b, e, sg, ss_, decay, eta_mat);
+        },
+        par_ns);
+  }
+  ++m_tau;
+  ++m_steps;
+}
+
+template <class S>
+void Tans<S>::remap(const SlotMap& slots) {
+  SPARSENM_CHECK(m_compressed, "Tans::remap: compressed route only (the dense route takes ",
+                 "on_refresh(changed))");
+  check_shape(slots.source, m_v.rows(), m_v.cols(), "Tans::remap: slots");
+  m_tau = 0;
+  if (m_cfg.reset == StateReset::All) {
+    m_v.setZero();
+    m_p.setZero();
+  } else {
+    remap_slots<S>(m_v, slots);
+    remap_slots<S>(m_p, slots);
+  }
+}
+
+template <class S>
 void Tans<S>::on_refresh(const Mask& changed) {
+  SPARSENM_CHECK(!m_compressed, "Tans::on_refresh: this Tans steps a compressed weight; pass the ",
+                 "refresh's slot map to remap(result.slots) instead");
   check_shape(changed, m_rows, m_cols, "Tans::on_refresh: changed");
   check_binary(changed, "Tans::on_refresh: changed");
   m_tau = 0;

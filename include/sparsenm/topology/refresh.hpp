@@ -21,6 +21,7 @@
 #include "../core/philox.hpp"
 #include "../core/types.hpp"
 #include "../core/validate.hpp"
+#include "../mask/compress.hpp"
 #include "../mask/project.hpp"
 #include "../mask/rowwise.hpp"
 #include "../mask/transposable.hpp"
@@ -119,6 +120,10 @@ struct RefreshResult {
   Mask changed;
   Eigen::Index removed = 0, regrown = 0, changed_count = 0;
   RefreshStats stats;  ///< the full statistics of this refresh (extra to the API contract)
+  /// Compressed route only (refresh(NMCompressed&, step)): where every new slot's state comes
+  /// from; pass it to the optimizers' remap() so their state follows each weight. Regrown and
+  /// revived entries (removed and regrown in the same refresh) have source -1 and start afresh.
+  SlotMap slots;
 };
 
 /// CHTs24 / CHTsNM topology engine for one layer (CHTs24 Alg. 1 with the CHTsNM row-wise
@@ -168,7 +173,27 @@ class TopologyRefresher {
   /// class comment). Keeps the mask legal, zeroes removed weights and starts regrown ones at 0.
   /// Throws sparsenm::Error on a shape mismatch, a mask that is not legal for cfg.nm/layout,
   /// a non-finite weight, or step < 0. It does not check due(step): the caller decides.
-  RefreshResult refresh(Eigen::Ref<Matrix<S>> weight, Mask& mask, long step);
+  RefreshResult refresh(Eigen::Ref<Matrix<S>> weight, Mask& mask, long step) {
+    return refresh_dense(weight, mask, step, nullptr);
+  }
+
+  /// The same refresh on a compressed layer (sparse-to-sparse training): `weight`'s mask and
+  /// values move to the new topology in place (kept values stay, regrown ones start at 0) and the
+  /// result's `slots` says where each new slot comes from, for the optimizers' remap(). The
+  /// layout is the config's; the result (mask, values, statistics, `changed`) is bit-identical to
+  /// the dense route on decompress(weight). Dense scratch (the weight, removal and CH scores) lives
+  /// only during the call: nothing dense persists between refreshes.
+  RefreshResult refresh(NMCompressed<S>& weight, long step);
+
+  /// Refreshes done so far; with the seed this is the whole state a checkpoint needs (a refresh is
+  /// a pure function of seed, weight, mask and step).
+  void set_refreshes(long count) {
+    SPARSENM_CHECK(count >= 0, "TopologyRefresher::set_refreshes: count = ", count,
+                   " must be >= 0");
+    m_count = count;
+  }
+  /// The seed given to the constructor.
+  std::uint64_t seed() const { return m_rng.seed(); }
 
   /// T at `step`: t_start + step (t_end − t_start) / T_end, T_end = stop_fraction · total_steps
   /// (held at t_end after the window).
@@ -193,6 +218,7 @@ class TopologyRefresher {
   long refreshes() const { return m_count; }
 
  private:
+  RefreshResult refresh_dense(Eigen::Ref<Matrix<S>> weight, Mask& mask, long step, Mask* fresh);
   void project_rowwise_groups(const Mask& before, const Mask& after, const Matrix<S>& scores,
                               const Philox& mpr_rng, Mask& out, RefreshStats& st) const;
   void project_tiles(const Mask& before, const Mask& after, const Matrix<S>& scores,
@@ -226,7 +252,25 @@ Mask edsrt_prune(Eigen::Ref<Matrix<S>> weight, NM nm, Layout layout) {
 // ---------------------------------------------------------------------------------------------
 
 template <class S>
-RefreshResult TopologyRefresher<S>::refresh(Eigen::Ref<Matrix<S>> weight, Mask& mask, long step) {
+RefreshResult TopologyRefresher<S>::refresh(NMCompressed<S>& weight, long step) {
+  check_compressed(weight, "TopologyRefresher::refresh: weight");
+  SPARSENM_CHECK(weight.nm == m_cfg.nm, "TopologyRefresher::refresh: weight is ", weight.nm,
+                 " but the refresher is configured for ", m_cfg.nm);
+  Matrix<S> dense = decompress(weight);
+  Mask mask = mask_of(weight);
+  Mask fresh;
+  RefreshResult res = refresh_dense(dense, mask, step, &fresh);
+  res.slots = move_to_mask(weight, mask, &fresh);
+  // Scratch of the score kernels and removal: released so that nothing dense persists.
+  m_removal = Matrix<S>();
+  m_scores = Matrix<S>();
+  m_ws.release();
+  return res;
+}
+
+template <class S>
+RefreshResult TopologyRefresher<S>::refresh_dense(Eigen::Ref<Matrix<S>> weight, Mask& mask,
+                                                  long step, Mask* fresh) {
   const RefreshConfig& c = m_cfg;
   const NM nm = c.nm;
   SPARSENM_CHECK(step >= 0, "TopologyRefresher::refresh: step = ", step, " must be >= 0");
@@ -273,6 +317,7 @@ RefreshResult TopologyRefresher<S>::refresh(Eigen::Ref<Matrix<S>> weight, Mask& 
     st.groups = c.layout == Layout::RowWise ? rows * (cols / nm.m) : (rows / nm.m) * (cols / nm.m);
     RefreshResult res;
     res.changed = Mask::Zero(rows, cols);
+    if (fresh) *fresh = Mask::Zero(rows, cols);
     res.stats = st;
     m_stats = st;
     ++m_count;
@@ -331,8 +376,10 @@ RefreshResult TopologyRefresher<S>::refresh(Eigen::Ref<Matrix<S>> weight, Mask& 
   // 5. Zero removed and regrown weights; report the changed entries.
   RefreshResult res;
   res.changed.resize(rows, cols);
+  if (fresh) fresh->resize(rows, cols);
   const std::uint8_t* mn = next.data();
   std::uint8_t* ch = res.changed.data();
+  std::uint8_t* fr = fresh ? fresh->data() : nullptr;
   const auto counts = detail::sum_over_rows<3>(rows, [&](Index i) {
     S* w = weight.data() + i * weight.outerStride();
     // Branch-free (the three masks are 0/1 bytes in no predictable order), so it vectorises.
@@ -349,6 +396,9 @@ RefreshResult TopologyRefresher<S>::refresh(Eigen::Ref<Matrix<S>> weight, Mask& 
       revived += lost & x[j] & b[j];
       w[j] = (lost & (b[j] | x[j])) ? S(0) : w[j];  // removed or regrown: starts at 0
     }
+    if (fr)
+      for (Index j = 0; j < cols; ++j)
+        fr[i * cols + j] = static_cast<std::uint8_t>((1u ^ a[j]) & x[j]);
     return std::array<Index, 3>{Index(changed), Index(regrown), Index(revived)};
   });
   st.changed_count += counts[0];

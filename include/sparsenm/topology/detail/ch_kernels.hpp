@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <utility>
 #include <cstring>
 #include <type_traits>
 #include <vector>
@@ -61,6 +62,15 @@ struct ChWorkspace {
   double stream_above_bytes = 32.0 * (1 << 20);
   // table_kind's threshold for the Groups2of4 tables (tests lower it to cover them on small masks).
   Index min_columns_2of4 = kMinColumnsGroups2of4;
+
+  /// Frees every buffer and keeps the two settings (the compressed refresh keeps nothing dense
+  /// between calls).
+  void release() {
+    ChWorkspace fresh;
+    fresh.stream_above_bytes = stream_above_bytes;
+    fresh.min_columns_2of4 = min_columns_2of4;
+    *this = std::move(fresh);
+  }
 };
 
 /// Packs the rows of `mask` (any nonzero byte counts as 1).
