@@ -150,23 +150,7 @@ void BM_EigenCsr(benchmark::State& state, Shape s, Index tokens, NM nm) {
 }
 
 // --- ratio table -----------------------------------------------------------------------------
-class RatioReporter : public benchmark::ConsoleReporter {
- public:
-  std::map<std::string, double> times;  // name -> seconds per iteration
-  bool use_cpu = false;
-  void ReportRuns(const std::vector<Run>& runs) override {
-    for (const Run& r : runs)
-      if (r.run_type == Run::RT_Iteration && r.iterations > 0) {
-        std::string name = r.benchmark_name();
-        const auto cut = name.find("/real_time");
-        if (cut != std::string::npos) name.erase(cut);
-        // With one thread, CPU time of the benchmark thread is robust against a shared machine.
-        times[name] =
-            (use_cpu ? r.cpu_accumulated_time : r.real_accumulated_time) / double(r.iterations);
-      }
-    ConsoleReporter::ReportRuns(runs);
-  }
-};
+using sparsenm_bench::RatioReporter;
 
 std::string shape_name(Shape s) { return std::to_string(s.out) + "x" + std::to_string(s.in); }
 std::string nm_name(NM nm) { return std::to_string(nm.n) + ":" + std::to_string(nm.m); }

@@ -64,21 +64,6 @@ void BM_SparseStep(benchmark::State& state, Index out, Index in, Index tokens, N
                          benchmark::Counter::kIsRate);
 }
 
-class RatioReporter : public benchmark::ConsoleReporter {
- public:
-  std::map<std::string, double> times;
-  void ReportRuns(const std::vector<Run>& runs) override {
-    for (const Run& r : runs)
-      if (r.run_type == Run::RT_Iteration && r.iterations > 0) {
-        std::string name = r.benchmark_name();
-        const auto cut = name.find("/real_time");
-        if (cut != std::string::npos) name.erase(cut);
-        times[name] = r.real_accumulated_time / double(r.iterations);
-      }
-    ConsoleReporter::ReportRuns(runs);
-  }
-};
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -110,7 +95,7 @@ int main(int argc, char** argv) {
       }
   }
   benchmark::Initialize(&argc, argv);
-  RatioReporter reporter;
+  sparsenm_bench::RatioReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
   std::printf("\nspeed-up = dense layer step time / sparse layer step time (OMP %d, real time)\n",
               sparsenm::thread_count());

@@ -293,16 +293,16 @@ void BM_TansElementwisePasses(benchmark::State& state) {
   for (auto _ : state) {
     d::admit_gradient("bench", G.data(), M.data(), R, C, sparsenm::NonFinitePolicy::Throw, sc);
     const double ss = d::chunk_sum(n, sc.a, [&](Index b, Index e) {
-      return d::tans_moments(G.data(), M.data(), V.data(), P.data(), U.data(), b, e, 0.9f, 0.999f,
-                             0.1f, 0.001f, 1e-5f);
+      return d::tans_moments<true>(G.data(), M.data(), V.data(), P.data(), U.data(), b, e, 0.9f,
+                                   0.999f, 0.1f, 0.001f, 1e-5f);
     });
     d::for_each_chunk(n, [&](Index b, Index e, Index c) {
       d::tans_o_sums(O.data(), M.data(), b, e, sc.a[std::size_t(c)], sc.b[std::size_t(c)]);
     });
     float* w = W.data();
     d::for_each_chunk(n, [&](Index b, Index e, Index) {
-      d::tans_apply(O.data(), U.data(), M.data(), w + b, b, e, 0.5f, float(ss > 0 ? 1.0 : 0.0),
-                    1.0f, 1e-6f);
+      d::tans_apply<true>(O.data(), U.data(), M.data(), w + b, b, e, 0.5f,
+                          float(ss > 0 ? 1.0 : 0.0), 1.0f, 1e-6f);
     });
     benchmark::ClobberMemory();
   }

@@ -66,7 +66,7 @@ enum class WeightOptimizer {
 /// | muon      | Muon settings (weights = Muon)                             | MuonConfig{} |
 /// | refresh   | dynamic topology (false: a static sparse mask)             | true    |
 /// | topology  | refresh settings; nm and layout must match every layer's   | RefreshConfig{} |
-/// | seed      | refresher seeds: layer i uses Philox(seed).split(i).seed() | 0       |
+/// | seed      | refresher seeds: layer i uses Philox(seed).split(i).stream() | 0     |
 struct SparseTrainerConfig {
   WeightOptimizer weights = WeightOptimizer::Adam;
   AdamConfig adam;
@@ -291,7 +291,7 @@ class SparseTrainer {
       SparseEntry& e = m_sparse[k];
       const std::string p = "sparse." + std::to_string(k) + ".";
       if constexpr (reading) {
-        read_layer(v, f, p, *e.layer);
+        read_layer(v, p, *e.layer);
       } else {
         v.file.add(p + "values", e.layer->weight().values);
         v.file.add(p + "indices", e.layer->weight().indices);
@@ -344,8 +344,7 @@ class SparseTrainer {
   }
 
   // Checks (first pass) or restores (second pass) a sparse layer's weight and bias.
-  static void read_layer(StateReader<S>& v, const SafetensorsFile& f, const std::string& p,
-                         SparseLinear<S>& layer) {
+  static void read_layer(StateReader<S>& v, const std::string& p, SparseLinear<S>& layer) {
     NMCompressed<S> w = layer.weight();
     v.prefix = p;
     v("values", w.values);
