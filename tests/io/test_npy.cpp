@@ -177,3 +177,44 @@ TEST(Npy, MissingFileNamesThePath) {
     EXPECT_NE(std::string(e.what()).find("/nonexistent/dir/x.npy"), std::string::npos);
   }
 }
+
+TEST(Npy, HeaderAndRankLimits) {
+  auto npy_v2 = [](const std::string& dict, const std::string& data) {
+    std::string out("\x93NUMPY\x02\x00", 8);
+    for (int k = 0; k < 4; ++k) out.push_back(char((dict.size() >> (8 * k)) & 0xff));
+    return out + dict + data;
+  };
+  auto message_of = [](const std::string& s) -> std::string {
+    const auto b = to_vec(s);
+    try {
+      parse_npy(b.data(), b.size());
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "(no error)";
+  };
+  // A version-2 header length just over 1 MiB is refused as such, before anything is read.
+  std::string huge("\x93NUMPY\x02\x00\x01\x00\x10\x00", 12);  // 0x100001 = 2^20 + 1
+  EXPECT_NE(message_of(huge).find("header length 1048577 exceeds the limit of 1048576"),
+            std::string::npos)
+      << message_of(huge);
+  // A 1 MiB header (mostly padding) is still read.
+  std::string dict = "{'descr': '|u1', 'fortran_order': False, 'shape': (1,), }";
+  dict.append((std::size_t(1) << 20) - 1 - dict.size(), ' ');
+  dict += '\n';
+  EXPECT_EQ(message_of(npy_v2(dict, "x")), "(no error)");
+  // Rank 64 (numpy 2's limit) is read, rank 65 refused with the limit in the message.
+  auto of_rank = [&](std::size_t rank) {
+    std::string shape;
+    for (std::size_t k = 0; k < rank; ++k) shape += "1,";
+    return npy_v2("{'descr': '|u1', 'fortran_order': False, 'shape': (" + shape + "), }\n", "x");
+  };
+  EXPECT_EQ(message_of(of_rank(64)), "(no error)");
+  EXPECT_NE(message_of(of_rank(65)).find("more than 64 dimensions"), std::string::npos);
+  // The writer refuses what the reader would.
+  Tensor t;
+  t.dtype = DType::U8;
+  t.shape.assign(65, 1);
+  t.bytes.assign(1, 0);
+  EXPECT_THROW(npy_bytes(t), Error);
+}

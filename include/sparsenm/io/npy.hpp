@@ -5,7 +5,9 @@
 //   Python dict {'descr': '<f4', 'fortran_order': False, 'shape': (r, c), } padded with spaces and
 //   a final '\n' so the data starts at a multiple of 64 bytes, then the raw data.
 // The reader checks magic, version, header syntax, dtype, shape and the exact data size, and
-// returns nothing unless the whole file is valid.
+// returns nothing unless the whole file is valid. It costs O(file size) (the header is scanned
+// once, in place) and refuses headers over detail::kNpyMaxHeaderBytes and ranks over
+// detail::kNpyMaxRank, sizes the format allows but no array of a supported dtype needs.
 #ifndef SPARSENM_IO_NPY_HPP
 #define SPARSENM_IO_NPY_HPP
 
@@ -23,7 +25,8 @@ namespace sparsenm {
 inline std::string npy_bytes(const Tensor& t);
 
 /// Parses .npy bytes; throws sparsenm::Error on any inconsistency (bad magic, unsupported version,
-/// malformed header, unsupported dtype, Fortran order, data size != shape * itemsize).
+/// malformed header, unsupported dtype, Fortran order, data size != shape * itemsize) or past a
+/// limit (header over 1 MiB, rank over 64). Linear in `size`.
 inline Tensor parse_npy(const std::uint8_t* data, std::size_t size);
 
 /// Writes a tensor to `path` (atomically: a temporary file, then a rename).
@@ -43,6 +46,14 @@ inline Tensor load_npy(const std::string& path);
 
 namespace detail {
 
+/// Header bytes the reader accepts. A header of a supported (plain) dtype holds three keys and at
+/// most 64 extents, under 2 KB with numpy's padding; versions 2.0 and 3.0 allow 4 GB headers (for
+/// structured dtypes, which we do not read), so the cap keeps a hostile length from costing more
+/// than a bounded scan. numpy itself refuses headers over 10,000 bytes unless told otherwise.
+inline constexpr std::size_t kNpyMaxHeaderBytes = std::size_t(1) << 20;
+/// Dimensions the reader accepts: numpy 2's NPY_MAXDIMS (numpy 1 allowed 32).
+inline constexpr std::size_t kNpyMaxRank = 64;
+
 inline const char* npy_descr(DType t) {
   switch (t) {
     case DType::F32:
@@ -58,17 +69,18 @@ inline const char* npy_descr(DType t) {
   }
 }
 
-/// A tiny cursor over the header dict; every method throws on malformed input.
+/// A tiny cursor over the header dict, read in place; every method throws on malformed input. The
+/// cursor only moves forward, so a header costs O(its length).
 class NpyHeaderParser {
  public:
-  explicit NpyHeaderParser(std::string text) : m_s(std::move(text)) {}
+  NpyHeaderParser(const char* s, std::size_t n) : m_s(s), m_n(n) {}
 
   void skip_ws() {
-    while (m_i < m_s.size() && (m_s[m_i] == ' ' || m_s[m_i] == '\t' || m_s[m_i] == '\n')) ++m_i;
+    while (m_i < m_n && (m_s[m_i] == ' ' || m_s[m_i] == '\t' || m_s[m_i] == '\n')) ++m_i;
   }
   bool peek(char c) {
     skip_ws();
-    return m_i < m_s.size() && m_s[m_i] == c;
+    return m_i < m_n && m_s[m_i] == c;
   }
   void expect(char c) {
     SPARSENM_CHECK(peek(c), "npy: malformed header: expected '", c, "' at offset ", m_i);
@@ -76,44 +88,47 @@ class NpyHeaderParser {
   }
   std::string quoted() {
     skip_ws();
-    SPARSENM_CHECK(m_i < m_s.size() && (m_s[m_i] == '\'' || m_s[m_i] == '"'),
+    SPARSENM_CHECK(m_i < m_n && (m_s[m_i] == '\'' || m_s[m_i] == '"'),
                    "npy: malformed header: expected a string at offset ", m_i);
     const char q = m_s[m_i++];
-    const std::size_t end = m_s.find(q, m_i);
-    SPARSENM_CHECK(end != std::string::npos, "npy: malformed header: unterminated string");
-    std::string out = m_s.substr(m_i, end - m_i);
-    m_i = end + 1;
+    const void* end = std::memchr(m_s + m_i, q, m_n - m_i);
+    SPARSENM_CHECK(end != nullptr, "npy: malformed header: unterminated string");
+    const std::size_t len = static_cast<std::size_t>(static_cast<const char*>(end) - (m_s + m_i));
+    std::string out(m_s + m_i, len);
+    m_i += len + 1;
     return out;
   }
   bool boolean() {
     skip_ws();
-    if (m_s.compare(m_i, 4, "True") == 0) {
+    if (next_is("True")) {
       m_i += 4;
       return true;
     }
-    SPARSENM_CHECK(m_s.compare(m_i, 5, "False") == 0,
-                   "npy: malformed header: expected True or False at offset ", m_i);
+    SPARSENM_CHECK(next_is("False"), "npy: malformed header: expected True or False at offset ",
+                   m_i);
     m_i += 5;
     return false;
   }
   std::int64_t integer() {
     skip_ws();
-    SPARSENM_CHECK(m_i < m_s.size() && m_s[m_i] >= '0' && m_s[m_i] <= '9',
+    SPARSENM_CHECK(m_i < m_n && m_s[m_i] >= '0' && m_s[m_i] <= '9',
                    "npy: malformed header: expected a non-negative integer at offset ", m_i);
     std::int64_t v = 0;
-    while (m_i < m_s.size() && m_s[m_i] >= '0' && m_s[m_i] <= '9') {
-      SPARSENM_CHECK(v <= (std::int64_t(1) << 55), "npy: shape extent too large");
-      v = v * 10 + (m_s[m_i++] - '0');
+    while (m_i < m_n && m_s[m_i] >= '0' && m_s[m_i] <= '9') {
+      v = v * 10 + (m_s[m_i++] - '0');  // v <= 2^55 before, so no overflow here
+      SPARSENM_CHECK(v <= (std::int64_t(1) << 55), "npy: shape extent at offset ", m_i,
+                     " exceeds 2^55 (the limit)");
     }
-    if (m_i < m_s.size() && m_s[m_i] == 'L') ++m_i;  // Python 2 long suffix
+    if (m_i < m_n && m_s[m_i] == 'L') ++m_i;  // Python 2 long suffix
     return v;
   }
   std::vector<std::int64_t> tuple() {
     expect('(');
     std::vector<std::int64_t> out;
     while (!peek(')')) {
+      SPARSENM_CHECK(out.size() < kNpyMaxRank, "npy: shape has more than ", kNpyMaxRank,
+                     " dimensions (the limit)");
       out.push_back(integer());
-      SPARSENM_CHECK(out.size() <= 32, "npy: too many dimensions");
       if (peek(',')) {
         expect(',');
       } else {
@@ -125,11 +140,16 @@ class NpyHeaderParser {
   }
   bool at_end() {
     skip_ws();
-    return m_i == m_s.size();
+    return m_i == m_n;
   }
 
  private:
-  std::string m_s;
+  bool next_is(const char* word) const {
+    const std::size_t len = std::strlen(word);
+    return m_n - m_i >= len && std::memcmp(m_s + m_i, word, len) == 0;
+  }
+  const char* m_s;
+  std::size_t m_n;
   std::size_t m_i = 0;
 };
 
@@ -151,6 +171,8 @@ inline std::string npy_bytes(const Tensor& t) {
       detail::checked_byte_size(t.shape, dtype_size(t.dtype), std::size_t(1) << 62, "npy_bytes");
   SPARSENM_CHECK(t.bytes.size() == need, "npy_bytes: tensor holds ", t.bytes.size(),
                  " bytes but its shape needs ", need);
+  SPARSENM_CHECK(t.shape.size() <= detail::kNpyMaxRank, "npy_bytes: rank ", t.shape.size(),
+                 " exceeds the limit of ", detail::kNpyMaxRank, " (readers would refuse the file)");
   std::string dict = std::string("{'descr': '") + detail::npy_descr(t.dtype) +
                      "', 'fortran_order': False, 'shape': (";
   for (std::size_t k = 0; k < t.shape.size(); ++k) {
@@ -195,11 +217,14 @@ inline Tensor parse_npy(const std::uint8_t* data, std::size_t size) {
                  (std::size_t(data[10]) << 16) | (std::size_t(data[11]) << 24);
     offset = 12;
   }
+  SPARSENM_CHECK(header_len <= detail::kNpyMaxHeaderBytes, "npy: header length ", header_len,
+                 " exceeds the limit of ", detail::kNpyMaxHeaderBytes, " bytes");
   SPARSENM_CHECK(header_len <= size - offset, "npy: header length ", header_len,
                  " exceeds the file size ", size);
-  const std::string header(reinterpret_cast<const char*>(data + offset), header_len);
-  for (char c : header) SPARSENM_CHECK(c != '\0', "npy: malformed header: contains a NUL byte");
-  detail::NpyHeaderParser p(header);
+  const char* header = reinterpret_cast<const char*>(data + offset);
+  SPARSENM_CHECK(std::memchr(header, '\0', header_len) == nullptr,
+                 "npy: malformed header: contains a NUL byte");
+  detail::NpyHeaderParser p(header, header_len);
   bool have_descr = false, have_order = false, have_shape = false, fortran = false;
   Tensor t;
   p.expect('{');

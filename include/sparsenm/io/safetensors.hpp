@@ -4,13 +4,17 @@
 // "data_offsets": [begin, end]}, ..., "__metadata__": {"key": "value"}} (padded with spaces), then
 // the byte buffer; offsets are relative to the buffer, tensors are contiguous, C order, and cover
 // the buffer without holes or overlaps. sparsenm stores n, m, layout and method in __metadata__.
-// The reader validates all of that and returns nothing unless the whole file is valid.
+// The reader validates all of that and returns nothing unless the whole file is valid. Its cost is
+// linear in the file size (n log n in the tensor count for the name index and the offset check),
+// and it refuses sizes the format allows but no real model needs (detail::SafetensorsLimits), so a
+// hostile or corrupted header cannot stall a loader.
 #ifndef SPARSENM_IO_SAFETENSORS_HPP
 #define SPARSENM_IO_SAFETENSORS_HPP
 
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <string>
 #include <utility>
@@ -23,10 +27,37 @@
 
 namespace sparsenm {
 
+class SafetensorsFile;
+
+namespace detail {
+
+/// What the reader accepts (and the writer produces). The format sets no limits; these are far
+/// above any real model and bound the work and memory a hostile header can ask for. Exceeding one
+/// throws sparsenm::Error naming the value and the limit.
+struct SafetensorsLimits {
+  /// JSON header bytes: 100 MB, the cap of the reference implementation (huggingface/safetensors
+  /// MAX_HEADER_SIZE), so every file it reads we read too.
+  std::uint64_t max_header_bytes = 100000000;
+  /// Tensors in one file (a 100 MB header holds at most ~2 M minimal entries anyway).
+  std::size_t max_tensors = 1000000;
+  /// Dimensions of one tensor (numpy 2's NPY_MAXDIMS; PyTorch allows fewer).
+  std::size_t max_rank = 64;
+  /// Bytes of one tensor name after unescaping.
+  std::size_t max_name_bytes = 65536;
+};
+
+/// parse_safetensors with explicit limits (the tests shrink them to reach each check cheaply).
+inline SafetensorsFile parse_safetensors_limited(const std::uint8_t* data, std::size_t size,
+                                                 const SafetensorsLimits& limits);
+
+}  // namespace detail
+
 /// An in-memory safetensors file: named tensors in file order plus string metadata.
 class SafetensorsFile {
  public:
-  /// Adds a tensor; throws on an empty or duplicate name or on a byte size that does not match.
+  /// Adds a tensor; throws on an empty or duplicate name, on a byte size that does not match, or
+  /// past a limit of the reader (name length, rank, tensor count), so that whatever we can hold we
+  /// can also write and read back. O(log n) in the tensor count.
   void add(const std::string& name, Tensor t);
   /// Adds a 2-D Eigen object (or, with `as_vector`, a 1-D one).
   template <class Derived>
@@ -41,12 +72,19 @@ class SafetensorsFile {
   std::map<std::string, std::string> metadata;
 
  private:
+  friend SafetensorsFile detail::parse_safetensors_limited(const std::uint8_t*, std::size_t,
+                                                           const detail::SafetensorsLimits&);
   const Tensor* find(const std::string& name) const {
-    for (const auto& [n, t] : m_tensors)
-      if (n == name) return &t;
-    return nullptr;
+    const auto it = m_index.find(name);
+    return it == m_index.end() ? nullptr : &m_tensors[it->second].second;
   }
-  std::vector<std::pair<std::string, Tensor>> m_tensors;
+  std::vector<std::pair<std::string, Tensor>> m_tensors;  // file order
+  // Name -> position in m_tensors, so add/find/at/contains cost O(log n), not a scan: a linear
+  // duplicate check made reading n tensors O(n^2) (100k tensors: 25 s). An ordered map rather than
+  // a hash table: std::hash<std::string> is unseeded, so a hostile file could choose colliding
+  // names; string comparisons keep the worst case at O(name length * log n) per lookup. Positions
+  // (not pointers) stay valid when the vector grows or the file is copied.
+  std::map<std::string, std::size_t, std::less<>> m_index;
 };
 
 /// The N:M description sparsenm writes into __metadata__ ("n", "m", "layout", "method").
@@ -63,7 +101,9 @@ inline NMMetadata get_nm_metadata(const SafetensorsFile& file);
 
 /// Serialises to safetensors bytes (header padded with spaces to a multiple of 8).
 inline std::string safetensors_bytes(const SafetensorsFile& file);
-/// Parses safetensors bytes; throws sparsenm::Error on any inconsistency.
+/// Parses safetensors bytes; throws sparsenm::Error on any inconsistency or past a limit: header
+/// over 100 MB, more than 1,000,000 tensors, rank over 64, a name over 65,536 bytes. Linear in
+/// `size` (n log n in the tensor count).
 inline SafetensorsFile parse_safetensors(const std::uint8_t* data, std::size_t size);
 /// Writes atomically (a temporary file, then a rename).
 inline void save_safetensors(const std::string& path, const SafetensorsFile& file);
@@ -104,6 +144,8 @@ inline std::string json_quote(const std::string& s) {
 
 /// A strict recursive-descent parser for the subset of JSON a safetensors header uses: objects,
 /// arrays of non-negative integers, and strings. Depth is bounded (objects nest at most twice).
+/// Every byte is looked at a bounded number of times (the cursor only moves forward), so a header
+/// costs O(its length).
 class JsonCursor {
  public:
   JsonCursor(const char* s, std::size_t n) : m_s(s), m_n(n) {}
@@ -125,14 +167,20 @@ class JsonCursor {
     expect('"');
     std::string out;
     while (true) {
+      // Copy each run of plain characters in one append (a whole name, usually): same linear
+      // cost as per-character appends, a smaller constant on long names.
+      std::size_t k = m_i;
+      while (k < m_n) {
+        const unsigned char c = static_cast<unsigned char>(m_s[k]);
+        if (c == '"' || c == '\\' || c < 0x20) break;
+        ++k;
+      }
+      out.append(m_s + m_i, k - m_i);
+      m_i = k;
       SPARSENM_CHECK(m_i < m_n, "safetensors: malformed JSON header: unterminated string");
       const unsigned char c = static_cast<unsigned char>(m_s[m_i++]);
       if (c == '"') break;
       SPARSENM_CHECK(c >= 0x20, "safetensors: malformed JSON header: control character in string");
-      if (c != '\\') {
-        out += char(c);
-        continue;
-      }
       SPARSENM_CHECK(m_i < m_n, "safetensors: malformed JSON header: bad escape");
       const char e = m_s[m_i++];
       switch (e) {
@@ -198,12 +246,15 @@ class JsonCursor {
                    m_i);
     std::int64_t v = 0;
     while (m_i < m_n && m_s[m_i] >= '0' && m_s[m_i] <= '9') {
-      SPARSENM_CHECK(v <= (std::int64_t(1) << 55), "safetensors: integer too large in header");
-      v = v * 10 + (m_s[m_i++] - '0');
+      v = v * 10 + (m_s[m_i++] - '0');  // v <= 2^55 before, so no overflow here
+      SPARSENM_CHECK(v <= (std::int64_t(1) << 55), "safetensors: integer at offset ", m_i,
+                     " of the header exceeds 2^55 (the limit)");
     }
     return v;
   }
-  std::vector<std::int64_t> int_array() {
+  /// An array of at most `max_len` integers: the field `field` of tensor `key` (for messages).
+  std::vector<std::int64_t> int_array(std::size_t max_len, const std::string& key,
+                                      const char* field) {
     expect('[');
     std::vector<std::int64_t> out;
     if (peek(']')) {
@@ -211,8 +262,9 @@ class JsonCursor {
       return out;
     }
     while (true) {
+      SPARSENM_CHECK(out.size() < max_len, "safetensors: tensor '", key, "': ", field,
+                     " has more than ", max_len, " entries (the limit)");
       out.push_back(integer());
-      SPARSENM_CHECK(out.size() <= 32, "safetensors: array too long in header");
       if (peek(',')) {
         ++m_i;
         continue;
@@ -235,14 +287,28 @@ class JsonCursor {
 }  // namespace detail
 
 inline void SafetensorsFile::add(const std::string& name, Tensor t) {
+  const detail::SafetensorsLimits limits;
   SPARSENM_CHECK(!name.empty(), "SafetensorsFile::add: empty tensor name");
   SPARSENM_CHECK(name != "__metadata__", "SafetensorsFile::add: '__metadata__' is reserved");
-  SPARSENM_CHECK(!contains(name), "SafetensorsFile::add: duplicate tensor name '", name, "'");
+  SPARSENM_CHECK(name.size() <= limits.max_name_bytes, "SafetensorsFile::add: tensor name of ",
+                 name.size(), " bytes exceeds the limit of ", limits.max_name_bytes);
+  SPARSENM_CHECK(m_tensors.size() < limits.max_tensors, "SafetensorsFile::add: already ",
+                 m_tensors.size(), " tensors, the limit");
+  SPARSENM_CHECK(t.shape.size() <= limits.max_rank, "SafetensorsFile::add: tensor '", name,
+                 "' has rank ", t.shape.size(), ", over the limit of ", limits.max_rank);
   const std::size_t need =
       detail::checked_byte_size(t.shape, dtype_size(t.dtype), std::size_t(1) << 62, name.c_str());
   SPARSENM_CHECK(t.bytes.size() == need, "SafetensorsFile::add: tensor '", name, "' holds ",
                  t.bytes.size(), " bytes but its shape needs ", need);
-  m_tensors.emplace_back(name, std::move(t));
+  // Insert into the index first: it is the duplicate check, and if it throws nothing has changed.
+  const auto [it, inserted] = m_index.emplace(name, m_tensors.size());
+  SPARSENM_CHECK(inserted, "SafetensorsFile::add: duplicate tensor name '", name, "'");
+  try {
+    m_tensors.emplace_back(name, std::move(t));
+  } catch (...) {
+    m_index.erase(it);  // keep index and vector in step if the vector cannot grow
+    throw;
+  }
 }
 
 inline const Tensor& SafetensorsFile::at(const std::string& name) const {
@@ -312,6 +378,10 @@ inline std::string safetensors_bytes(const SafetensorsFile& file) {
   }
   header += "}";
   header.append((8 - header.size() % 8) % 8, ' ');  // keeps the buffer 8-byte aligned
+  const detail::SafetensorsLimits limits;
+  SPARSENM_CHECK(header.size() <= limits.max_header_bytes, "safetensors_bytes: header of ",
+                 header.size(), " bytes exceeds the limit of ", limits.max_header_bytes,
+                 " (too much metadata); readers would refuse the file");
   std::string out;
   out.reserve(8 + header.size() + offset);
   const std::uint64_t n = header.size();
@@ -323,15 +393,21 @@ inline std::string safetensors_bytes(const SafetensorsFile& file) {
 }
 
 inline SafetensorsFile parse_safetensors(const std::uint8_t* data, std::size_t size) {
-  detail::check_little_endian();
+  return detail::parse_safetensors_limited(data, size, detail::SafetensorsLimits{});
+}
+
+inline SafetensorsFile detail::parse_safetensors_limited(const std::uint8_t* data, std::size_t size,
+                                                         const SafetensorsLimits& limits) {
+  check_little_endian();
   SPARSENM_CHECK(size >= 8, "safetensors: file is ", size,
                  " bytes, shorter than the 8-byte header length");
   std::uint64_t n = 0;
   for (int k = 0; k < 8; ++k) n |= std::uint64_t(data[k]) << (8 * k);
+  // The cap first: a garbage length is then reported as what it is whatever the file size.
+  SPARSENM_CHECK(n <= limits.max_header_bytes, "safetensors: header length ", n,
+                 " exceeds the limit of ", limits.max_header_bytes, " bytes");
   SPARSENM_CHECK(n >= 2 && n <= size - 8, "safetensors: header length ", n,
                  " does not fit the file size ", size, " (truncated or corrupted file)");
-  SPARSENM_CHECK(n <= (std::uint64_t(100) << 20), "safetensors: header length ", n,
-                 " exceeds 100 MB");
   const char* hdr = reinterpret_cast<const char*>(data + 8);
   const std::size_t buffer_size = size - 8 - static_cast<std::size_t>(n);
   const std::uint8_t* buffer = data + 8 + n;
@@ -342,15 +418,17 @@ inline SafetensorsFile parse_safetensors(const std::uint8_t* data, std::size_t s
     std::int64_t begin, end;
   };
   std::vector<Entry> entries;
+  // Name -> position in `entries`: the duplicate check (O(log n) each), then the file's index.
+  std::map<std::string, std::size_t, std::less<>> index;
   SafetensorsFile out;
   bool have_meta = false;
-  detail::JsonCursor j(hdr, static_cast<std::size_t>(n));
+  JsonCursor j(hdr, static_cast<std::size_t>(n));
   j.expect('{');
   if (j.peek('}')) {
     j.expect('}');
   } else {
     while (true) {
-      const std::string key = j.string();
+      std::string key = j.string();
       j.expect(':');
       j.expect('{');
       if (key == "__metadata__") {
@@ -358,10 +436,11 @@ inline SafetensorsFile parse_safetensors(const std::uint8_t* data, std::size_t s
         have_meta = true;
         if (!j.peek('}')) {
           while (true) {
-            const std::string k = j.string();
+            std::string k = j.string();
             j.expect(':');
-            SPARSENM_CHECK(out.metadata.emplace(k, j.string()).second,
-                           "safetensors: duplicate metadata key '", k, "'");
+            std::string v = j.string();
+            const auto [it, fresh] = out.metadata.emplace(std::move(k), std::move(v));
+            SPARSENM_CHECK(fresh, "safetensors: duplicate metadata key '", it->first, "'");
             if (j.peek(',')) {
               j.expect(',');
               continue;
@@ -372,29 +451,34 @@ inline SafetensorsFile parse_safetensors(const std::uint8_t* data, std::size_t s
         j.expect('}');
       } else {
         SPARSENM_CHECK(!key.empty(), "safetensors: empty tensor name");
-        for (const Entry& e : entries)
-          SPARSENM_CHECK(e.name != key, "safetensors: duplicate tensor name '", key, "'");
-        Entry e{key, Tensor{}, 0, 0};
+        SPARSENM_CHECK(key.size() <= limits.max_name_bytes, "safetensors: tensor name of ",
+                       key.size(), " bytes exceeds the limit of ", limits.max_name_bytes);
+        SPARSENM_CHECK(entries.size() < limits.max_tensors, "safetensors: more than ",
+                       limits.max_tensors, " tensors (the limit)");
+        SPARSENM_CHECK(index.emplace(key, entries.size()).second,
+                       "safetensors: duplicate tensor name '", key, "'");
+        Entry e{std::move(key), Tensor{}, 0, 0};
+        const std::string& name = e.name;
         bool have_dtype = false, have_shape = false, have_offsets = false;
         while (true) {
           const std::string field = j.string();
           j.expect(':');
           if (field == "dtype" && !have_dtype) {
-            e.tensor.dtype = detail::safetensors_parse_dtype(j.string());
+            e.tensor.dtype = safetensors_parse_dtype(j.string());
             have_dtype = true;
           } else if (field == "shape" && !have_shape) {
-            e.tensor.shape = j.int_array();
+            e.tensor.shape = j.int_array(limits.max_rank, name, "shape");
             have_shape = true;
           } else if (field == "data_offsets" && !have_offsets) {
-            const std::vector<std::int64_t> o = j.int_array();
-            SPARSENM_CHECK(o.size() == 2, "safetensors: tensor '", key,
+            const std::vector<std::int64_t> o = j.int_array(2, name, "data_offsets");
+            SPARSENM_CHECK(o.size() == 2, "safetensors: tensor '", name,
                            "': data_offsets must have two entries");
             e.begin = o[0];
             e.end = o[1];
             have_offsets = true;
           } else {
-            detail::raise(detail::concat("safetensors: tensor '", key,
-                                         "': unexpected or duplicate field '", field, "'"));
+            raise(concat("safetensors: tensor '", name, "': unexpected or duplicate field '", field,
+                         "'"));
           }
           if (j.peek(',')) {
             j.expect(',');
@@ -403,18 +487,17 @@ inline SafetensorsFile parse_safetensors(const std::uint8_t* data, std::size_t s
           break;
         }
         j.expect('}');
-        SPARSENM_CHECK(have_dtype && have_shape && have_offsets, "safetensors: tensor '", key,
+        SPARSENM_CHECK(have_dtype && have_shape && have_offsets, "safetensors: tensor '", name,
                        "' needs dtype, shape and data_offsets");
         SPARSENM_CHECK(e.begin <= e.end && static_cast<std::uint64_t>(e.end) <= buffer_size,
-                       "safetensors: tensor '", key, "': data_offsets [", e.begin, ", ", e.end,
+                       "safetensors: tensor '", name, "': data_offsets [", e.begin, ", ", e.end,
                        "] outside the ", buffer_size, "-byte buffer (truncated or corrupted file)");
-        const std::size_t need = detail::checked_byte_size(
-            e.tensor.shape, dtype_size(e.tensor.dtype), std::size_t(1) << 62, key.c_str());
+        const std::size_t need = checked_byte_size(e.tensor.shape, dtype_size(e.tensor.dtype),
+                                                   std::size_t(1) << 62, name.c_str());
         SPARSENM_CHECK(static_cast<std::size_t>(e.end - e.begin) == need, "safetensors: tensor '",
-                       key, "': ", e.end - e.begin, " bytes but dtype ", to_string(e.tensor.dtype),
+                       name, "': ", e.end - e.begin, " bytes but dtype ", to_string(e.tensor.dtype),
                        " and its shape need ", need);
         entries.push_back(std::move(e));
-        SPARSENM_CHECK(entries.size() <= 100000, "safetensors: too many tensors");
       }
       if (j.peek(',')) {
         j.expect(',');
@@ -425,8 +508,10 @@ inline SafetensorsFile parse_safetensors(const std::uint8_t* data, std::size_t s
     j.expect('}');
   }
   SPARSENM_CHECK(j.at_end(), "safetensors: malformed JSON header: trailing characters");
-  // The tensors must tile the buffer exactly (the format forbids holes and overlaps).
+  // The tensors must tile the buffer exactly (the format forbids holes and overlaps). Checked
+  // before any byte is copied: overlapping offsets could otherwise ask for n copies of the buffer.
   std::vector<const Entry*> by_offset;
+  by_offset.reserve(entries.size());
   for (const Entry& e : entries) by_offset.push_back(&e);
   std::sort(by_offset.begin(), by_offset.end(), [](const Entry* a, const Entry* b) {
     return a->begin < b->begin || (a->begin == b->begin && a->end < b->end);
@@ -440,10 +525,14 @@ inline SafetensorsFile parse_safetensors(const std::uint8_t* data, std::size_t s
   SPARSENM_CHECK(static_cast<std::uint64_t>(cursor) == buffer_size, "safetensors: tensors cover ",
                  cursor, " bytes but the buffer has ", buffer_size,
                  " (truncated or corrupted file)");
+  // Every entry was validated as add() would (name, limits, byte size, no duplicate), so the
+  // tensors and the index built above move in as they are: no second lookup per tensor.
+  out.m_tensors.reserve(entries.size());
   for (Entry& e : entries) {
     e.tensor.bytes.assign(buffer + e.begin, buffer + e.end);
-    out.add(e.name, std::move(e.tensor));
+    out.m_tensors.emplace_back(std::move(e.name), std::move(e.tensor));
   }
+  out.m_index = std::move(index);
   return out;
 }
 

@@ -124,9 +124,12 @@ struct Tensor {
   void check_dtype() const {
     SPARSENM_CHECK(dtype == dtype_of<T>(), "tensor dtype is ", to_string(dtype), " but ",
                    to_string(dtype_of<T>()), " was requested");
-    SPARSENM_CHECK(bytes.size() == static_cast<std::size_t>(numel()) * sizeof(T), "tensor holds ",
-                   bytes.size(), " bytes but its shape needs ",
-                   numel() * static_cast<std::int64_t>(sizeof(T)));
+    // checked_byte_size rather than numel(): a hand-made Tensor may carry a negative or overflowing
+    // shape whose wrapped product matches its bytes (e.g. {-1, -1} with one element).
+    const std::size_t need =
+        detail::checked_byte_size(shape, sizeof(T), std::size_t(1) << 62, "tensor");
+    SPARSENM_CHECK(bytes.size() == need, "tensor holds ", bytes.size(),
+                   " bytes but its shape needs ", need);
   }
 };
 
