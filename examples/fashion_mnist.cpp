@@ -21,6 +21,7 @@
 #include <sparsenm/sparsenm.hpp>
 #include <sparsenm/train/idx.hpp>  // IDX + gzip reader (needs zlib)
 
+#include <malloc.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -181,46 +182,44 @@ Data load_data(const Options& o) {
 // 3. The model: two N:M hidden layers and a dense output layer
 // =============================================================================================
 // A hidden layer runs in one of two ways:
-//  - methods whose weights live on a legal N:M mask (chts24, chtsnm, edsrt after pruning) run it
-//    as a true-sparse SparseLinear (SpMM forward, SpMM dX, SDDMM for the active dW only);
+//  - methods whose weights live on a legal N:M mask (chts24, chtsnm, edsrt after pruning) train
+//    sparse-to-sparse: a SparseLinear holds the only copy of W (compressed values + indices; SpMM
+//    forward, SpMM dX, SDDMM for the active dW only), and one SparseTrainer per model steps its
+//    values (Adam or TANS, state for the active entries only), its bias, the dense head and any
+//    CoMoLoRA branch, and refreshes its topology with the optimizer state following each weight;
 //  - dense training and the methods with dense latent weights (ste, srste, adams, sparseforge),
-//    which need the dense gradient, run it as a DenseLinear (OpenBLAS GEMMs).
-// `linear` always holds the optimizer's (out, in) copy of W (exact zeros off the mask for the
-// sparse methods) and the bias; after every update the sparse layer is re-packed from it.
+//    which need the dense gradient by design, run it as a DenseLinear (OpenBLAS GEMMs) with their
+//    own optimizers (and so does eDSrT before pruning).
 struct HiddenLayer {
-  DenseLinear<float> linear;
-  std::unique_ptr<SparseLinear<float>> sparse;
-  Mask mask;                       // the N:M mask (all ones for dense)
-  Adam<float> bias_adam;           // biases are dense in every method
-  Vector<float> sparse_bias_grad;  // dL/db when the sparse layer runs (it has no bias itself)
+  Index in, out;
+  std::unique_ptr<DenseLinear<float>> linear;   // dense and dense-latent methods
+  std::unique_ptr<SparseLinear<float>> sparse;  // sparse-to-sparse methods (with its bias)
+  Mask mask;                                    // dense-latent methods: the N:M mask (dense: ones)
 
-  // One of these drives the weight, depending on the method.
-  std::unique_ptr<Adam<float>> adam;
-  std::unique_ptr<Tans<float>> tans;
+  // Dense route: one of these drives the weight, depending on the method.
+  std::unique_ptr<Adam<float>> adam, bias_adam;
   std::unique_ptr<AdamS<float>> adams;
   std::unique_ptr<Ste<float>> ste;
-  std::unique_ptr<TopologyRefresher<float>> refresher;
   std::unique_ptr<CoMoLoRA<float>> lora;
-  std::vector<Adam<float>> lora_adam;  // CoMoLoRA is trained with Adam (chtsnm Sec. 3.2)
   std::unique_ptr<HutchinsonDiagonal<float>> hessian;
   std::unique_ptr<SoftMaskAnnealer<float>> annealer;
   Mat theta;      // AdamS / SparseForge: the dense latent weight behind the forward weight
   Mat soft_mask;  // SparseForge: m_eff of the current step
 
-  HiddenLayer(Index in, Index out, const Philox& rng)
-      : linear(in, out, rng), mask(Mask::Ones(out, in)), bias_adam(1, out) {}
+  HiddenLayer(Index in_, Index out_) : in(in_), out(out_) {}
+  Mask current_mask() const { return sparse ? sparse->mask() : mask; }
 };
 
 struct Model {
   std::vector<HiddenLayer> hidden;
   DenseLinear<float> head;
-  Adam<float> head_adam, head_bias_adam;
   Relu<float> relu[2];
 
-  explicit Model(const Philox& rng)
-      : head(1024, 10, rng.split(3)), head_adam(10, 1024), head_bias_adam(1, 10) {
-    hidden.emplace_back(784, 1024, rng.split(1));
-    hidden.emplace_back(1024, 1024, rng.split(2));
+  const Philox rng;  // hidden layer k is initialised from rng.split(1 + k)
+
+  explicit Model(const Philox& r) : head(1024, 10, r.split(3)), rng(r) {
+    hidden.emplace_back(784, 1024);
+    hidden.emplace_back(1024, 1024);
   }
 
   // logits = head(relu(h2(relu(h1(x))))) with h = x Wᵀ + b (+ CoMoLoRA branch).
@@ -228,8 +227,7 @@ struct Model {
     Mat a = x;
     for (int k = 0; k < 2; ++k) {
       HiddenLayer& l = hidden[k];
-      Mat y = l.sparse ? l.sparse->forward(a) : l.linear.forward(a);
-      if (l.sparse) y.rowwise() += l.linear.bias().transpose();
+      Mat y = l.sparse ? l.sparse->forward(a) : l.linear->forward(a);
       if (l.lora) y += l.lora->forward(a);
       relu[k].forward(y);
       a = std::move(y);
@@ -243,8 +241,7 @@ struct Model {
     for (int k = 1; k >= 0; --k) {
       HiddenLayer& l = hidden[k];
       relu[k].backward(g);
-      if (l.sparse) l.sparse_bias_grad = g.colwise().sum().transpose();
-      Mat gx = l.sparse ? l.sparse->backward(g) : l.linear.backward(g);
+      Mat gx = l.sparse ? l.sparse->backward(g) : l.linear->backward(g);
       if (l.lora) gx += l.lora->backward(g);
       g = std::move(gx);
     }
@@ -275,7 +272,8 @@ Eigen::Map<const Mat> as_row(const Vector<float>& v) {
 // =============================================================================================
 struct RunResult {
   std::string method;
-  double test_accuracy = 0, train_seconds = 0;
+  double test_accuracy = 0, train_seconds = 0, samples_per_second = 0;
+  std::size_t state_bytes = 0, peak_rss_bytes = 0;
   std::vector<double> epoch_test_accuracy;
   std::vector<double> flip_rates;  // mask-flip rate at each refresh (dynamic methods)
   long refreshed_groups = 0, changed_groups = 0;
@@ -321,8 +319,22 @@ Recipe recipe_for(const std::string& method, const Options& o) {
 void export_model(Model& model, const std::string& method, const Options& o,
                   const RunResult& result, std::uint64_t seed);
 
+// Peak resident set size of the process in bytes (VmHWM), and its reset (Linux: writing 5 to
+// /proc/self/clear_refs restarts VmHWM from the current RSS), so each method reports its own peak.
+std::size_t peak_rss_bytes() {
+  std::ifstream f("/proc/self/status");
+  for (std::string line; std::getline(f, line);)
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
+  return 0;
+}
+void reset_peak_rss() {
+  malloc_trim(0);  // give the previous method's freed memory back first
+  std::ofstream("/proc/self/clear_refs") << "5";
+}
+
 RunResult run_method(const std::string& method, const Options& o, const Data& data,
                      std::uint64_t seed) {
+  reset_peak_rss();
   const Recipe recipe = recipe_for(method, o);
   const NM nm = o.nm;
   const Philox rng(seed);
@@ -336,42 +348,56 @@ RunResult run_method(const std::string& method, const Options& o, const Data& da
   // eDSrT spends its first third dense, then prunes and retrains sparse.
   const long prune_step = recipe.dense_warmup ? total_steps / 3 : 0;
 
-  // ---- per-layer setup ------------------------------------------------------------------
+  // ---- setup --------------------------------------------------------------------------------
   AdamConfig adam_cfg;
   adam_cfg.lr = base_lr;
+  // The sparse-to-sparse methods: one trainer for the whole model (sparse values with Adam or
+  // TANS, biases, head and CoMoLoRA with Adam, topology refresh with state remapping).
+  SparseTrainerConfig tcfg;
+  tcfg.weights = recipe.tans ? WeightOptimizer::Tans : WeightOptimizer::Adam;
+  tcfg.adam = adam_cfg;
+  tcfg.tans.lr = base_lr;
+  tcfg.topology.layout = recipe.layout;
+  tcfg.topology.nm = nm;
+  tcfg.topology.interval = int(std::clamp<long>(total_steps / 40, 2, 100));  // ~30 refreshes
+  tcfg.topology.total_steps = total_steps - prune_step;
+  // MPR (chtsnm App. E.3): 0.5 for row-wise 1:4, 0.75 for row-wise 2:4; none for tiles.
+  tcfg.topology.mpr_rho =
+      recipe.layout == Layout::RowWise && recipe.tans ? (nm.n == 1 ? 0.5 : 0.75) : 0.0;
+  tcfg.seed = seed * 1000;
+  std::unique_ptr<SparseTrainer<float>> trainer;
+  // Registers the sparse model (after pruning, for eDSrT) with a new trainer.
+  auto start_sparse_training = [&]() {
+    trainer = std::make_unique<SparseTrainer<float>>(tcfg);
+    for (HiddenLayer& l : model.hidden) {
+      trainer->add(*l.sparse);
+      if (l.lora) trainer->add(*l.lora);
+    }
+    trainer->add(model.head.weight(), model.head.grad_weight());
+    trainer->add(model.head.bias(), model.head.grad_bias());
+  };
+  Adam<float> head_adam(10, 1024, adam_cfg), head_bias_adam(1, 10, adam_cfg);  // dense route
   for (int k = 0; k < 2; ++k) {
     HiddenLayer& l = model.hidden[k];
-    const Index out = l.linear.out(), in = l.linear.in();
+    const Index out = l.out, in = l.in;
     const Philox lrng = rng.split(100 + k);
     if (recipe.sparse_static_mask && !recipe.dense_warmup) {
-      // Dynamic sparse training starts from a random legal mask (chts24 Sec. 3; chtsnm Sec. 3).
-      l.mask = random_mask(out, in, nm, recipe.layout, lrng);
-      apply_mask(l.linear.weight(), l.mask);
-      l.sparse = std::make_unique<SparseLinear<float>>(in, out, nm, recipe.layout, lrng);
-      l.sparse->set_weight(l.linear.weight(), l.mask);
+      // Dynamic sparse training starts from a random legal mask (chts24 Sec. 3; chtsnm Sec. 3)
+      // with nn.Linear's initial values on it; the dense W never exists.
+      l.sparse = std::make_unique<SparseLinear<float>>(in, out, nm, recipe.layout, lrng, true);
+    } else {
+      l.linear = std::make_unique<DenseLinear<float>>(in, out, model.rng.split(1 + k));
+      l.mask = Mask::Ones(out, in);
+      l.bias_adam = std::make_unique<Adam<float>>(1, out, adam_cfg);
     }
-    if (recipe.refresh) {
-      RefreshConfig rc;
-      rc.layout = recipe.layout;
-      rc.nm = nm;
-      rc.interval = int(std::clamp<long>(total_steps / 40, 2, 100));  // ~30 refreshes per run
-      rc.total_steps = total_steps - prune_step;
-      // MPR (chtsnm App. E.3): 0.5 for row-wise 1:4, 0.75 for row-wise 2:4; none for tiles.
-      rc.mpr_rho = recipe.layout == Layout::RowWise && recipe.tans ? (nm.n == 1 ? 0.5 : 0.75) : 0.0;
-      l.refresher = std::make_unique<TopologyRefresher<float>>(rc, seed * 1000 + k);
-    }
-    if (recipe.tans) {
-      TansConfig tc;
-      tc.lr = base_lr;
-      l.tans = std::make_unique<Tans<float>>(out, in, tc);
-    } else if (recipe.adams) {
+    if (recipe.adams) {
       AdamSConfig ac;
       ac.lr = base_lr;
       ac.nm = nm;
       ac.total_steps = total_steps;
       l.adams = std::make_unique<AdamS<float>>(out, in, ac);
-      l.theta = l.linear.weight();
-    } else {
+      l.theta = l.linear->weight();
+    } else if (l.linear) {
       l.adam = std::make_unique<Adam<float>>(out, in, adam_cfg);
     }
     if (recipe.ste) {
@@ -385,7 +411,6 @@ RunResult run_method(const std::string& method, const Options& o, const Data& da
       const int rank = std::max(1, int(std::lround(0.01 * double(in * out) / double(in + out))));
       l.lora =
           std::make_unique<CoMoLoRA<float>>(in, out, rank, 2, 0.5f, float(rank), lrng.split(7));
-      for (Mat* p : l.lora->parameters()) l.lora_adam.emplace_back(p->rows(), p->cols(), adam_cfg);
     }
     if (recipe.forge) {
       SoftMaskConfig sc = SoftMaskConfig::for_steps(std::max(20L, total_steps));
@@ -393,9 +418,10 @@ RunResult run_method(const std::string& method, const Options& o, const Data& da
       sc.layout = o.layout;
       l.annealer = std::make_unique<SoftMaskAnnealer<float>>(out, in, sc);
       l.hessian = std::make_unique<HutchinsonDiagonal<float>>(out, in, 0.99);
-      l.theta = l.linear.weight();
+      l.theta = l.linear->weight();
     }
   }
+  if (recipe.sparse_static_mask && !recipe.dense_warmup) start_sparse_training();
 
   RunResult result;
   result.method = method;
@@ -417,16 +443,16 @@ RunResult run_method(const std::string& method, const Options& o, const Data& da
       const double lr =
           base_lr * (0.05 + 0.95 * 0.5 * (1 + std::cos(M_PI * double(step) / double(total_steps))));
 
-      // ---- (a) the weights the forward pass sees ---------------------------------------------
+      // ---- (a) the weights the forward pass sees (dense-latent methods) -----------------------
       for (HiddenLayer& l : model.hidden) {
         if (l.ste) {  // magnitude N:M mask of the dense latent weight, recomputed every step
-          l.ste->forward(l.linear.weight());
-          l.linear.set_forward_mask(&l.ste->mask());
+          l.ste->forward(l.linear->weight());
+          l.linear->set_forward_mask(&l.ste->mask());
         }
-        if (l.adams) l.linear.weight() = l.adams->scaled_weight(l.theta);  // Θ ⊙ A
+        if (l.adams) l.linear->weight() = l.adams->scaled_weight(l.theta);  // Θ ⊙ A
         if (l.annealer) {  // W ⊙ m_eff with the annealed soft mask
           l.soft_mask = l.annealer->effective_mask(step + 1);
-          l.linear.weight() = l.theta.cwiseProduct(l.soft_mask);
+          l.linear->weight() = l.theta.cwiseProduct(l.soft_mask);
         }
       }
 
@@ -438,72 +464,56 @@ RunResult run_method(const std::string& method, const Options& o, const Data& da
       correct += count_correct(logits, y);
       seen += static_cast<Index>(y.size());
 
-      // ---- (c) optimizer steps -----------------------------------------------------------------
-      for (int k = 0; k < 2; ++k) {
-        HiddenLayer& l = model.hidden[k];
-        Mat& w = l.linear.weight();
-        // The sparse layer computed dW on the active entries only; scatter it to (out, in).
-        const Mat g = l.sparse ? l.sparse->dense_grad() : l.linear.grad_weight();
-        const Vector<float> gb =
-            l.sparse ? Vector<float>(l.sparse_bias_grad) : l.linear.grad_bias();
-        if (l.tans) {
-          l.tans->set_lr(lr);
-          l.tans->step(w, g, l.mask);  // TANS (chtsnm Sec. 3.2): only active entries move
-        } else if (l.adams) {
-          l.adams->set_lr(lr);
-          l.adams->step(l.theta, g);  // CAST Alg. 1 on the latent weight
-        } else if (l.ste) {
-          l.adam->set_lr(lr);
-          l.adam->step(w, l.ste->backward(g, w));  // straight-through (+ SR-STE decay)
-        } else if (l.annealer) {
-          l.adam->set_lr(lr);
-          l.adam->step(l.theta, g);  // SparseForge: straight-through gradient for W
-        } else {
-          l.adam->set_lr(lr);
-          if (recipe.sparse_static_mask && step >= prune_step)
-            l.adam->step(w, g, l.mask);  // masked Adam: inactive entries stay exactly zero
-          else
-            l.adam->step(w, g);
-        }
-        l.bias_adam.set_lr(lr);
-        l.bias_adam.step(as_row(l.linear.bias()), as_row(gb));
-        if (l.lora) {
-          const std::vector<Mat*> params = l.lora->parameters();
-          const std::vector<const Mat*> grads = l.lora->gradients();
-          for (std::size_t i = 0; i < params.size(); ++i) {
-            l.lora_adam[i].set_lr(lr);
-            l.lora_adam[i].step(*params[i], *grads[i]);
-          }
-        }
-      }
-      model.head_adam.set_lr(lr);
-      model.head_adam.step(model.head.weight(), model.head.grad_weight());
-      model.head_bias_adam.set_lr(lr);
-      model.head_bias_adam.step(as_row(model.head.bias()), as_row(model.head.grad_bias()));
-
-      // ---- (d) topology: pruning (eDSrT), refresh (CHTs), soft-mask annealing (SparseForge) ---
-      if (recipe.dense_warmup && step + 1 == prune_step) {
-        for (int k = 0; k < 2; ++k) {  // CHTs24 Sec. 3.3.1: magnitude onto the legal set
-          HiddenLayer& l = model.hidden[k];
-          l.mask = edsrt_prune<float>(l.linear.weight(), nm, recipe.layout);
-          l.sparse = std::make_unique<SparseLinear<float>>(l.linear.in(), l.linear.out(), nm,
-                                                           recipe.layout, rng.split(100 + k));
-        }
-      }
-      if (recipe.refresh && step >= prune_step) {
-        for (HiddenLayer& l : model.hidden) {
-          const long local = step - prune_step;
-          if (!l.refresher->due(local)) continue;
-          const Mask before = l.mask;
-          const RefreshResult r = l.refresher->refresh(l.linear.weight(), l.mask, local);
-          if (l.tans) l.tans->on_refresh(r.changed);  // resets τ and the changed entries' state
-          result.flip_rates.push_back(mask_stats(l.mask, before).flip_rate);
+      // ---- (c) optimizer steps (and, sparse-to-sparse, the due topology refreshes) ------------
+      if (trainer) {
+        trainer->set_lr(lr);
+        for (const RefreshResult& r : trainer->step(step + 1 - prune_step)) {
+          result.flip_rates.push_back(r.stats.flip_rate);
           result.refreshed_groups += r.stats.refreshed_groups;
           result.changed_groups += r.stats.changed_groups;
         }
+      } else {
+        for (HiddenLayer& l : model.hidden) {
+          Mat& w = l.linear->weight();
+          const Mat& g = l.linear->grad_weight();
+          if (l.adams) {
+            l.adams->set_lr(lr);
+            l.adams->step(l.theta, g);  // CAST Alg. 1 on the latent weight
+          } else if (l.ste) {
+            l.adam->set_lr(lr);
+            l.adam->step(w, l.ste->backward(g, w));  // straight-through (+ SR-STE decay)
+          } else if (l.annealer) {
+            l.adam->set_lr(lr);
+            l.adam->step(l.theta, g);  // SparseForge: straight-through gradient for W
+          } else {
+            l.adam->set_lr(lr);
+            l.adam->step(w, g);
+          }
+          l.bias_adam->set_lr(lr);
+          l.bias_adam->step(as_row(l.linear->bias()), as_row(l.linear->grad_bias()));
+        }
+        head_adam.set_lr(lr);
+        head_adam.step(model.head.weight(), model.head.grad_weight());
+        head_bias_adam.set_lr(lr);
+        head_bias_adam.step(as_row(model.head.bias()), as_row(model.head.grad_bias()));
       }
-      for (HiddenLayer& l : model.hidden)  // re-pack the sparse layers from the updated W
-        if (l.sparse) l.sparse->set_weight(l.linear.weight(), l.mask);
+
+      // ---- (d) pruning (eDSrT), soft-mask annealing (SparseForge) -----------------------------
+      if (recipe.dense_warmup && step + 1 == prune_step) {
+        for (int k = 0; k < 2; ++k) {  // CHTs24 Sec. 3.3.1: magnitude onto the legal set
+          HiddenLayer& l = model.hidden[k];
+          const Mask mask = edsrt_prune<float>(l.linear->weight(), nm, recipe.layout);
+          l.sparse = std::make_unique<SparseLinear<float>>(l.in, l.out, nm, recipe.layout,
+                                                           rng.split(100 + k), true);
+          l.sparse->set_weight(l.linear->weight(), mask);
+          l.sparse->bias() = l.linear->bias();
+          l.linear.reset();  // from here on the compressed layer is the only copy
+          l.adam.reset();
+          l.bias_adam.reset();
+          l.mask = Mask();
+        }
+        start_sparse_training();
+      }
       if (recipe.forge) {
         for (int k = 0; k < 2; ++k) {
           HiddenLayer& l = model.hidden[k];
@@ -511,15 +521,15 @@ RunResult run_method(const std::string& method, const Options& o, const Data& da
           // Hutchinson probe of this layer's Hessian diagonal with a finite-difference
           // Hessian-vector product on the current batch (two extra gradient evaluations).
           auto grad_at = [&](const Mat& w) {
-            const Mat saved = l.linear.weight();
-            l.linear.weight() = w;
+            const Mat saved = l.linear->weight();
+            l.linear->weight() = w;
             Mat gl;
             softmax_cross_entropy(model.forward(x), y, &gl);
             model.backward(gl);
-            l.linear.weight() = saved;
-            return Mat(l.linear.grad_weight());
+            l.linear->weight() = saved;
+            return Mat(l.linear->grad_weight());
           };
-          const Mat w_eff = l.linear.weight();
+          const Mat w_eff = l.linear->weight();
           l.hessian->update(
               [&](const Mat& v) { return finite_difference_hvp<float>(grad_at, w_eff, v); },
               rng.split(500 + k).split(static_cast<std::uint64_t>(step)));
@@ -541,20 +551,38 @@ RunResult run_method(const std::string& method, const Options& o, const Data& da
   // ---- finalisation: every sparse method ends with a hard, legal N:M mask ------------------
   for (HiddenLayer& l : model.hidden) {
     if (l.ste) {
-      l.ste->forward(l.linear.weight());
+      l.ste->forward(l.linear->weight());
       l.mask = l.ste->mask();
-      apply_mask(l.linear.weight(), l.mask);
-      l.linear.set_forward_mask(nullptr);
+      apply_mask(l.linear->weight(), l.mask);
+      l.linear->set_forward_mask(nullptr);
     } else if (l.adams) {
       l.mask = l.adams->finalize(l.theta);  // folds the scaling, projects, zeroes the rest
-      l.linear.weight() = l.theta;
+      l.linear->weight() = l.theta;
     } else if (l.annealer) {
       l.mask = l.annealer->finalize();
-      l.linear.weight() = l.theta;
-      apply_mask(l.linear.weight(), l.mask);
+      l.linear->weight() = l.theta;
+      apply_mask(l.linear->weight(), l.mask);
     }
   }
   result.train_seconds = clock.seconds();
+  result.samples_per_second = double(step) * double(batch) / result.train_seconds;
+  // Training state between steps: weights, gradients and optimizer state of the whole model (the
+  // sparse-to-sparse methods: as SparseTrainer counts it; dense route: W, dW, and the optimizer's
+  // moments / latent weights of every layer).
+  if (trainer) {
+    result.state_bytes = trainer->state_bytes();
+  } else {
+    std::size_t b = 4 * sizeof(float) * std::size_t(model.head.weight().size() + 10);
+    for (const HiddenLayer& l : model.hidden) {
+      const std::size_t e = std::size_t(l.in * l.out) * sizeof(float);
+      b += 4 * e + 4 * sizeof(float) * std::size_t(l.out);  // W, dW, two moments (or theta, A, ..)
+      if (l.ste || l.annealer) b += e;                      // the mask / soft mask
+      if (l.adams || l.annealer) b += e;                    // the latent weight theta
+      if (l.hessian) b += e;                                // the Hessian diagonal EMA
+    }
+    result.state_bytes = b;
+  }
+  result.peak_rss_bytes = peak_rss_bytes();
   // The accuracy of the final (hard-masked) model; only STE, AdamS and SparseForge change it.
   result.test_accuracy = result.epoch_test_accuracy.back();
   if (recipe.ste || recipe.adams || recipe.forge) {
@@ -567,11 +595,10 @@ RunResult run_method(const std::string& method, const Options& o, const Data& da
 
   // Parameter counts: trainable = what the optimizer updates, nonzeros = what inference needs.
   for (HiddenLayer& l : model.hidden) {
-    const long long active = static_cast<long long>(l.mask.cast<int>().sum());
-    result.nonzeros += active + l.linear.out();
-    result.trainable += (method == "dense" || l.ste || l.adams || l.annealer)
-                            ? l.linear.weight().size() + l.linear.out()
-                            : active + l.linear.out();
+    const long long active = static_cast<long long>(l.current_mask().cast<int>().sum());
+    result.nonzeros += active + l.out;
+    result.trainable += (method == "dense" || l.ste || l.adams || l.annealer) ? l.in * l.out + l.out
+                                                                              : active + l.out;
     if (l.lora) {
       result.trainable += l.lora->parameter_count();
       result.nonzeros += l.lora->parameter_count();
@@ -619,14 +646,22 @@ void export_model(Model& model, const std::string& method, const Options& o,
   for (int k = 0; k < 3; ++k) {
     const bool is_head = k == 2;
     const std::string prefix = is_head ? "output" : "hidden" + std::to_string(k);
-    DenseLinear<float>& lin = is_head ? model.head : model.hidden[k].linear;
     std::vector<std::string> names;
-    // The weight as trained: dense (out, in) float32 with exact zeros off the mask.
-    add(prefix + ".weight", Tensor::from_eigen(lin.effective_weight()), names);
-    add(prefix + ".bias", Tensor::from_eigen(lin.bias(), true), names);
+    const HiddenLayer* h = is_head ? nullptr : &model.hidden[k];
+    const Index in = is_head ? model.head.in() : h->in, out = is_head ? model.head.out() : h->out;
+    // The weight as trained: dense (out, in) float32 with exact zeros off the mask (a compressed
+    // layer is decompressed here, for export only).
+    const Mat weight = is_head     ? model.head.effective_weight()
+                       : h->sparse ? h->sparse->dense_weight()
+                                   : h->linear->effective_weight();
+    const Vector<float>& bias = is_head     ? model.head.bias()
+                                : h->sparse ? h->sparse->bias()
+                                            : h->linear->bias();
+    add(prefix + ".weight", Tensor::from_eigen(weight), names);
+    add(prefix + ".bias", Tensor::from_eigen(bias, true), names);
     std::string formula = "y = x @ weight.T + bias";
     std::string lora_json;
-    if (!is_head && sparse) add(prefix + ".mask", Tensor::from_eigen(model.hidden[k].mask), names);
+    if (!is_head && sparse) add(prefix + ".mask", Tensor::from_eigen(h->current_mask()), names);
     if (!is_head && model.hidden[k].lora) {
       CoMoLoRA<float>& lr = *model.hidden[k].lora;
       add(prefix + ".lora_A", Tensor::from_eigen(lr.A()), names);
@@ -643,11 +678,11 @@ void export_model(Model& model, const std::string& method, const Options& o,
                   ", \"gamma\": " + json_number(lr.gamma()) +
                   ", \"alpha\": " + json_number(lr.alpha()) + "}";
     }
-    layers << (k ? ",\n" : "") << "    {\"name\": \"" << prefix << "\", \"in\": " << lin.in()
-           << ", \"out\": " << lin.out()
-           << ", \"sparse\": " << (!is_head && sparse ? "true" : "false") << ", \"activation\": \""
-           << (is_head ? "none" : "relu") << "\",\n     \"output\": \"" << formula
-           << (is_head ? "" : "; then relu(y)") << "\"" << lora_json << ",\n     \"tensors\": {";
+    layers << (k ? ",\n" : "") << "    {\"name\": \"" << prefix << "\", \"in\": " << in
+           << ", \"out\": " << out << ", \"sparse\": " << (!is_head && sparse ? "true" : "false")
+           << ", \"activation\": \"" << (is_head ? "none" : "relu") << "\",\n     \"output\": \""
+           << formula << (is_head ? "" : "; then relu(y)") << "\"" << lora_json
+           << ",\n     \"tensors\": {";
     for (std::size_t i = 0; i < names.size(); ++i) {
       const std::string key = names[i].substr(prefix.size() + 1);
       layers << (i ? ", " : "") << "\"" << key << "\": \"" << names[i] << ".npy\"";
@@ -711,29 +746,49 @@ void report(const std::vector<Summary>& all, const Options& o, bool print) {
   const std::string nm = std::to_string(o.nm.n) + ":" + std::to_string(o.nm.m);
   CsvWriter csv({"method", "nm", "layout", "seeds", "test_accuracy", "test_accuracy_std",
                  "gap_to_dense", "trainable_params", "nonzeros", "train_seconds",
+                 "samples_per_second", "state_mb", "peak_rss_mb", "training_route",
                  "effective_refresh_rate"});
+  double dense_sps = std::nan("");
+  for (const Summary& s : all)
+    if (s.method == "dense") dense_sps = s.mean(&RunResult::samples_per_second);
   if (print)
     std::printf(
         "\n| method | N:M | layout | test accuracy (%%) | gap to dense | trainable params | "
-        "nonzeros | train time (s) | eff. refresh rate |\n");
-  if (print) std::printf("|---|---|---|---|---|---|---|---|---|\n");
+        "nonzeros | train time (s) | samples/s | vs dense | training state (MB) | peak RSS (MB) "
+        "| weights trained as | eff. refresh rate |\n");
+  if (print) std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (const Summary& s : all) {
     const RunResult& r0 = s.runs.front();
     const bool sparse = s.method != "dense";
+    const Recipe rc = recipe_for(s.method, o);
     const double acc = s.mean(&RunResult::test_accuracy), sd = s.stddev(&RunResult::test_accuracy);
     const double gap = acc - dense_acc, rate = s.refresh_rate();
-    const std::string layout = sparse ? to_string(recipe_for(s.method, o).layout) : "-";
+    const double sps = s.mean(&RunResult::samples_per_second);
+    double state_mb = 0, rss_mb = 0;
+    for (const RunResult& r : s.runs) {
+      state_mb += double(r.state_bytes) / 1e6 / double(s.runs.size());
+      rss_mb = std::max(rss_mb, double(r.peak_rss_bytes) / 1e6);
+    }
+    const std::string route =
+        !sparse ? "dense"
+        : rc.sparse_static_mask
+            ? (rc.dense_warmup ? "dense, then compressed" : "compressed (sparse-to-sparse)")
+            : "dense latent W (by design)";
+    const std::string layout = sparse ? to_string(rc.layout) : "-";
     const std::string acc_s = fmt("%.2f", acc) + (o.seeds > 1 ? fmt(" ± %.2f", sd) : "");
     if (print)
-      std::printf("| %s | %s | %s | %s | %s | %lld | %lld | %.0f | %s |\n", s.method.c_str(),
-                  sparse ? nm.c_str() : "-", layout.c_str(), acc_s.c_str(),
-                  std::isnan(gap) ? "-" : fmt("%+.2f", gap).c_str(), r0.trainable, r0.nonzeros,
-                  s.mean(&RunResult::train_seconds),
-                  std::isnan(rate) ? "-" : fmt("%.2f", rate).c_str());
+      std::printf(
+          "| %s | %s | %s | %s | %s | %lld | %lld | %.0f | %.0f | %s | %.1f | %.0f | %s | %s |\n",
+          s.method.c_str(), sparse ? nm.c_str() : "-", layout.c_str(), acc_s.c_str(),
+          std::isnan(gap) ? "-" : fmt("%+.2f", gap).c_str(), r0.trainable, r0.nonzeros,
+          s.mean(&RunResult::train_seconds), sps,
+          std::isnan(dense_sps) ? "-" : fmt("%.2fx", sps / dense_sps).c_str(), state_mb, rss_mb,
+          route.c_str(), std::isnan(rate) ? "-" : fmt("%.2f", rate).c_str());
     csv.add_row({s.method, sparse ? nm : "-", layout, std::to_string(s.runs.size()),
                  fmt("%.4f", acc), fmt("%.4f", sd), std::isnan(gap) ? "" : fmt("%.4f", gap),
                  std::to_string(r0.trainable), std::to_string(r0.nonzeros),
-                 fmt("%.2f", s.mean(&RunResult::train_seconds)),
+                 fmt("%.2f", s.mean(&RunResult::train_seconds)), fmt("%.1f", sps),
+                 fmt("%.3f", state_mb), fmt("%.1f", rss_mb), route,
                  std::isnan(rate) ? "" : fmt("%.4f", rate)});
   }
   csv.save(o.out + "/results.csv");

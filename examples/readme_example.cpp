@@ -1,5 +1,6 @@
 // The README's usage example (built by the build, run by ctest): fit a 1:4 row-wise sparse linear
-// map with TANS and Cannistraci-Hebb topology refresh (CHTsNM), in a loop you write yourself.
+// map with TANS and Cannistraci-Hebb topology refresh (CHTsNM), sparse-to-sparse: the layer keeps
+// only its compressed active weights, in a loop you write yourself.
 #include <iostream>
 
 #include <sparsenm/sparsenm.hpp>
@@ -12,23 +13,21 @@ int main() {
   const Matrix<float> teacher = uniform_matrix<float>(out, in, rng.split(2)).array() - 0.5f;
   const Matrix<float> y = x * teacher.transpose();
 
-  RefreshConfig rc;  // CHTsNM row-wise refresh with Motif Pattern Revisitation
-  rc.layout = Layout::RowWise, rc.nm = {1, 4}, rc.mpr_rho = 0.5, rc.interval = 50,
-  rc.total_steps = 600;
-  Mask mask = random_rowwise(out, in, rc.nm, rng.split(3));
-  Matrix<float> w = Matrix<float>::Zero(out, in);
-  TansConfig tc;
-  tc.lr = 0.02;
-  Tans<float> opt(out, in, tc);
-  TopologyRefresher<float> topology(rc, /*seed=*/7);
-  for (long step = 1; step <= rc.total_steps; ++step) {
-    const Matrix<float> residual = x * w.transpose() - y;
-    const Matrix<float> grad = residual.transpose() * x / float(batch);  // d/dW of |XWᵀ - Y|² / 2B
-    opt.step(w, grad, mask);                                             // inactive entries stay 0
-    if (topology.due(step)) opt.on_refresh(topology.refresh(w, mask, step).changed);
+  SparseLinear<float> layer(in, out, {1, 4}, Layout::RowWise, rng.split(3));  // values + indices
+  SparseTrainerConfig cfg;  // CHTsNM: TANS + row-wise refresh with Motif Pattern Revisitation
+  cfg.weights = WeightOptimizer::Tans, cfg.tans.lr = 0.02;
+  cfg.topology.layout = Layout::RowWise, cfg.topology.nm = {1, 4}, cfg.topology.mpr_rho = 0.5;
+  cfg.topology.interval = 50, cfg.topology.total_steps = 600;
+  SparseTrainer<float> trainer(cfg);  // one object for every layer of a model
+  trainer.add(layer);
+  for (long step = 1; step <= cfg.topology.total_steps; ++step) {
+    const Matrix<float> residual = layer.forward(x) - y;
+    layer.backward(residual / float(batch));  // dL/dY of |XWᵀ - Y|² / 2B: fills grad_values()
+    trainer.step(step);  // TANS on the active weights; every 50 steps a refresh, state remapped
   }
-  const double fit = (x * w.transpose() - y).norm() / y.norm();
-  std::cout << "1:4 mask legal: " << is_rowwise_legal(mask, rc.nm) << ", relative residual " << fit
-            << " (zero weights give 1)\n";
-  return is_rowwise_legal(mask, rc.nm) && fit < 0.9 ? 0 : 1;
+  const double fit = (layer.forward(x) - y).norm() / y.norm();
+  const bool legal = is_rowwise_legal(layer.mask(), cfg.topology.nm);
+  std::cout << "1:4 mask legal: " << legal << ", relative residual " << fit
+            << " (zero weights give 1), training state " << trainer.state_bytes() << " bytes\n";
+  return legal && fit < 0.9 ? 0 : 1;
 }

@@ -4,6 +4,7 @@
 
 #include "config.hpp"
 #include "version.hpp"
+#include "core/blas.hpp"
 #include "core/error.hpp"
 #include "core/parallel.hpp"
 #include "core/philox.hpp"

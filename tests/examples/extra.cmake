@@ -23,6 +23,19 @@ if(SPARSENM_BUILD_EXAMPLES AND EXISTS "${_fm_data}/t10k-labels-idx1-ubyte.gz")
   add_test(NAME example_masks_legal COMMAND check_export ${_fm_out} ${_fm_methods})
   set_tests_properties(example_masks_legal PROPERTIES FIXTURES_REQUIRED fashion_mnist_export)
 
+  # Results depend only on the seed (and the ISA route): the exported models of a short run are
+  # byte-identical for --threads 1/2 x OPENBLAS_NUM_THREADS 1/2 (core/blas.hpp's thread policy).
+  set(_fm_inv "${CMAKE_CURRENT_BINARY_DIR}/example_threads")
+  add_test(NAME example_thread_invariance
+           COMMAND sh -c "set -e; for t in 1 2; do for b in 1 2; do \
+OPENBLAS_NUM_THREADS=$b OMP_NUM_THREADS=2 $0 --method dense,ste,chts24,chtsnm-lora --epochs 1 \
+--train-limit 1500 --test-limit 500 --batch 250 --tans-batch 500 --threads $t \
+--out $1/t$t-b$b --data $2 > /dev/null; done; done; \
+for f in $1/t1-b1/*/model.safetensors; do m=\${f#$1/t1-b1/}; \
+for c in t1-b2 t2-b1 t2-b2; do cmp $f $1/$c/$m; done; done; echo identical"
+                   $<TARGET_FILE:fashion_mnist> ${_fm_inv} ${_fm_data})
+  set_tests_properties(example_thread_invariance PROPERTIES TIMEOUT 300)
+
   # /usr/bin/python3 is Debian's, which has numpy (python3-numpy); a PATH python3 may not.
   find_program(SPARSENM_SYSTEM_PYTHON3 python3 PATHS /usr/bin NO_DEFAULT_PATH)
   if(NOT SPARSENM_SYSTEM_PYTHON3)

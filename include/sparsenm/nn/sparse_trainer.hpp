@@ -172,11 +172,13 @@ class SparseTrainer {
     for (const DenseEntry& d : m_dense) b += d.adam.state_bytes();
     return b;
   }
-  /// Training state between steps: the sparse layers' state_bytes() plus optimizer_bytes() (dense
-  /// parameters' own values and gradients are the caller's and not counted).
+  /// Training state of the model between steps: the sparse layers' state_bytes(), every dense
+  /// parameter's value and gradient, and optimizer_bytes().
   std::size_t state_bytes() const {
     std::size_t b = optimizer_bytes();
     for (const SparseEntry& e : m_sparse) b += e.layer->state_bytes();
+    for (const DenseEntry& d : m_dense)  // value + gradient
+      b += 2 * std::size_t(d.adam.rows() * d.adam.cols()) * sizeof(S);
     return b;
   }
 

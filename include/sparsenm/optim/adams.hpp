@@ -77,6 +77,9 @@ struct AdamSConfig {
 /// and zeroes the rest (chtsnm H.3 finalisation). step() allocates only when the mask is
 /// recomputed; results are bit-identical for any thread count (row-parallel, fixed order).
 /// The first step moves by about lr * 10 (v is built from mu~^2, CAST Alg. 1): expected.
+/// No compressed route (unlike Adam, Tans, Muon): AdamS is dense-to-sparse by design, every latent
+/// weight keeps moving (the inactive ones decay toward 0 through lambda sign(Theta)) and may enter
+/// the mask at the next recomputation, so Theta, mu, v and the gradient are dense (out, in).
 template <class S>
 class AdamS {
   static_assert(std::is_floating_point<S>::value, "AdamS<S>: S must be float or double");

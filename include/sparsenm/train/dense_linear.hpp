@@ -2,8 +2,9 @@
 // A dense fully connected layer y = x Wᵀ + b and a ReLU, for the dense baseline, the output layer
 // and the STE / SR-STE baselines (chtsnm App. H.1-H.2), whose latent weights are dense: with a
 // forward mask set, the layer computes y = x (W ⊙ M)ᵀ + b and hands the dense W the task gradient
-// (the straight-through estimator). GEMMs go through Eigen (and OpenBLAS with EIGEN_USE_BLAS);
-// they are never called inside an OpenMP region.
+// (the straight-through estimator). GEMMs go through parallel_product (core/blas.hpp): fixed
+// blocks of the output, one single-threaded Eigen / OpenBLAS product each, in parallel, so the
+// results do not depend on the OpenMP or BLAS thread count.
 #ifndef SPARSENM_TRAIN_DENSE_LINEAR_HPP
 #define SPARSENM_TRAIN_DENSE_LINEAR_HPP
 
@@ -11,6 +12,7 @@
 
 #include <Eigen/Core>
 
+#include "../core/blas.hpp"
 #include "../core/error.hpp"
 #include "../core/philox.hpp"
 #include "../core/types.hpp"
@@ -129,7 +131,7 @@ const Matrix<S>& DenseLinear<S>::forward(const Eigen::MatrixBase<Derived>& x) {
   m_x = x;
   const Matrix<S>& w = used_weight();
   m_y.resize(x.rows(), out());
-  m_y.noalias() = m_x * w.transpose();
+  parallel_product(m_y, m_x, w.transpose());
   add_bias(m_y);
   return m_y;
 }
@@ -141,11 +143,11 @@ Matrix<S> DenseLinear<S>::backward(const Eigen::MatrixBase<Derived>& grad_y) {
                  "DenseLinear::backward: grad_y is ", grad_y.rows(), "x", grad_y.cols(),
                  " but the last forward produced ", m_x.rows(), "x", out());
   const Matrix<S> g = grad_y;
-  m_grad_weight.noalias() = g.transpose() * m_x;  // dW = gᵀ x (dense: STE passes it through)
+  parallel_product(m_grad_weight, g.transpose(), m_x);  // dW = gᵀ x (dense: STE passes it through)
   m_grad_bias = g.colwise().sum().transpose();
   const Matrix<S>& w = m_masked ? m_masked_weight : m_weight;
   Matrix<S> dx(g.rows(), in());
-  dx.noalias() = g * w;
+  parallel_product(dx, g, w);
   return dx;
 }
 
