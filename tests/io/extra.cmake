@@ -6,7 +6,8 @@ add_executable(fuzz_replay ${PROJECT_SOURCE_DIR}/fuzz/replay.cpp)
 target_link_libraries(fuzz_replay PRIVATE sparsenm sparsenm_dev_flags)
 add_test(NAME io_fuzz_replay
          COMMAND fuzz_replay ${PROJECT_SOURCE_DIR}/fuzz/corpus/npy
-                 ${PROJECT_SOURCE_DIR}/fuzz/corpus/safetensors)
+                 ${PROJECT_SOURCE_DIR}/fuzz/corpus/safetensors
+                 ${PROJECT_SOURCE_DIR}/fuzz/corpus/checkpoint)
 # The harnesses write a scratch file for some inputs (the file-path loaders): in memory where there
 # is one, since on a busy disk those small writes took the run from 0.7 s to 5.5 s.
 if(EXISTS /dev/shm)

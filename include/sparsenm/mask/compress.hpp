@@ -4,6 +4,7 @@
 #ifndef SPARSENM_MASK_COMPRESS_HPP
 #define SPARSENM_MASK_COMPRESS_HPP
 
+#include <algorithm>
 #include <cstdint>
 
 #include <Eigen/Core>
@@ -223,8 +224,12 @@ void scatter_slots(const NMCompressed<S>& structure, const S* slots, S* dense) {
       Index(0), structure.rows,
       [&](Index r) {
         S* d = dense + r * cols;
-        for (Index c = 0; c < cols; ++c) d[c] = S(0);
-        for (Index j = 0; j < k; ++j) d[(j / n) * m + idx[r * k + j]] = slots[r * k + j];
+        const S* v = slots + r * k;
+        const std::uint8_t* ix = idx + r * k;
+        std::fill(d, d + cols, S(0));
+        // Group by group: no division per slot (it cost TANS's compressed step ~2 ms at 2:4).
+        for (Index j = 0; j < k; d += m)
+          for (int t = 0; t < n; ++t, ++j) d[ix[j]] = v[j];
       },
       Index(64));
 }
@@ -238,8 +243,11 @@ void gather_slots(const NMCompressed<S>& structure, const S* dense, S* slots) {
   parallel_for(
       Index(0), structure.rows,
       [&](Index r) {
-        for (Index j = 0; j < k; ++j)
-          slots[r * k + j] = dense[r * cols + (j / n) * m + idx[r * k + j]];
+        const S* d = dense + r * cols;
+        S* v = slots + r * k;
+        const std::uint8_t* ix = idx + r * k;
+        for (Index j = 0; j < k; d += m)
+          for (int t = 0; t < n; ++t, ++j) v[j] = d[ix[j]];
       },
       Index(64));
 }
