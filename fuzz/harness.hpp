@@ -105,7 +105,8 @@ inline bool check_files_for(const std::uint8_t* data, std::size_t size, bool par
 template <class Value, class Load, class Same>
 void check_file_loader(const std::string& path, const std::uint8_t* data, std::size_t size,
                        bool parsed, const Value& expected, Load load, Same same) {
-  sparsenm::detail::write_file_bytes(path, std::string(reinterpret_cast<const char*>(data), size));
+  sparsenm::detail::write_file_bytes(path, std::string(reinterpret_cast<const char*>(data), size),
+                                     false);
   try {
     const Value loaded = load(path);
     SPARSENM_FUZZ_ASSERT(parsed);

@@ -18,3 +18,14 @@ else()
 endif()
 run(${CMAKE_COMMAND} --build "${WORK}/build")
 run("${WORK}/build/consumer")
+run("${WORK}/build/consumer_native")
+if(MODE STREQUAL "installed")
+  # A misspelt component fails with a message that names it and the valid ones.
+  execute_process(COMMAND ${CMAKE_COMMAND} -S "${CONSUMER}" -B "${WORK}/build-bad"
+                  -DCMAKE_CXX_COMPILER=${CXX} -DCMAKE_PREFIX_PATH=${WORK}/prefix
+                  -DCONSUME=installed -DBAD_COMPONENT=OpenMP
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(rc EQUAL 0 OR NOT err MATCHES "unknown sparsenm component\\(s\\): OpenMP; valid: openmp blas mpi native cuda")
+    message(FATAL_ERROR "component 'OpenMP' was not rejected with the expected message:\n${out}\n${err}")
+  endif()
+endif()

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <string>
 
 #include <sparsenm/nn.hpp>
@@ -383,6 +384,33 @@ TEST(Trainer, BadCheckpointsAreRejectedAndLoadNothing) {
       f.add(name, c);
     }
     expect_rejected(f, "indices");
+  }
+  // Counters past half their type's range (they keep counting after a resume; fuzzing found a
+  // restored TANS tau of INT_MAX overflowing at the next step) or negative.
+  {
+    TinyModel t(WeightOptimizer::Tans, Layout::RowWise, 3);
+    t.train(1, 2);
+    const SafetensorsFile tg = t.trainer.checkpoint();
+    const auto with_counter = [&](const std::string& key, std::int64_t v) {
+      SafetensorsFile f;
+      f.metadata = tg.metadata;
+      for (const auto& [name, tensor] : tg.tensors()) {
+        Tensor c = tensor;
+        if (name == key) std::memcpy(c.bytes.data(), &v, sizeof v);
+        f.add(name, c);
+      }
+      return f;
+    };
+    const std::int64_t int_half = std::numeric_limits<int>::max() / 2;
+    const std::int64_t long_half = std::numeric_limits<long>::max() / 2;
+    for (const std::int64_t bad :
+         {std::int64_t(std::numeric_limits<int>::max()), int_half + 1, std::int64_t(-1)})
+      EXPECT_THROW(t.trainer.restore(with_counter("sparse.0.opt.tau", bad)), Error) << bad;
+    EXPECT_THROW(t.trainer.restore(with_counter("sparse.0.opt.steps", long_half + 1)), Error);
+    EXPECT_THROW(t.trainer.restore(with_counter("trainer.step", -5)), Error);
+    EXPECT_EQ(t.trainer.last_step(), 2);
+    t.trainer.restore(with_counter("sparse.0.opt.tau", int_half));  // the limit itself is legal
+    t.train(3, 3);  // and counts on without overflow
   }
   // Wrong optimizer, wrong shape, wrong n:m / layout.
   {

@@ -9,6 +9,10 @@
 #ifndef SPARSENM_CORE_SIMD_HPP
 #define SPARSENM_CORE_SIMD_HPP
 
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
 #include "../config.hpp"
 
 #if SPARSENM_HAS_AVX512 || SPARSENM_HAS_AVX2
@@ -74,6 +78,39 @@ inline SimdIsa runtime_isa() {
 #endif
   return SimdIsa::Scalar;
 }
+
+/// One line on the kernels this program runs and what the CPU could run, for logs: e.g.
+/// "sparsenm kernels: avx512 (CPU: avx512)". When the CPU supports more than the program was
+/// compiled for, it says how to get the faster kernels (they are chosen at compile time: compile
+/// with -march=native, or link the CMake target sparsenm::native).
+inline std::string isa_report() {
+  std::string s = std::string("sparsenm kernels: ") + to_string(compiled_isa()) +
+                  " (CPU: " + to_string(runtime_isa()) + ")";
+  if (static_cast<int>(runtime_isa()) > static_cast<int>(compiled_isa()))
+    s += "; this CPU has faster kernels: compile with -march=native or link sparsenm::native";
+  return s;
+}
+
+namespace detail {
+/// A program compiled for an ISA the CPU lacks would die of SIGILL somewhere inside a kernel. This
+/// check runs once per program at static initialisation and stops it with a message instead
+/// (compiled for the baseline x86-64 ISA itself, so the check cannot be the illegal instruction).
+#if (defined(__GNUC__) && !defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+__attribute__((target("arch=x86-64")))
+#endif
+inline bool
+check_cpu_has_compiled_isa() {
+  if (static_cast<int>(compiled_isa()) > static_cast<int>(runtime_isa())) {
+    std::fprintf(stderr,
+                 "sparsenm: this program was compiled for %s but this CPU supports only %s; "
+                 "rebuild it for this CPU (without -march=native from another machine)\n",
+                 to_string(compiled_isa()), to_string(runtime_isa()));
+    std::abort();
+  }
+  return true;
+}
+inline const bool kCpuHasCompiledIsa = check_cpu_has_compiled_isa();
+}  // namespace detail
 
 }  // namespace sparsenm
 

@@ -14,6 +14,10 @@
 
 #include <Eigen/Core>
 
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>  // fsync
+#endif
+
 #include "../core/error.hpp"
 #include "../core/types.hpp"
 
@@ -199,13 +203,23 @@ inline std::vector<std::uint8_t> read_file_bytes(const std::string& path) {
   return out;
 }
 
-/// Writes bytes to `path` through a temporary file and a rename, so readers never see a half file.
-inline void write_file_bytes(const std::string& path, const std::string& bytes) {
+/// Writes bytes to `path` through a temporary file and a rename, so readers never see a half file
+/// and an interruption at any point leaves the previous file intact. With `durable` (the default;
+/// POSIX) the data is fsync'ed before the rename, so after a power loss the path holds the old or
+/// the new contents, never a renamed file whose blocks were not yet written. Scratch writes (the
+/// fuzz harnesses) pass false.
+inline void write_file_bytes(const std::string& path, const std::string& bytes,
+                             bool durable = true) {
   const std::string tmp = path + ".tmp";
   std::FILE* f = std::fopen(tmp.c_str(), "wb");
   SPARSENM_CHECK(f != nullptr, "cannot open '", tmp, "' for writing");
   const std::size_t put = std::fwrite(bytes.data(), 1, bytes.size(), f);
-  const bool ok = put == bytes.size() && std::fflush(f) == 0;
+  bool ok = put == bytes.size() && std::fflush(f) == 0;
+#if defined(__unix__) || defined(__APPLE__)
+  if (ok && durable) ok = ::fsync(::fileno(f)) == 0;
+#else
+  (void)durable;
+#endif
   const bool closed = std::fclose(f) == 0;
   if (!ok || !closed) {
     std::remove(tmp.c_str());

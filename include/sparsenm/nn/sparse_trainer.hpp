@@ -185,6 +185,35 @@ class SparseTrainer {
   /// The last step passed to step() (0 before the first).
   long last_step() const { return m_step; }
   std::size_t sparse_layers() const { return m_sparse.size(); }
+  /// The k-th registered sparse layer.
+  const SparseLinear<S>& sparse_layer(std::size_t k) const { return *m_sparse.at(k).layer; }
+
+  /// Calls f(Eigen::Map<Matrix<S>> grad) for every gradient the next step() reads, in
+  /// registration order: each sparse layer's grad_values() then its bias gradient, then every dense
+  /// parameter's gradient. Gradient hooks (data-parallel averaging, clipping) rewrite them in place
+  /// through these maps, so the gradients given to add() must be modifiable objects (the library's
+  /// layers keep them as members; a gradient bound to a truly const object is undefined here).
+  template <class F>
+  void visit_gradients(F&& f) {
+    for (SparseEntry& e : m_sparse) {
+      const Matrix<S>& g = e.layer->grad_values();
+      f(Eigen::Map<Matrix<S>>(const_cast<S*>(g.data()), g.rows(), g.cols()));
+      if (e.layer->has_bias()) {
+        const Vector<S>& b = e.layer->grad_bias();
+        f(Eigen::Map<Matrix<S>>(const_cast<S*>(b.data()), 1, b.size()));
+      }
+    }
+    for (DenseEntry& d : m_dense) {
+      const Eigen::Map<const Matrix<S>> g = d.grad();
+      f(Eigen::Map<Matrix<S>>(const_cast<S*>(g.data()), g.rows(), g.cols()));
+    }
+  }
+  /// Number of gradient elements visit_gradients() visits (what one data-parallel step reduces).
+  std::size_t gradient_count() {
+    std::size_t n = 0;
+    visit_gradients([&](const Eigen::Map<Matrix<S>>& g) { n += std::size_t(g.size()); });
+    return n;
+  }
   const TopologyRefresher<S>* refresher(std::size_t layer) const {
     return m_sparse.at(layer).topology.get();
   }

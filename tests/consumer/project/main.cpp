@@ -18,7 +18,11 @@ int main() {
   const int expected[8] = {0, 1, 1, 0, 1, 1, 0, 0};
   for (int j = 0; j < 8; ++j)
     if (mask(0, j) != expected[j]) return 3;
-  std::printf("consumer OK: sparsenm %s, %d thread(s)\n", SPARSENM_VERSION_STRING,
-              sparsenm::thread_count());
+#if defined(CONSUMER_EXPECT_NATIVE)
+  // sparsenm::native compiles for this CPU, so the kernels are the widest the CPU runs.
+  if (sparsenm::compiled_isa() != sparsenm::runtime_isa()) return 4;
+#endif
+  std::printf("consumer OK: sparsenm %s, %d thread(s); %s\n", SPARSENM_VERSION_STRING,
+              sparsenm::thread_count(), sparsenm::isa_report().c_str());
   return 0;
 }

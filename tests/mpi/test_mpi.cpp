@@ -1,0 +1,258 @@
+// SPDX-License-Identifier: Apache-2.0
+// Data-parallel training (sparsenm/mpi.hpp), run under mpiexec with 1, 2 and 3 ranks. References
+// are computed by every rank on its own, without communication: the rank-order sum of all ranks'
+// gradients (each rank can generate every rank's data from the seed), and a single process that
+// trains on the global batch by accumulating the shards' gradients in rank order.
+#include <gtest/gtest.h>
+#include <mpi.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include <sparsenm/mpi.hpp>
+#include <sparsenm/train/dense_linear.hpp>
+
+namespace {
+
+using namespace sparsenm;
+
+int world_rank() {
+  int r = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &r);
+  return r;
+}
+int world_size() {
+  int k = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &k);
+  return k;
+}
+
+template <class S>
+Matrix<S> random_matrix(Index rows, Index cols, std::uint64_t seed, double lo = -1, double hi = 1) {
+  const Philox rng(seed);
+  Matrix<S> m(rows, cols);
+  for (Index i = 0; i < m.size(); ++i)
+    m.data()[i] = S(lo + (hi - lo) * rng.uniform(std::uint64_t(i)));
+  return m;
+}
+
+TEST(Shard, EqualDisjointSlicesInRankOrder) {
+  for (int k = 1; k <= 4; ++k) {
+    Index next = 0;
+    for (int r = 0; r < k; ++r) {
+      const Shard s = shard_of(12, r, k);
+      EXPECT_EQ(s.begin, next);
+      EXPECT_EQ(s.count, 12 / k);
+      next += s.count;
+    }
+    EXPECT_EQ(next, 12);
+  }
+  EXPECT_THROW(shard_of(10, 0, 4), Error);  // not a multiple
+  EXPECT_THROW(shard_of(0, 0, 1), Error);
+  EXPECT_THROW(shard_of(8, 2, 2), Error);  // rank out of range
+  EXPECT_THROW(shard_of(8, -1, 2), Error);
+  MpiConfig tiny;
+  tiny.bucket_bytes = 8;  // < 64 B
+  EXPECT_THROW(tiny.validate(), Error);
+}
+
+// Gradients of three shapes, summed over the ranks and averaged, against the rank-order sum
+// computed locally; buckets small enough that pieces span several of them, and one large bucket.
+class AllReduce : public ::testing::TestWithParam<std::tuple<MpiReduction, std::size_t>> {};
+
+TEST_P(AllReduce, AveragesEqualTheRankOrderSum) {
+  const auto [reduction, bucket] = GetParam();
+  MpiDataParallel<float> dp(MPI_COMM_WORLD, {reduction, true, bucket});
+  const int K = dp.size(), me = dp.rank();
+  const std::vector<std::pair<Index, Index>> shapes = {{7, 13}, {1, 5}, {64, 33}};
+  std::vector<Matrix<float>> mine;
+  for (std::size_t t = 0; t < shapes.size(); ++t)
+    mine.push_back(random_matrix<float>(shapes[t].first, shapes[t].second, 1000 * me + t));
+  for (Matrix<float>& g : mine) dp.post(Eigen::Map<Matrix<float>>(g.data(), g.rows(), g.cols()));
+  dp.wait();
+  std::size_t payload = 0;
+  for (std::size_t t = 0; t < shapes.size(); ++t) {
+    Matrix<float> sum = random_matrix<float>(shapes[t].first, shapes[t].second, t);
+    for (int r = 1; r < K; ++r)
+      sum += random_matrix<float>(shapes[t].first, shapes[t].second, 1000 * r + t);
+    if (K > 1) sum *= 1.0f / float(K);
+    payload += std::size_t(sum.size()) * sizeof(float);
+    if (reduction == MpiReduction::Ordered || K <= 2) {
+      // Two addends commute exactly, so with 2 ranks any MPI algorithm gives these bits too.
+      EXPECT_TRUE(mine[t] == sum) << "tensor " << t;
+    } else {
+      EXPECT_LE((mine[t] - sum).cwiseAbs().maxCoeff(), 4e-7f * float(K)) << "tensor " << t;
+    }
+  }
+  EXPECT_EQ(dp.payload_bytes(), payload);
+  if (reduction == MpiReduction::Ordered) {
+    EXPECT_EQ(dp.sent_bytes(), std::size_t(K - 1) * payload);
+  }
+  // The object is reusable: a second round with other data.
+  Matrix<float> again = Matrix<float>::Constant(3, 3, float(me + 1));
+  dp.post(Eigen::Map<Matrix<float>>(again.data(), 3, 3));
+  dp.wait();
+  EXPECT_FLOAT_EQ(again(0, 0), float(K + 1) / 2.0f);  // mean of 1..K
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    All, AllReduce,
+    ::testing::Combine(::testing::Values(MpiReduction::Ordered, MpiReduction::Native),
+                       ::testing::Values(std::size_t(64), std::size_t(4) << 20)));
+
+// A sparse hidden layer, a dense head; squared loss against a fixed target, averaged over rows.
+struct Model {
+  SparseLinear<float> hidden;
+  DenseLinear<float> head;
+  SparseTrainer<float> trainer;
+
+  Model(WeightOptimizer opt, Layout layout)
+      : hidden(32, 24, {1, 4}, layout, Philox(3), true),
+        head(24, 6, Philox(4)),
+        trainer(config(opt, layout)) {
+    trainer.add(hidden);
+    trainer.add(head.weight(), head.grad_weight());
+    trainer.add(head.bias(), head.grad_bias());
+  }
+  static SparseTrainerConfig config(WeightOptimizer opt, Layout layout) {
+    SparseTrainerConfig c;
+    c.weights = opt;
+    c.adam.lr = c.tans.lr = c.muon.lr = 1e-2;
+    c.topology.layout = layout;
+    c.topology.nm = {1, 4};
+    c.topology.interval = 3;
+    c.topology.total_steps = 40;
+    c.topology.zeta = 0.3;
+    c.topology.mpr_rho = layout == Layout::RowWise ? 0.5 : 0.0;
+    c.seed = 21;
+    return c;
+  }
+  // Forward + backward on rows [s.begin, s.begin + s.count) of the step's global batch of 12.
+  void backward(long step, Shard s) {
+    const Matrix<float> x =
+        random_matrix<float>(12, 32, 500 + std::uint64_t(step)).middleRows(s.begin, s.count);
+    Matrix<float> h = hidden.forward(x).cwiseMax(0.0f);
+    const Matrix<float> y = head.forward(h);
+    const Matrix<float> dy = (y - Matrix<float>::Ones(y.rows(), 6)) / float(s.count);
+    Matrix<float> dh = head.backward(dy);
+    dh = dh.cwiseProduct((h.array() > 0.0f).cast<float>().matrix());
+    hidden.backward(dh);
+  }
+  std::vector<Matrix<float>> gradients() {
+    std::vector<Matrix<float>> g;
+    trainer.visit_gradients([&](Eigen::Map<Matrix<float>> m) { g.emplace_back(m); });
+    return g;
+  }
+  bool same_as(const Model& o) const {
+    return hidden.weight().values == o.hidden.weight().values &&
+           hidden.weight().indices == o.hidden.weight().indices &&
+           hidden.bias() == o.hidden.bias() && head.weight() == o.head.weight() &&
+           head.bias() == o.head.bias();
+  }
+};
+
+class DataParallel : public ::testing::TestWithParam<std::tuple<WeightOptimizer, Layout>> {};
+
+// K ranks with shards of a global batch of 12 == one process accumulating the K shards'
+// gradients in rank order, bit for bit, through steps and refreshes (every 3 steps); the masks
+// agree without any mask traffic, and a checkpoint written by rank 0 loads on every rank.
+TEST_P(DataParallel, RanksMatchOneProcessAccumulatingTheShards) {
+  const auto [opt, layout] = GetParam();
+  MpiDataParallel<float> dp;
+  const int K = dp.size();
+  if (12 % K != 0) GTEST_SKIP() << K << " ranks do not divide the batch of 12";
+  Model ranked(opt, layout), single(opt, layout), whole(opt, layout);  // whole: batch 12 at once
+  long refreshes = 0;
+  for (long step = 1; step <= 10; ++step) {
+    ranked.backward(step, shard_of(12, dp.rank(), K));
+    if (step == 1) {
+      // The averaged shard gradients are the whole batch's gradients, up to rounding.
+      dp.all_reduce_gradients(ranked.trainer);
+      whole.backward(step, {0, 12});
+      const std::vector<Matrix<float>> a = ranked.gradients(), b = whole.gradients();
+      ASSERT_EQ(a.size(), b.size());
+      for (std::size_t t = 0; t < a.size(); ++t)
+        EXPECT_LE((a[t] - b[t]).cwiseAbs().maxCoeff(), 1e-6f * (1.0f + b[t].cwiseAbs().maxCoeff()))
+            << "gradient " << t;
+      refreshes += long(ranked.trainer.step(step).size());
+    } else {
+      refreshes += long(dp.step(ranked.trainer, step).size());
+    }
+    // The reference: shard r's gradients for r = 0..K-1, summed in rank order, times 1/K.
+    std::vector<Matrix<float>> acc;
+    for (int r = 0; r < K; ++r) {
+      single.backward(step, shard_of(12, r, K));
+      std::vector<Matrix<float>> g = single.gradients();
+      if (r == 0)
+        acc = g;
+      else
+        for (std::size_t t = 0; t < g.size(); ++t) acc[t] += g[t];
+    }
+    std::size_t t = 0;
+    single.trainer.visit_gradients([&](Eigen::Map<Matrix<float>> m) {
+      m = acc[t++];
+      if (K > 1) m *= 1.0f / float(K);
+    });
+    single.trainer.step(step);
+  }
+  EXPECT_TRUE(ranked.same_as(single));
+  EXPECT_GE(refreshes, 3);
+  EXPECT_EQ(dp.payload_bytes(), std::size_t(ranked.trainer.gradient_count()) * sizeof(float));
+  EXPECT_NO_THROW(dp.check_agreement(ranked.trainer));
+  // Checkpoint: rank 0 writes, every rank loads into a fresh model and continues identically.
+  const std::string path = ::testing::TempDir() + "sparsenm_mpi.ckpt";
+  dp.save(ranked.trainer, path);
+  Model loaded(opt, layout);
+  loaded.trainer.load(path);
+  EXPECT_TRUE(loaded.same_as(ranked));
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (dp.rank() == 0) std::remove(path.c_str());
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    All, DataParallel,
+    ::testing::Combine(::testing::Values(WeightOptimizer::Adam, WeightOptimizer::Tans),
+                       ::testing::Values(Layout::RowWise, Layout::Transposable)));
+
+// A rank that drifted (here: one weight nudged on the last rank) is caught by the agreement check
+// on every rank, with an error naming the step.
+TEST(DataParallel, DivergedRankIsDetected) {
+  MpiDataParallel<float> dp;
+  Model m(WeightOptimizer::Adam, Layout::RowWise);
+  m.backward(1, shard_of(12, dp.rank(), dp.size()));
+  dp.step(m.trainer, 1);
+  EXPECT_NO_THROW(dp.check_agreement(m.trainer));
+  if (dp.size() == 1) return;
+  if (dp.rank() == dp.size() - 1) {
+    NMCompressed<float> w = m.hidden.weight();
+    w.values(0, 0) += 1e-3f;
+    m.hidden.set_compressed(w);
+  }
+  try {
+    dp.check_agreement(m.trainer);
+    ADD_FAILURE() << "divergence not detected";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("diverged at step 1"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  MPI_Init(&argc, &argv);
+  ::testing::InitGoogleTest(&argc, argv);
+  // Only rank 0 prints GoogleTest's report; every rank's result decides the exit status.
+  if (world_rank() != 0) {
+    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
+    delete listeners.Release(listeners.default_result_printer());
+  }
+  const int local = RUN_ALL_TESTS();
+  int any = 0;
+  MPI_Allreduce(&local, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  if (world_rank() == 0)
+    std::printf("%d rank(s): %s\n", world_size(), any == 0 ? "all passed on every rank" : "FAILED");
+  MPI_Finalize();
+  return any;
+}
