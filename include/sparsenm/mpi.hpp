@@ -153,6 +153,10 @@ class MpiDataParallel {
     detail::mpi_check(MPI_Comm_rank(comm, &m_rank), "MPI_Comm_rank");
     detail::mpi_check(MPI_Comm_size(comm, &m_size), "MPI_Comm_size");
     m_bucket_elems = std::max<std::size_t>(1, m_cfg.bucket_bytes / sizeof(S));
+    // MPI counts and displacements are int: K buckets of the gather buffer must be addressable.
+    SPARSENM_CHECK(std::size_t(m_size) * m_bucket_elems <= std::size_t(2147483647),
+                   "MpiDataParallel: ", m_size, " ranks x bucket of ", m_cfg.bucket_bytes,
+                   " bytes exceed MPI's int displacements; use a smaller bucket_bytes");
   }
   MpiDataParallel(const MpiDataParallel&) = delete;
   MpiDataParallel& operator=(const MpiDataParallel&) = delete;
@@ -169,18 +173,21 @@ class MpiDataParallel {
     std::size_t left = std::size_t(grad.size());
     S* dst = grad.data();
     m_payload += left * sizeof(S);
+    if (m_size == 1) return;  // one rank: the gradient is already the sum and the average
     while (left > 0) {
       if (m_open == m_buckets.size()) m_buckets.emplace_back();
       Bucket& b = m_buckets[m_open];
-      if (b.send.size() != m_bucket_elems) b.send.resize(m_bucket_elems);
-      const std::size_t take = std::min(left, m_bucket_elems - b.used);
-      std::copy(src, src + take, b.send.data() + b.used);
+      const std::size_t cap = m_bucket_elems;
+      if (b.buf.empty()) b.buf.resize(ordered() ? std::size_t(m_size) * cap : cap);
+      const std::size_t take = std::min(left, cap - b.used);
+      // Ordered: straight into this rank's block of the gather buffer (gathered in place).
+      std::copy(src, src + take, b.buf.data() + own_block() + b.used);
       m_pieces.push_back({dst, m_open, b.used, take});
       b.used += take;
       src += take;
       dst += take;
       left -= take;
-      if (b.used == m_bucket_elems) start(m_open++);
+      if (b.used == cap) start(m_open++);
     }
   }
 
@@ -188,32 +195,28 @@ class MpiDataParallel {
   /// back into the posted gradients.
   void wait() {
     if (m_open < m_buckets.size() && m_buckets[m_open].used > 0) start(m_open++);
-    for (std::size_t k = 0; k < m_open; ++k) {
-      Bucket& b = m_buckets[k];
-      detail::mpi_check(MPI_Wait(&b.request, MPI_STATUS_IGNORE), "MPI_Wait");
-      if (m_cfg.reduction == MpiReduction::Ordered) {
-        // Rank order, the same on every rank: ((g_0 + g_1) + g_2) + ...
-        const std::size_t n = b.used;
-        S* out = b.send.data();
-        std::copy(b.gathered.data(), b.gathered.data() + n, out);
-        for (int r = 1; r < m_size; ++r) {
-          const S* in = b.gathered.data() + std::size_t(r) * n;
-          for (std::size_t i = 0; i < n; ++i) out[i] += in[i];
-        }
-      }
-      if (m_cfg.average && m_size > 1) {
-        const S inv = S(1) / S(m_size);
-        for (std::size_t i = 0; i < b.used; ++i) b.send[i] *= inv;
-      }
-    }
+    for (std::size_t k = 0; k < m_open; ++k)
+      detail::mpi_check(MPI_Wait(&m_buckets[k].request, MPI_STATUS_IGNORE), "MPI_Wait");
+    const S scale = m_cfg.average && m_size > 1 ? S(1) / S(m_size) : S(1);
+    const std::size_t cap = m_bucket_elems;
     for (const Piece& p : m_pieces) {
-      const S* from = m_buckets[p.bucket].send.data() + p.offset;
-      std::copy(from, from + p.count, p.dst);
+      const S* from = m_buckets[p.bucket].buf.data() + p.offset;
+      if (ordered()) {
+        // Rank order, the same on every rank: ((g_0 + g_1) + g_2) + ..., then the scale; one
+        // pass from the gathered blocks into the gradient.
+        for (std::size_t i = 0; i < p.count; ++i) {
+          S sum = from[i];
+          for (int r = 1; r < m_size; ++r) sum += from[std::size_t(r) * cap + i];
+          p.dst[i] = sum * scale;
+        }
+      } else {
+        for (std::size_t i = 0; i < p.count; ++i) p.dst[i] = from[i] * scale;
+      }
     }
     m_last_payload = m_payload;
     m_last_sent = m_sent;
     m_pieces.clear();
-    for (Bucket& b : m_buckets) b.used = 0;
+    for (Bucket& bk : m_buckets) bk.used = 0;
     m_open = 0;
     m_payload = m_sent = 0;
   }
@@ -289,7 +292,10 @@ class MpiDataParallel {
 
  private:
   struct Bucket {
-    std::vector<S> send, gathered;
+    // Native: the bucket (reduced in place). Ordered: K blocks of bucket_elems, block r rank r's
+    // contribution (this rank packs into its own block; the all-gather fills the others in place).
+    std::vector<S> buf;
+    std::vector<int> counts, displs;  // Iallgatherv arguments: must live until the request ends
     std::size_t used = 0;
     MPI_Request request = MPI_REQUEST_NULL;
   };
@@ -298,17 +304,25 @@ class MpiDataParallel {
     std::size_t bucket, offset, count;
   };
 
+  bool ordered() const { return m_cfg.reduction == MpiReduction::Ordered; }
+  std::size_t own_block() const { return ordered() ? std::size_t(m_rank) * m_bucket_elems : 0; }
+
   void start(std::size_t k) {
     Bucket& b = m_buckets[k];
     const int n = static_cast<int>(b.used);
-    if (m_cfg.reduction == MpiReduction::Ordered) {
-      b.gathered.resize(std::size_t(m_size) * b.used);
-      detail::mpi_check(MPI_Iallgather(b.send.data(), n, detail::mpi_type<S>(), b.gathered.data(),
-                                       n, detail::mpi_type<S>(), m_comm, &b.request),
-                        "MPI_Iallgather");
+    if (ordered()) {
+      // Blocks sit bucket_elems apart whatever `used` is, hence the v-variant.
+      b.counts.assign(std::size_t(m_size), n);
+      b.displs.resize(std::size_t(m_size));
+      for (int r = 0; r < m_size; ++r)
+        b.displs[std::size_t(r)] = static_cast<int>(std::size_t(r) * m_bucket_elems);
+      detail::mpi_check(MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, b.buf.data(),
+                                        b.counts.data(), b.displs.data(), detail::mpi_type<S>(),
+                                        m_comm, &b.request),
+                        "MPI_Iallgatherv");
       m_sent += std::size_t(m_size - 1) * b.used * sizeof(S);
     } else {
-      detail::mpi_check(MPI_Iallreduce(MPI_IN_PLACE, b.send.data(), n, detail::mpi_type<S>(),
+      detail::mpi_check(MPI_Iallreduce(MPI_IN_PLACE, b.buf.data(), n, detail::mpi_type<S>(),
                                        MPI_SUM, m_comm, &b.request),
                         "MPI_Iallreduce");
       m_sent += 2 * std::size_t(m_size - 1) * b.used * sizeof(S) / std::size_t(m_size);
