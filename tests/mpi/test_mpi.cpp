@@ -14,6 +14,8 @@
 #include <sparsenm/mpi.hpp>
 #include <sparsenm/train/dense_linear.hpp>
 
+#include "common/tiny_model.hpp"
+
 namespace {
 
 using namespace sparsenm;
@@ -29,14 +31,7 @@ int world_size() {
   return k;
 }
 
-template <class S>
-Matrix<S> random_matrix(Index rows, Index cols, std::uint64_t seed, double lo = -1, double hi = 1) {
-  const Philox rng(seed);
-  Matrix<S> m(rows, cols);
-  for (Index i = 0; i < m.size(); ++i)
-    m.data()[i] = S(lo + (hi - lo) * rng.uniform(std::uint64_t(i)));
-  return m;
-}
+using sparsenm_test::random_matrix;
 
 TEST(Shard, EqualDisjointSlicesInRankOrder) {
   for (int k = 1; k <= 4; ++k) {
@@ -102,56 +97,7 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Combine(::testing::Values(MpiReduction::Ordered, MpiReduction::Native),
                        ::testing::Values(std::size_t(64), std::size_t(4) << 20)));
 
-// A sparse hidden layer, a dense head; squared loss against a fixed target, averaged over rows.
-struct Model {
-  SparseLinear<float> hidden;
-  DenseLinear<float> head;
-  SparseTrainer<float> trainer;
-
-  Model(WeightOptimizer opt, Layout layout)
-      : hidden(32, 24, {1, 4}, layout, Philox(3), true),
-        head(24, 6, Philox(4)),
-        trainer(config(opt, layout)) {
-    trainer.add(hidden);
-    trainer.add(head.weight(), head.grad_weight());
-    trainer.add(head.bias(), head.grad_bias());
-  }
-  static SparseTrainerConfig config(WeightOptimizer opt, Layout layout) {
-    SparseTrainerConfig c;
-    c.weights = opt;
-    c.adam.lr = c.tans.lr = c.muon.lr = 1e-2;
-    c.topology.layout = layout;
-    c.topology.nm = {1, 4};
-    c.topology.interval = 3;
-    c.topology.total_steps = 40;
-    c.topology.zeta = 0.3;
-    c.topology.mpr_rho = layout == Layout::RowWise ? 0.5 : 0.0;
-    c.seed = 21;
-    return c;
-  }
-  // Forward + backward on rows [s.begin, s.begin + s.count) of the step's global batch of 12.
-  void backward(long step, Shard s) {
-    const Matrix<float> x =
-        random_matrix<float>(12, 32, 500 + std::uint64_t(step)).middleRows(s.begin, s.count);
-    Matrix<float> h = hidden.forward(x).cwiseMax(0.0f);
-    const Matrix<float> y = head.forward(h);
-    const Matrix<float> dy = (y - Matrix<float>::Ones(y.rows(), 6)) / float(s.count);
-    Matrix<float> dh = head.backward(dy);
-    dh = dh.cwiseProduct((h.array() > 0.0f).cast<float>().matrix());
-    hidden.backward(dh);
-  }
-  std::vector<Matrix<float>> gradients() {
-    std::vector<Matrix<float>> g;
-    trainer.visit_gradients([&](Eigen::Map<Matrix<float>> m) { g.emplace_back(m); });
-    return g;
-  }
-  bool same_as(const Model& o) const {
-    return hidden.weight().values == o.hidden.weight().values &&
-           hidden.weight().indices == o.hidden.weight().indices &&
-           hidden.bias() == o.hidden.bias() && head.weight() == o.head.weight() &&
-           head.bias() == o.head.bias();
-  }
-};
+using sparsenm_test::TinyModel;
 
 class DataParallel : public ::testing::TestWithParam<std::tuple<WeightOptimizer, Layout>> {};
 
@@ -162,15 +108,16 @@ TEST_P(DataParallel, RanksMatchOneProcessAccumulatingTheShards) {
   const auto [opt, layout] = GetParam();
   MpiDataParallel<float> dp;
   const int K = dp.size();
-  if (12 % K != 0) GTEST_SKIP() << K << " ranks do not divide the batch of 12";
-  Model ranked(opt, layout), single(opt, layout), whole(opt, layout);  // whole: batch 12 at once
+  if (TinyModel::kBatch % K != 0) GTEST_SKIP() << K << " ranks do not divide the batch of 12";
+  TinyModel ranked(opt, layout, 3), single(opt, layout, 3), whole(opt, layout, 3);
   long refreshes = 0;
   for (long step = 1; step <= 10; ++step) {
-    ranked.backward(step, shard_of(12, dp.rank(), K));
+    const Shard mine = shard_of(TinyModel::kBatch, dp.rank(), K);
+    ranked.backward(step, mine.begin, mine.count);
     if (step == 1) {
       // The averaged shard gradients are the whole batch's gradients, up to rounding.
       dp.all_reduce_gradients(ranked.trainer);
-      whole.backward(step, {0, 12});
+      whole.backward(step);
       const std::vector<Matrix<float>> a = ranked.gradients(), b = whole.gradients();
       ASSERT_EQ(a.size(), b.size());
       for (std::size_t t = 0; t < a.size(); ++t)
@@ -183,7 +130,8 @@ TEST_P(DataParallel, RanksMatchOneProcessAccumulatingTheShards) {
     // The reference: shard r's gradients for r = 0..K-1, summed in rank order, times 1/K.
     std::vector<Matrix<float>> acc;
     for (int r = 0; r < K; ++r) {
-      single.backward(step, shard_of(12, r, K));
+      const Shard theirs = shard_of(TinyModel::kBatch, r, K);
+      single.backward(step, theirs.begin, theirs.count);
       std::vector<Matrix<float>> g = single.gradients();
       if (r == 0)
         acc = g;
@@ -202,9 +150,14 @@ TEST_P(DataParallel, RanksMatchOneProcessAccumulatingTheShards) {
   EXPECT_EQ(dp.payload_bytes(), std::size_t(ranked.trainer.gradient_count()) * sizeof(float));
   EXPECT_NO_THROW(dp.check_agreement(ranked.trainer));
   // Checkpoint: rank 0 writes, every rank loads into a fresh model and continues identically.
-  const std::string path = ::testing::TempDir() + "sparsenm_mpi.ckpt";
+  // One name for all ranks (rank 0 writes it) that differs between the 1/2/3-rank runs ctest
+  // may start in parallel, and between the parameterisations: rank 0's scratch name, broadcast.
+  std::string path = sparsenm_test::scratch_file("mpi");
+  path.resize(1024, '\0');
+  MPI_Bcast(path.data(), 1024, MPI_CHAR, 0, MPI_COMM_WORLD);
+  path.resize(path.find('\0'));
   dp.save(ranked.trainer, path);
-  Model loaded(opt, layout);
+  TinyModel loaded(opt, layout, 99);  // other initial weights: all replaced
   loaded.trainer.load(path);
   EXPECT_TRUE(loaded.same_as(ranked));
   MPI_Barrier(MPI_COMM_WORLD);
@@ -220,8 +173,9 @@ INSTANTIATE_TEST_SUITE_P(
 // on every rank, with an error naming the step.
 TEST(DataParallel, DivergedRankIsDetected) {
   MpiDataParallel<float> dp;
-  Model m(WeightOptimizer::Adam, Layout::RowWise);
-  m.backward(1, shard_of(12, dp.rank(), dp.size()));
+  TinyModel m(WeightOptimizer::Adam, Layout::RowWise, 3);
+  const Shard mine = shard_of(TinyModel::kBatch, dp.rank(), dp.size());
+  m.backward(1, mine.begin, mine.count);
   dp.step(m.trainer, 1);
   EXPECT_NO_THROW(dp.check_agreement(m.trainer));
   if (dp.size() == 1) return;

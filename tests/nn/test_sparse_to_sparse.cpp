@@ -16,18 +16,13 @@
 #include <sparsenm/nn.hpp>
 #include <sparsenm/train/dense_linear.hpp>
 
+#include "common/tiny_model.hpp"
+
 namespace {
 
 using namespace sparsenm;
 
-template <class S>
-Matrix<S> random_matrix(Index rows, Index cols, std::uint64_t seed, double lo = -1, double hi = 1) {
-  const Philox rng(seed);
-  Matrix<S> m(rows, cols);
-  for (Index i = 0; i < m.size(); ++i)
-    m.data()[i] = S(lo + (hi - lo) * rng.uniform(std::uint64_t(i)));
-  return m;
-}
+using sparsenm_test::random_matrix;
 
 template <class S>
 NMCompressed<S> random_compressed(Index rows, Index cols, NM nm, Layout layout,
@@ -266,59 +261,8 @@ TEST(CompressedOptimizers, StateFollowsEachWeightAcrossARefresh) {
 
 // ---- SparseTrainer ---------------------------------------------------------------------------
 
-// A two-layer model: sparse hidden (bias) -> relu -> dense head, squared loss on a fixed target.
-struct TinyModel {
-  SparseLinear<float> hidden;
-  DenseLinear<float> head;
-  SparseTrainer<float> trainer;
-
-  TinyModel(WeightOptimizer opt, Layout layout, std::uint64_t seed)
-      : hidden(32, 24, {1, 4}, layout, Philox(seed), true),
-        head(24, 6, Philox(seed + 1)),
-        trainer(config(opt, layout)) {
-    trainer.add(hidden);
-    trainer.add(head.weight(), head.grad_weight());
-    trainer.add(head.bias(), head.grad_bias());
-  }
-
-  static SparseTrainerConfig config(WeightOptimizer opt, Layout layout) {
-    SparseTrainerConfig c;
-    c.weights = opt;
-    c.adam.lr = 1e-2;
-    c.tans.lr = 1e-2;
-    c.muon.lr = 1e-2;
-    c.topology.layout = layout;
-    c.topology.nm = {1, 4};
-    c.topology.interval = 3;
-    c.topology.total_steps = 40;
-    c.topology.zeta = 0.3;
-    c.topology.mpr_rho = layout == Layout::RowWise ? 0.5 : 0.0;
-    c.seed = 17;
-    return c;
-  }
-
-  // Steps first..last on batches that depend only on the step.
-  void train(long first, long last) {
-    for (long step = first; step <= last; ++step) {
-      const Matrix<float> x = random_matrix<float>(8, 32, 1000 + std::uint64_t(step));
-      Matrix<float> h = hidden.forward(x);
-      h = h.cwiseMax(0.0f);
-      const Matrix<float> y = head.forward(h);
-      const Matrix<float> dy = (y - Matrix<float>::Ones(8, 6)) / 8.0f;
-      Matrix<float> dh = head.backward(dy);
-      dh = dh.cwiseProduct((h.array() > 0.0f).cast<float>().matrix());
-      hidden.backward(dh);
-      trainer.step(step);
-    }
-  }
-
-  bool same_as(const TinyModel& o) const {
-    return hidden.weight().values == o.hidden.weight().values &&
-           hidden.weight().indices == o.hidden.weight().indices &&
-           hidden.bias() == o.hidden.bias() && head.weight() == o.head.weight() &&
-           head.bias() == o.head.bias();
-  }
-};
+// TinyModel (common/tiny_model.hpp): sparse hidden (bias) -> relu -> dense head.
+using sparsenm_test::TinyModel;
 
 class TrainerResume : public ::testing::TestWithParam<std::tuple<WeightOptimizer, Layout>> {};
 
@@ -327,7 +271,7 @@ TEST_P(TrainerResume, ResumeIsBitIdenticalToAnUninterruptedRun) {
   TinyModel full(opt, layout, 3), first(opt, layout, 3);
   full.train(1, 20);
   first.train(1, 8);  // a refresh at 3 and 6; the next one (9) happens after the resume
-  const std::string path = ::testing::TempDir() + "sparsenm_resume.safetensors";
+  const std::string path = sparsenm_test::scratch_file("resume");
   first.trainer.save(path);
   TinyModel resumed(opt, layout, 99);  // other initial weights: all replaced by load()
   resumed.trainer.load(path);
@@ -449,7 +393,7 @@ TEST(Trainer, TruncatedCheckpointsAreRejectedAndInterruptedSavesKeepTheOldFile) 
   for (const std::size_t cut : cuts) EXPECT_THROW(parse_safetensors(data, cut), Error) << cut;
 
   // An interrupted save: the previous checkpoint stays loadable.
-  const std::string path = ::testing::TempDir() + "sparsenm_interrupted.safetensors";
+  const std::string path = sparsenm_test::scratch_file("interrupted");
   a.trainer.save(path);
   {
     std::ofstream partial(path + ".tmp", std::ios::binary);  // a writer killed mid-file
