@@ -107,8 +107,9 @@ int main(int argc, char** argv) {
   const Options o = parse(argc, argv, rank);
   set_thread_count(o.threads);
   try {
-    const IdxDataset train = load_idx_dataset(o.data + "/train-images-idx3-ubyte.gz",
-                                              o.data + "/train-labels-idx1-ubyte.gz", o.train_limit);
+    const IdxDataset train =
+        load_idx_dataset(o.data + "/train-images-idx3-ubyte.gz",
+                         o.data + "/train-labels-idx1-ubyte.gz", o.train_limit);
     const IdxDataset test = load_idx_dataset(o.data + "/t10k-images-idx3-ubyte.gz",
                                              o.data + "/t10k-labels-idx1-ubyte.gz", 0);
     const Shard mine = shard_of(o.batch, rank, ranks);  // throws unless K divides the batch
@@ -134,7 +135,8 @@ int main(int argc, char** argv) {
             widths[l], widths[l + 1], o.nm, Layout::Transposable, rng.split(l), true);
         trainer.add(*hidden[l].sparse);
       } else {
-        hidden[l].dense = std::make_unique<DenseLinear<float>>(widths[l], widths[l + 1], rng.split(l));
+        hidden[l].dense =
+            std::make_unique<DenseLinear<float>>(widths[l], widths[l + 1], rng.split(l));
         trainer.add(hidden[l].dense->weight(), hidden[l].dense->grad_weight());
         trainer.add(hidden[l].dense->bias(), hidden[l].dense->grad_bias());
       }
@@ -166,7 +168,8 @@ int main(int argc, char** argv) {
         const auto t2 = std::chrono::steady_clock::now();
         const std::vector<RefreshResult>& refreshed = trainer.step(++step);
         if (!refreshed.empty()) dp.check_agreement(trainer);  // masks agree, no mask traffic
-        train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        train_seconds +=
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         comm_seconds += std::chrono::duration<double>(t2 - t1).count();
       }
     }
@@ -190,9 +193,10 @@ int main(int argc, char** argv) {
           "  test accuracy %.2f%%, training state %.1f MB per rank\n",
           o.method.c_str(), sparse ? (" " + std::to_string(o.nm.n) + ":4").c_str() : "", ranks,
           o.threads, long(o.batch), long(mine.count), step, slowest,
-          double(step) * double(o.batch) / slowest, comm_seconds, 100.0 * comm_seconds / train_seconds,
-          double(dp.payload_bytes()) / 1e6, double(dp.sent_bytes()) / 1e6,
-          100.0 * double(correct) / double(test.images.rows()), double(trainer.state_bytes()) / 1e6);
+          double(step) * double(o.batch) / slowest, comm_seconds,
+          100.0 * comm_seconds / train_seconds, double(dp.payload_bytes()) / 1e6,
+          double(dp.sent_bytes()) / 1e6, 100.0 * double(correct) / double(test.images.rows()),
+          double(trainer.state_bytes()) / 1e6);
     }
   } catch (const Error& e) {
     std::fprintf(stderr, "rank %d: error: %s\n", rank, e.what());

@@ -316,10 +316,10 @@ class MpiDataParallel {
       b.displs.resize(std::size_t(m_size));
       for (int r = 0; r < m_size; ++r)
         b.displs[std::size_t(r)] = static_cast<int>(std::size_t(r) * m_bucket_elems);
-      detail::mpi_check(MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, b.buf.data(),
-                                        b.counts.data(), b.displs.data(), detail::mpi_type<S>(),
-                                        m_comm, &b.request),
-                        "MPI_Iallgatherv");
+      detail::mpi_check(
+          MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, b.buf.data(), b.counts.data(),
+                          b.displs.data(), detail::mpi_type<S>(), m_comm, &b.request),
+          "MPI_Iallgatherv");
       m_sent += std::size_t(m_size - 1) * b.used * sizeof(S);
     } else {
       detail::mpi_check(MPI_Iallreduce(MPI_IN_PLACE, b.buf.data(), n, detail::mpi_type<S>(),
