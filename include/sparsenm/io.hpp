@@ -7,5 +7,6 @@
 #include "io/tensor.hpp"
 #include "io/npy.hpp"
 #include "io/safetensors.hpp"
+#include "io/compressed_export.hpp"
 
 #endif  // SPARSENM_IO_HPP

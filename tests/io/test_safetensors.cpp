@@ -9,7 +9,9 @@
 #include <string>
 #include <vector>
 
+#include <sparsenm/io/compressed_export.hpp>
 #include <sparsenm/io/safetensors.hpp>
+#include <sparsenm/mask/rowwise.hpp>
 
 using namespace sparsenm;
 
@@ -169,4 +171,98 @@ TEST(Safetensors, AddRejectsBadTensors) {
   t.shape = {3};
   t.bytes.resize(5);
   EXPECT_THROW(f.add("b", t), Error);
+}
+
+// ---- Compressed N:M export (io/compressed_export.hpp) -------------------------------------------
+namespace {
+
+// A dense (rows, cols) weight on a random row-wise legal mask, zeros elsewhere.
+Matrix<float> masked_weight(Index rows, Index cols, NM nm, std::uint64_t seed, Mask& mask) {
+  mask = random_rowwise(rows, cols, nm, Philox(seed));
+  Matrix<float> w(rows, cols);
+  for (Index k = 0; k < w.size(); ++k) w.data()[k] = mask.data()[k] ? float(k % 97) - 48.5f : 0.0f;
+  return w;
+}
+
+}  // namespace
+
+TEST(CompressedExport, RoundTripReproducesTheDenseWeightAndNvidiaMetadataBytes) {
+  Mask mask;
+  const Matrix<float> w = masked_weight(8, 32, NM{2, 4}, 3, mask);
+  SafetensorsFile f;
+  add_compressed(f, "layer0", w, mask, NM{2, 4});
+  f.add("layer0.bias", Tensor::from_eigen(Matrix<float>::Ones(1, 8)));
+  const std::string bytes = safetensors_bytes(f);
+  const SafetensorsFile g =
+      parse_safetensors(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size());
+  EXPECT_EQ(compressed_names(g), std::vector<std::string>{"layer0"});
+  EXPECT_EQ(g.metadata.at("sparsenm.format"), "compressed-nm-v1");
+  EXPECT_EQ(g.metadata.at("layer0.nm"), "2:4");
+  EXPECT_EQ(g.metadata.at("layer0.shape"), "8,32");
+  const NMCompressed<float> c = get_compressed<float>(g, "layer0");
+  EXPECT_TRUE((decompress(c).array() == w.array()).all());
+  // NVIDIA metadata written out from the contract: per group of 4 the nibble idx0 | idx1 << 2,
+  // four groups per uint16 (group q at bits 4q..4q+3), little-endian bytes.
+  const Tensor& meta = g.at("layer0.nv_meta");
+  ASSERT_EQ(meta.shape, (std::vector<std::int64_t>{8, 4}));
+  for (Index r = 0; r < 8; ++r)
+    for (Index word = 0; word < 2; ++word) {
+      unsigned expect = 0;
+      for (int q = 0; q < 4; ++q) {
+        std::vector<int> idx;
+        for (int k = 0; k < 4; ++k)
+          if (mask(r, 16 * word + 4 * q + k)) idx.push_back(k);
+        ASSERT_EQ(idx.size(), 2u);
+        expect |= unsigned(idx[0] | (idx[1] << 2)) << (4 * q);
+      }
+      const std::size_t at = std::size_t(r * 4 + 2 * word);
+      EXPECT_EQ(unsigned(meta.bytes[at]) | (unsigned(meta.bytes[at + 1]) << 8), expect);
+    }
+}
+
+TEST(CompressedExport, OneToFourHasNoNvidiaMetadataAndDoubleValues) {
+  Mask mask;
+  const Matrix<double> w = masked_weight(4, 12, NM{1, 4}, 5, mask).cast<double>();
+  SafetensorsFile f;
+  add_compressed(f, "a", compress(w, mask, NM{1, 4}));
+  add_compressed(f, "b", compress(w, mask, NM{1, 4}));
+  EXPECT_FALSE(f.contains("a.nv_meta"));
+  EXPECT_EQ(compressed_names(f), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(f.at("a.values").dtype, DType::F64);
+  EXPECT_TRUE((decompress(get_compressed<double>(f, "b")).array() == w.array()).all());
+  EXPECT_THROW(get_compressed<float>(f, "a"), Error);  // dtype F64, not F32
+}
+
+TEST(CompressedExport, InconsistentFilesAndBadNamesThrow) {
+  Mask mask;
+  const Matrix<float> w = masked_weight(4, 16, NM{2, 4}, 7, mask);
+  SafetensorsFile f;
+  add_compressed(f, "w", w, mask, NM{2, 4});
+  EXPECT_THROW(add_compressed(f, "w", w, mask, NM{2, 4}), Error);    // duplicate
+  EXPECT_THROW(add_compressed(f, "x,y", w, mask, NM{2, 4}), Error);  // ',' in the name
+  EXPECT_THROW(add_compressed(f, "z", w, mask, NM{1, 4}), Error);    // mask is not 1:4
+  EXPECT_THROW(get_compressed<float>(f, "missing"), Error);
+  auto rebuilt = [&](const std::string& skip, const Tensor* replace) {
+    SafetensorsFile g;
+    g.metadata = f.metadata;
+    for (const auto& [name, t] : f.tensors())
+      if (name != skip) g.add(name, t);
+    if (replace) g.add(skip, *replace);
+    return g;
+  };
+  Tensor idx = f.at("w.indices");
+  std::swap(idx.bytes[0], idx.bytes[1]);  // group 0 no longer increasing
+  EXPECT_THROW(get_compressed<float>(rebuilt("w.indices", &idx), "w"), Error);
+  Tensor meta = f.at("w.nv_meta");
+  meta.bytes[0] ^= 0x1;  // 0x4 <-> 0x5 etc.: disagrees with the indices
+  EXPECT_THROW(get_compressed<float>(rebuilt("w.nv_meta", &meta), "w"), Error);
+  EXPECT_NO_THROW(get_compressed<float>(rebuilt("w.nv_meta", nullptr), "w"));  // optional
+  SafetensorsFile bad_meta = f;
+  bad_meta.metadata["w.shape"] = "4,15";
+  EXPECT_THROW(get_compressed<float>(bad_meta, "w"), Error);
+  bad_meta.metadata["w.shape"] = "4;16";
+  EXPECT_THROW(get_compressed<float>(bad_meta, "w"), Error);
+  bad_meta = f;
+  bad_meta.metadata["w.nm"] = "5:4";
+  EXPECT_THROW(get_compressed<float>(bad_meta, "w"), Error);
 }

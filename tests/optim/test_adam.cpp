@@ -169,4 +169,33 @@ TEST(Adam, ThreadCountDoesNotChangeResult) {
   EXPECT_TRUE(run(1) == run(2));
 }
 
+// AdamConfig::nm: the masked step rejects a mask that breaks N:M (naming row and group) and
+// changes nothing; without nm any 0/1 mask is a freeze mask.
+TEST(Adam, MaskThatBreaksNMThrowsWhenNmIsSet) {
+  AdamConfig cfg;
+  cfg.nm = {1, 4};
+  Adam<float> opt(4, 8, cfg);
+  Matrix<float> W = t::uniform_matrix<float>(4, 8, 3);
+  const Matrix<float> W0 = W;
+  const Matrix<float> G = t::uniform_matrix<float>(4, 8, 4);
+  Mask M = t::random_nm_mask(4, 8, 1, 4, 5);
+  M(3, 1) ^= 1;  // row 3, group 0 now has 0 or 2 ones
+  try {
+    opt.step(W, G, M);
+    ADD_FAILURE() << "no throw";
+  } catch (const sparsenm::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("row 3 group 0"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE((W.array() == W0.array()).all());
+  EXPECT_EQ(opt.steps(), 0);
+  M(3, 1) ^= 1;
+  EXPECT_NO_THROW(opt.step(W, G, M));
+  EXPECT_EQ(opt.steps(), 1);
+  Adam<float> loose(4, 8);
+  M(3, 1) ^= 1;
+  EXPECT_NO_THROW(loose.step(W, G, M));
+  cfg.nm = {0, 4};
+  EXPECT_THROW(Adam<float>(4, 8, cfg), sparsenm::Error);
+}
+
 }  // namespace

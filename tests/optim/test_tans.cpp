@@ -327,4 +327,33 @@ TEST(Tans, ThreadCountAndStrideDoNotChangeResult) {
   EXPECT_TRUE(a == c);
 }
 
+// TansConfig::nm: the dense masked step rejects a mask that breaks N:M (naming row and group) and
+// changes nothing; a legal mask (row-wise or transposable) passes.
+TEST(Tans, MaskThatBreaksNMThrowsWhenNmIsSet) {
+  TansConfig cfg;
+  cfg.nm = {2, 4};
+  Tans<float> opt(4, 8, cfg);
+  Matrix<float> W = t::uniform_matrix<float>(4, 8, 3);
+  const Matrix<float> W0 = W;
+  const Matrix<float> G = t::uniform_matrix<float>(4, 8, 4);
+  Mask M = t::random_nm_mask(4, 8, 2, 4, 5);
+  Index bad_col = 4;  // row 2, group 1: flip one entry -> 1 or 3 ones
+  M(2, bad_col) ^= 1;
+  try {
+    opt.step(W, G, M);
+    ADD_FAILURE() << "no throw";
+  } catch (const sparsenm::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("row 2 group 1"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE((W.array() == W0.array()).all());
+  M(2, bad_col) ^= 1;
+  EXPECT_NO_THROW(opt.step(W, G, M));
+  cfg.nm = {0, 0};  // default: any 0/1 mask
+  Tans<float> loose(4, 8, cfg);
+  M(2, bad_col) ^= 1;
+  EXPECT_NO_THROW(loose.step(W, G, M));
+  cfg.nm = {5, 4};
+  EXPECT_THROW(Tans<float>(4, 8, cfg), sparsenm::Error);
+}
+
 }  // namespace

@@ -414,6 +414,36 @@ TEST(Refresh, InvalidConfigsAndInputsThrow) {
   EXPECT_THROW(topo.refresh(w_odd, odd, 1), Error);  // rows not divisible by m for transposable
 }
 
+TEST(Refresh, WeightNonzeroOffTheMaskThrowsAndChangesNothing) {
+  // Only active entries take part in removal, so a nonzero weight off the mask would stay off the
+  // new mask as well: refresh() rejects it (naming the entry) before touching weight or mask.
+  for (Layout layout : {Layout::RowWise, Layout::Transposable}) {
+    TopologyRefresher<float> topo(make_config(layout, NM{2, 4}), 0);
+    Mask mask = random_mask(8, 16, NM{2, 4}, layout, Philox(1));
+    Matrix<float> w = weights_for(mask, 1);
+    Index off = -1;  // the last entry off the mask, found by brute force
+    for (Index k = 0; k < mask.size(); ++k)
+      if (!mask.data()[k]) off = k;
+    ASSERT_GE(off, 0);
+    w.data()[off] = 1e-30f;
+    const Mask mask0 = mask;
+    const Matrix<float> w0 = w;
+    try {
+      topo.refresh(w, mask, 1);
+      ADD_FAILURE() << "no throw";
+    } catch (const Error& e) {
+      const std::string where =
+          "weight(" + std::to_string(off / 16) + ", " + std::to_string(off % 16) + ")";
+      EXPECT_NE(std::string(e.what()).find(where), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(mask, mask0);
+    EXPECT_TRUE((w.array() == w0.array()).all());
+    EXPECT_EQ(topo.refreshes(), 0);
+    w.data()[off] = -0.0f;  // a signed zero is zero
+    EXPECT_NO_THROW(topo.refresh(w, mask, 1));
+  }
+}
+
 TEST(Edsrt, PrunesOntoTheLegalManifoldByMagnitude) {
   const Philox rng(31);
   Matrix<double> w(8, 12);

@@ -2,7 +2,7 @@
 // Hutchinson estimator of the Hessian diagonal (SparseForge Sec. 4.2; Hutchinson 1990, Bekas et
 // al. 2007): diag(H) = E[(Hv) ⊙ v] for a Rademacher vector v, because E[v_i v_j] = δ_ij. The
 // estimator keeps an exponential moving average of (Hv) ⊙ v with Adam-style bias correction, so
-// diagonal() is an unbiased estimate of diag(H) from the first sample on (ALGORITHMS.md,
+// diagonal() is an unbiased estimate of diag(H) from the first sample on (docs/algorithms.md,
 // "Hutchinson and SparseForge").
 //
 // Randomness (the contract, so a user can reproduce every probe): probe number k (counted over the

@@ -24,7 +24,7 @@ namespace sparsenm {
 /// s = (max(H, 0) + eps) ⊙ W² (SparseForge Sec. 4.2, "s = (H + ε) ⊙ W²").
 ///
 /// A Hutchinson estimate of a positive curvature can be negative for a few samples; such entries
-/// are clamped to 0 here, as in the SparseForge release (ALGORITHMS.md), so a noisy negative
+/// are clamped to 0 here, as in the SparseForge release (docs/algorithms.md), so a noisy negative
 /// estimate never ranks an entry below a zero weight. The estimator itself stays unclamped (and
 /// unbiased). eps >= 0 keeps scores magnitude-ordered where H is 0.
 ///

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // SparseForge soft-mask annealing (Liu et al., "SparseForge", Algorithm 1 lines 7–13, Sec. 4.2
 // eqs. (3)–(5), Sec. 4.3 progressive quenching), with the SparseForge release's schedules as the
-// defaults (ALGORITHMS.md, "Hutchinson and SparseForge").
+// defaults (docs/algorithms.md, "Hutchinson and SparseForge").
 //
 // Every `update_interval` steps (Alg. 1 line 7), from importance scores s (usually
 // obd_scores(H, W, eps) = (H + eps) * W^2, line 8):
@@ -15,11 +15,11 @@
 // (Sec. 4.3, "final quenching"), x annealed linearly 1 -> 0 over the hardening window; once x = 0
 // the mask is frozen and finalize() returns the legal projection of m.
 //
-// Penalty target: ALGORITHMS.md writes the penalty against "target = top-n of G per group"; for
-// the row-wise layout that is Gbar itself (the blended gate is a strictly increasing function of z
-// inside a group, so its top-n is the top-n of z; exact score ties go to the lower index in both).
-// For the transposable layout Gbar is project_transposable(z), so that the structure the blend
-// and the penalty push towards is the legal tile pattern the mask will be projected onto.
+// Penalty target: docs/algorithms.md writes the penalty against "target = top-n of G per group";
+// for the row-wise layout that is Gbar itself (the blended gate is a strictly increasing function
+// of z inside a group, so its top-n is the top-n of z; exact score ties go to the lower index in
+// both). For the transposable layout Gbar is project_transposable(z), so that the structure the
+// blend and the penalty push towards is the legal tile pattern the mask will be projected onto.
 //
 // Numerics: the gate's exponent is capped at |80| (sigmoid(+-80) differs from 1 / 0 by 1.8e-35),
 // and soft-mask values below 1e-30 are flushed to 0, so no inf or subnormal ever enters the
@@ -50,7 +50,7 @@ SPARSENM_SIMD_WARNINGS_PUSH
 
 namespace sparsenm {
 
-/// Hyperparameters of SoftMaskAnnealer. Defaults = the SparseForge release (ALGORITHMS.md
+/// Hyperparameters of SoftMaskAnnealer. Defaults = the SparseForge release (docs/algorithms.md
 /// "Reference defaults") where it fixes them; the window positions (β and hardening), which the
 /// release sets per run in absolute steps, default to a 2000-step run here (see for_steps()).
 /// `step` everywhere is the training step t of Algorithm 1 (t = 1, 2, ...).

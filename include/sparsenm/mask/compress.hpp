@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// Compressed row-wise N:M storage: kept values + in-group indices (ALGORITHMS.md "Compressed
+// Compressed row-wise N:M storage: kept values + in-group indices (docs/algorithms.md "Compressed
 // storage"). A transposable mask is row-wise legal too, so it compresses the same way.
 #ifndef SPARSENM_MASK_COMPRESS_HPP
 #define SPARSENM_MASK_COMPRESS_HPP

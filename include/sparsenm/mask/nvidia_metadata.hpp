@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // NVIDIA sparse-tensor-core 2:4 metadata (cuSPARSELt / CUTLASS / PyTorch
-// to_sparse_semi_structured), ALGORITHMS.md "Compressed storage and NVIDIA 2:4 metadata".
+// to_sparse_semi_structured), docs/algorithms.md "Compressed storage and NVIDIA 2:4 metadata".
 //
 // Bit layout (the contract):
 //  - every group of 4 columns holding 2 kept entries at in-group indices idx0 < idx1 is one 4-bit

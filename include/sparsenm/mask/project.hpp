@@ -1,6 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // Layout-dispatching conveniences: project(scores, nm, layout), is_legal(mask, nm, layout),
-// random_mask(...), apply_mask(w, mask).
+// random_mask(...), apply_mask(w, mask), and magnitude_mask(w, nm, layout).
+//
+// The projections keep the LARGEST signed scores: project(w, ...) on raw weights keeps the most
+// positive weights, not the largest magnitudes. For magnitude pruning pass |w|, or call
+// magnitude_mask(w, nm, layout), which does exactly that.
 #ifndef SPARSENM_MASK_PROJECT_HPP
 #define SPARSENM_MASK_PROJECT_HPP
 
@@ -17,6 +21,15 @@ namespace sparsenm {
 template <class Derived>
 Mask project(const Eigen::MatrixBase<Derived>& scores, NM nm, Layout layout) {
   return layout == Layout::RowWise ? project_rowwise(scores, nm) : project_transposable(scores, nm);
+}
+
+/// The legal N:M mask of the layout that keeps the largest |weight| (magnitude pruning; the mask
+/// of STE, eDSrT): project(weight.cwiseAbs(), nm, layout). Throws like project() (NaN or Inf
+/// weights, shapes not divisible by m).
+template <class Derived>
+Mask magnitude_mask(const Eigen::MatrixBase<Derived>& weight, NM nm,
+                    Layout layout = Layout::RowWise) {
+  return project(weight.cwiseAbs(), nm, layout);
 }
 
 /// is_rowwise_legal or is_transposable_legal, by layout.

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // Row-wise N:M masks: projection (top-n per group), legality check, uniform random masks.
-// ALGORITHMS.md "Layouts and masks"; chts24 eq. (2) restricted to 1 x m tiles.
+// docs/algorithms.md "Layouts and masks"; chts24 eq. (2) restricted to 1 x m tiles.
 #ifndef SPARSENM_MASK_ROWWISE_HPP
 #define SPARSENM_MASK_ROWWISE_HPP
 
@@ -103,6 +103,26 @@ inline bool is_rowwise_legal(const Mask& mask, NM nm) {
       },
       64);
   return !bad.load();
+}
+
+/// Throws sparsenm::Error naming `name`, n:m and the first bad group (row, group, count of ones)
+/// unless is_rowwise_legal(mask, nm). A transposable mask is row-wise legal too.
+inline void check_rowwise_legal(const Mask& mask, NM nm, const char* name = "mask") {
+  check_nm(nm, name);
+  check_divisible(mask.cols(), nm.m, name, "m");
+  if (is_rowwise_legal(mask, nm)) return;
+  for (Index i = 0; i < mask.rows(); ++i)
+    for (Index g = 0; g < mask.cols(); g += nm.m) {
+      int cnt = 0;
+      for (int k = 0; k < nm.m; ++k) {
+        SPARSENM_CHECK(mask(i, g + k) <= 1, name, "(", i, ", ", g + k, ") = ", int(mask(i, g + k)),
+                       " must be 0 or 1");
+        cnt += mask(i, g + k);
+      }
+      SPARSENM_CHECK(cnt == nm.n, name, " is not a legal ", nm, " mask: row ", i, " group ",
+                     g / nm.m, " (columns ", g, "..", g + nm.m - 1, ") has ", cnt,
+                     " ones, expected n = ", nm.n);
+    }
 }
 
 /// A uniformly random row-wise N:M mask: each group keeps the n entries with the largest Philox

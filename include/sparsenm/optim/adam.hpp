@@ -13,6 +13,7 @@
 #include "../core/types.hpp"
 #include "../core/validate.hpp"
 #include "../mask/compress.hpp"
+#include "../mask/rowwise.hpp"
 #include "detail/elementwise.hpp"
 #include "detail/sqrt_block.hpp"
 #include "nonfinite.hpp"
@@ -35,8 +36,14 @@ struct AdamConfig {
   bool decoupled_weight_decay = false;
   bool bias_correction = true;
   NonFinitePolicy nonfinite = NonFinitePolicy::Throw;
+  /// N:M check of the masked step: with nm set (n >= 1), step(W, G, mask) throws sparsenm::Error
+  /// unless `mask` is row-wise legal for it (a transposable mask is too). The default {0, 0}
+  /// accepts any 0/1 mask (masked Adam then just freezes the entries where the mask is 0).
+  NM nm{0, 0};
 
+  /// Throws sparsenm::Error naming the first field out of its range.
   void validate() const {
+    if (nm.n != 0 || nm.m != 0) check_nm(nm, "AdamConfig::nm");
     check_finite_positive(lr, "AdamConfig::lr");
     check_in_range(beta1, 0.0, 1.0, "AdamConfig::beta1", false, true);
     check_in_range(beta2, 0.0, 1.0, "AdamConfig::beta2", false, true);
@@ -111,11 +118,13 @@ class Adam {
   void step(Eigen::Ref<Matrix<S>> weight, const Eigen::MatrixBase<Derived>& grad) {
     step_impl(weight, grad, nullptr);
   }
-  /// Masked step: entries with mask 0 are frozen (weight and moments untouched).
+  /// Masked step: entries with mask 0 are frozen (weight and moments untouched). With
+  /// AdamConfig::nm set, a mask that is not row-wise legal for it throws sparsenm::Error.
   template <class Derived>
   void step(Eigen::Ref<Matrix<S>> weight, const Eigen::MatrixBase<Derived>& grad,
             const Mask& mask) {
     check_shape(mask, m_rows, m_cols, "Adam::step: mask");
+    if (m_cfg.nm.n != 0) check_rowwise_legal(mask, m_cfg.nm, "Adam::step: mask");
     step_impl(weight, grad, mask.data());
   }
 

@@ -20,22 +20,22 @@
 
 namespace sparsenm {
 
-/// AdamS hyperparameters (ALGORITHMS.md "AdamS and weight scaling").
+// clang-format off
+/// AdamS hyperparameters (docs/algorithms.md "AdamS and weight scaling").
 ///
-/// | field          | meaning                                                     | default |
-/// source |
-/// |----------------|-------------------------------------------------------------|---------|--------|
-/// | lr             | step size                                                   | 1e-3    |
-/// chtsnm H | | beta1, beta2   | moment decay rates                                          | 0.9,
-/// 0.999 | CAST Alg. 1 | | eps            | denominator epsilon | 1e-8    | CAST Alg. 1 | | lambda
-/// | proportional L1 decay strength on pruned coordinates        | 2e-4    | chtsnm H.3 | |
-/// total_steps    | T of alpha_t = t / T (t = 0 .. T-1; alpha = 1 afterwards)   | 10000   | chtsnm
-/// H | | mask_interval  | recompute the magnitude top-n mask every this many steps    | 10      |
-/// CAST, H.3 | | nm             | N:M pattern of the mask (row-wise)                          | {2,
-/// 4}  | CAST | | scaling_groups | column blocks per row of the learnable scaling (0 = off)    | 2
-/// | chtsnm H.3 | | scaling_lr     | Adam step size of the scaling factors                       |
-/// 1e-3    | - | | nonfinite      | reaction to NaN/Inf gradient entries                        |
-/// Throw   | - |
+/// | field          | meaning                                                   | default    | source      |
+/// |----------------|-----------------------------------------------------------|------------|-------------|
+/// | lr             | step size                                                 | 1e-3       | chtsnm H    |
+/// | beta1, beta2   | moment decay rates                                        | 0.9, 0.999 | CAST Alg. 1 |
+/// | eps            | denominator epsilon                                       | 1e-8       | CAST Alg. 1 |
+/// | lambda         | proportional L1 decay strength on pruned coordinates      | 2e-4       | chtsnm H.3  |
+/// | total_steps    | T of alpha_t = t / T (t = 0 .. T-1; alpha = 1 afterwards) | 10000      | chtsnm H    |
+/// | mask_interval  | recompute the magnitude top-n mask every this many steps  | 10         | CAST, H.3   |
+/// | nm             | N:M pattern of the mask (row-wise)                        | {2, 4}     | CAST        |
+/// | scaling_groups | column blocks per row of the learnable scaling (0 = off)  | 2          | chtsnm H.3  |
+/// | scaling_lr     | Adam step size of the scaling factors                     | 1e-3       | -           |
+/// | nonfinite      | reaction to NaN/Inf gradient entries                      | Throw      | -           |
+// clang-format on
 struct AdamSConfig {
   double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, lambda = 2e-4;
   long total_steps = 10000;

@@ -20,18 +20,19 @@
 
 namespace sparsenm {
 
-/// Muon hyperparameters (ALGORITHMS.md "Muon (baseline)").
+// clang-format off
+/// Muon hyperparameters (docs/algorithms.md "Muon (baseline)").
 ///
-/// | field        | meaning                                                  | default |
-/// |--------------|----------------------------------------------------------|---------|
-/// | lr           | step size                                                | 0.02    |
-/// | momentum     | beta of m = beta m + (1 - beta) g                        | 0.95    |
-/// | nesterov     | update (1 - beta) g + beta m instead of m                | true    |
-/// | weight_decay | decoupled: W <- (1 - lr wd) W                            | 0       |
-/// | ns_steps     | Newton-Schulz steps                                      | 5       |
-/// | coefficients | NS schedule                                              | Muon (3.4445,
-/// -4.7750, 2.0315) | | nonfinite    | reaction to NaN/Inf gradient entries                     |
-/// Throw   |
+/// | field        | meaning                                   | default                          |
+/// |--------------|-------------------------------------------|----------------------------------|
+/// | lr           | step size                                 | 0.02                             |
+/// | momentum     | beta of m = beta m + (1 - beta) g         | 0.95                             |
+/// | nesterov     | update (1 - beta) g + beta m instead of m | true                             |
+/// | weight_decay | decoupled: W <- (1 - lr wd) W             | 0                                |
+/// | ns_steps     | Newton-Schulz steps                       | 5                                |
+/// | coefficients | NS schedule                               | Muon (3.4445, -4.7750, 2.0315)   |
+/// | nonfinite    | reaction to NaN/Inf gradient entries      | Throw                            |
+// clang-format on
 struct MuonConfig {
   double lr = 0.02, momentum = 0.95;
   bool nesterov = true;

@@ -54,7 +54,7 @@ inline NsTriple ns_coefficients(NsCoefficients c, int step) {
 }
 
 /// Frobenius normalisation constant: X0 = X / (||X||_F + 1e-7) (Muon's constant, independent of
-/// any optimizer epsilon; ALGORITHMS.md conventions).
+/// any optimizer epsilon; docs/algorithms.md conventions).
 constexpr double kNsNormEps = 1e-7;
 
 /// Preallocated buffers for repeated Newton-Schulz runs on one shape (optimizers keep one, so a

@@ -14,6 +14,7 @@
 #include "../core/types.hpp"
 #include "../core/validate.hpp"
 #include "../mask/compress.hpp"
+#include "../mask/rowwise.hpp"
 #include "detail/elementwise.hpp"
 #include "detail/sqrt_block.hpp"
 #include "newton_schulz.hpp"
@@ -35,22 +36,25 @@ enum class StateReset {
   All              ///< zero V and P everywhere
 };
 
+// clang-format off
 /// TANS hyperparameters; defaults are the paper's canonical settings (chtsnm App. H.5).
 ///
-/// | field        | meaning                                             | default | source       |
-/// |--------------|-----------------------------------------------------|---------|--------------|
-/// | lr           | eta; the matrix step uses eta * sqrt(d_out / d_in)  | 1e-3    | App. H.5     |
-/// | beta1        | momentum of P and the Nesterov-style blend          | 0.9     | App. H.5     |
-/// | beta2        | EMA of the squared masked gradient V                | 0.999   | App. H.5     |
-/// | eps          | preconditioner and RMS-ratio epsilon                | 1e-5    | App. H.5     |
-/// | weight_decay | decoupled: Theta <- (1 - eta lambda) Theta          | 0       | App. H.5     |
-/// | gamma_ns     | gamma_NS, strength of the NS correction             | 0.5     | App. H.5     |
-/// | ramp_steps   | B_ramp; gamma_t = gamma_NS min(1, tau / B_ramp)     | 8       | App. H.5/I.2 |
-/// | ns_steps     | K Newton-Schulz steps                               | 5       | Sec. 3.2     |
-/// | rms          | RMS matching mode                                   | PostMaskActive | Sec. 3.2
-/// | | reset        | state reset on refresh                              | ChangedEntries | App.
-/// I.3 | | nonfinite    | reaction to NaN/Inf gradient entries (extra field)  | Throw   | - | |
-/// coefficients | NS schedule (extra field)                           | TansTableA4 | App. C   |
+/// | field        | meaning                                             | default        | source       |
+/// |--------------|-----------------------------------------------------|----------------|--------------|
+/// | lr           | eta; the matrix step uses eta * sqrt(d_out / d_in)  | 1e-3           | App. H.5     |
+/// | beta1        | momentum of P and the Nesterov-style blend          | 0.9            | App. H.5     |
+/// | beta2        | EMA of the squared masked gradient V                | 0.999          | App. H.5     |
+/// | eps          | preconditioner and RMS-ratio epsilon                | 1e-5           | App. H.5     |
+/// | weight_decay | decoupled: Theta <- (1 - eta lambda) Theta          | 0              | App. H.5     |
+/// | gamma_ns     | gamma_NS, strength of the NS correction             | 0.5            | App. H.5     |
+/// | ramp_steps   | B_ramp; gamma_t = gamma_NS min(1, tau / B_ramp)     | 8              | App. H.5/I.2 |
+/// | ns_steps     | K Newton-Schulz steps                               | 5              | Sec. 3.2     |
+/// | rms          | RMS matching mode                                   | PostMaskActive | Sec. 3.2     |
+/// | reset        | state reset on refresh                              | ChangedEntries | App. I.3     |
+/// | nonfinite    | reaction to NaN/Inf gradient entries (extra field)  | Throw          | -            |
+/// | coefficients | NS schedule (extra field)                           | TansTableA4    | App. C       |
+/// | nm           | N:M check of the dense masked step (extra field)    | {0, 0}: none   | -            |
+// clang-format on
 struct TansConfig {
   double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-5, weight_decay = 0.0, gamma_ns = 0.5;
   int ramp_steps = 8, ns_steps = 5;
@@ -58,9 +62,15 @@ struct TansConfig {
   StateReset reset = StateReset::ChangedEntries;
   NonFinitePolicy nonfinite = NonFinitePolicy::Throw;
   NsCoefficients coefficients = NsCoefficients::TansTableA4;
+  /// N:M check of the dense masked step: with nm set (n >= 1), step(W, G, mask) throws
+  /// sparsenm::Error unless `mask` is row-wise legal for it (a transposable mask is too). The
+  /// default {0, 0} checks only that the mask is 0/1. The compressed route is legal by
+  /// construction and ignores it.
+  NM nm{0, 0};
 
   /// Throws sparsenm::Error naming the first field out of its range.
   void validate() const {
+    if (nm.n != 0 || nm.m != 0) check_nm(nm, "TansConfig::nm");
     check_finite_positive(lr, "TansConfig::lr");
     check_in_range(beta1, 0.0, 1.0, "TansConfig::beta1", false, true);
     check_in_range(beta2, 0.0, 1.0, "TansConfig::beta2", false, true);
@@ -168,7 +178,8 @@ class Tans {
   }
 
   /// One TANS step on `weight` (rows x cols) with gradient `grad` (dense allowed: it is masked)
-  /// under the current legal `mask` (0/1). Non-finite gradient entries: see TansConfig::nonfinite.
+  /// under the current legal `mask` (0/1; with TansConfig::nm set, a mask that is not row-wise
+  /// legal for it throws). Non-finite gradient entries: see TansConfig::nonfinite.
   template <class Derived>
   void step(Eigen::Ref<Matrix<S>> weight, const Eigen::MatrixBase<Derived>& grad, const Mask& mask);
 
@@ -319,6 +330,7 @@ void Tans<S>::step(Eigen::Ref<Matrix<S>> weight, const Eigen::MatrixBase<Derived
   check_shape(weight, m_rows, m_cols, "Tans::step: weight");
   check_shape(grad, m_rows, m_cols, "Tans::step: grad");
   check_shape(mask, m_rows, m_cols, "Tans::step: mask");
+  if (m_cfg.nm.n != 0) check_rowwise_legal(mask, m_cfg.nm, "Tans::step: mask");
   const Eigen::Ref<const Matrix<S>> gref(grad.template cast<S>());
   const S* g = detail::contiguous_data<S>(gref, m_gbuf);
   const std::uint8_t* mk = mask.data();

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// Soft removal and soft regrowth noise (chts24 Sec. 3.2.2-3.2.3, App. A, C; ALGORITHMS.md "Soft
-// sampling"). All randomness is counter-based: entry (i, j) uses counter i * cols + j of `rng`, so
-// results never depend on the thread count.
+// Soft removal and soft regrowth noise (chts24 Sec. 3.2.2-3.2.3, App. A, C; docs/algorithms.md
+// "Soft sampling"). All randomness is counter-based: entry (i, j) uses counter i * cols + j of
+// `rng`, so results never depend on the thread count.
 #ifndef SPARSENM_SAMPLING_FRECHET_HPP
 #define SPARSENM_SAMPLING_FRECHET_HPP
 

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // Cannistraci-Hebb CH2-L3n link-prediction scores on a layer's bipartite graph (CHTs24 Sec. 3.2.3,
-// App. B, Alg. 1 stage 1; ALGORITHMS.md "CH2-L3n scores on a layer").
+// App. B, Alg. 1 stage 1; docs/algorithms.md "CH2-L3n scores on a layer").
 #ifndef SPARSENM_TOPOLOGY_CH_SCORES_HPP
 #define SPARSENM_TOPOLOGY_CH_SCORES_HPP
 

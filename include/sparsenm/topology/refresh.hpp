@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // CHTs24 / CHTsNM dynamic topology refresh: soft removal, soft CH2-L3n regrowth, survivor boosting
 // and the legal projection of the layout (CHTs24 Sec. 3.2.2-3.2.5, Alg. 1; CHTsNM Sec. 3.4,
-// App. E, H.4; ALGORITHMS.md "CHTs24 / CHTsNM refresh").
+// App. E, H.4; docs/algorithms.md "CHTs24 / CHTsNM refresh").
 #ifndef SPARSENM_TOPOLOGY_REFRESH_HPP
 #define SPARSENM_TOPOLOGY_REFRESH_HPP
 
@@ -48,25 +48,27 @@ std::array<Index, K> sum_over_rows(Index rows, F&& f) {
 
 }  // namespace detail
 
+// clang-format off
 /// Settings of the topology refresh. Defaults are the papers' (CHTs24 Table 5, CHTsNM App. H.4):
 ///
-/// | type   | name          | description                                              | default |
-/// |--------|---------------|----------------------------------------------------------|---------|
-/// | Layout | layout        | RowWise groups (1 x m) or Transposable tiles (m x m)     |
-/// Transposable | | NM     | nm            | keep n of every m | {2, 4}  | | double | zeta |
-/// fraction of active weights removed per refresh, (0, 1)   | 0.1     | | int    | interval      |
-/// steps between refreshes, >= 1                            | 100     | | long   | total_steps   |
-/// training length, >= 1                                    | 10000   | | double | stop_fraction |
-/// refresh while step < stop_fraction * total_steps, (0, 1] | 0.75    | | double | t_start,t_end |
-/// Fréchet temperature schedule over the window, > 0        | 1, 9    | | bool   | soft_remove   |
-/// Fréchet-sampled removal (else: smallest magnitude)       | true    | | bool   | soft_regrow   |
-/// scores ⊙ U(0,1) (else: plain CH scores)                  | true    | | double | mpr_rho       |
-/// MPR revisit suppression, [0, 1], RowWise only            | 0       | | bool   | adaptive_zeta |
-/// ζ_t = ζ/2 (1 + cos(π step / T_end)) (reference code)     | false   | | ChRule | rule          |
-/// CH2-L3n or CH3-L3n regrowth scores                       | Ch2L3n  |
+/// | type   | name          | description                                              | default      |
+/// |--------|---------------|----------------------------------------------------------|--------------|
+/// | Layout | layout        | RowWise groups (1 x m) or Transposable tiles (m x m)     | Transposable |
+/// | NM     | nm            | keep n of every m                                        | {2, 4}       |
+/// | double | zeta          | fraction of active weights removed per refresh, (0, 1)   | 0.1          |
+/// | int    | interval      | steps between refreshes, >= 1                            | 100          |
+/// | long   | total_steps   | training length, >= 1                                    | 10000        |
+/// | double | stop_fraction | refresh while step < stop_fraction * total_steps, (0, 1] | 0.75         |
+/// | double | t_start,t_end | Fréchet temperature schedule over the window, > 0        | 1, 9         |
+/// | bool   | soft_remove   | Fréchet-sampled removal (else: smallest magnitude)       | true         |
+/// | bool   | soft_regrow   | scores ⊙ U(0,1) (else: plain CH scores)                  | true         |
+/// | double | mpr_rho       | MPR revisit suppression, [0, 1], RowWise only            | 0            |
+/// | bool   | adaptive_zeta | ζ_t = ζ/2 (1 + cos(π step / T_end)) (reference code)     | false        |
+/// | ChRule | rule          | CH2-L3n or CH3-L3n regrowth scores                       | Ch2L3n       |
 ///
 /// CHTsNM uses mpr_rho = 0.5 for row-wise 1:4 and 0.75 for row-wise 2:4 (App. H.5) and
 /// adaptive_zeta = true (App. H.4). validate() throws sparsenm::Error naming the parameter.
+// clang-format on
 struct RefreshConfig {
   Layout layout = Layout::Transposable;
   NM nm{2, 4};
@@ -172,7 +174,8 @@ class TopologyRefresher {
   /// One refresh of `weight` (out, in) and its legal `mask` at training step `step` (see the
   /// class comment). Keeps the mask legal, zeroes removed weights and starts regrown ones at 0.
   /// Throws sparsenm::Error on a shape mismatch, a mask that is not legal for cfg.nm/layout,
-  /// a non-finite weight, or step < 0. It does not check due(step): the caller decides.
+  /// a non-finite weight, a weight that is nonzero where the mask is 0, or step < 0. It does not
+  /// check due(step): the caller decides.
   RefreshResult refresh(Eigen::Ref<Matrix<S>> weight, Mask& mask, long step) {
     return refresh_dense(weight, mask, step, nullptr);
   }
@@ -283,15 +286,29 @@ RefreshResult TopologyRefresher<S>::refresh_dense(Eigen::Ref<Matrix<S>> weight, 
                  to_string(c.layout), " ", nm, " mask");
   const Index rows = mask.rows(), cols = mask.cols(), size = mask.size();
   {
-    std::atomic<bool> bad{false};  // fast test; the slow check names the entry
+    // Fast tests (finite; zero off the mask); the slow checks name the entry. A weight that is
+    // nonzero off its mask would survive the refresh off the new mask too (only active entries
+    // take part in removal), so it is rejected instead of silently kept.
+    std::atomic<bool> bad{false}, off{false};
     parallel_for(
         0, rows,
         [&](Index i) {
-          if (!detail::all_finite_range(weight.data() + i * weight.outerStride(), cols))
-            bad.store(true, std::memory_order_relaxed);
+          const S* w = weight.data() + i * weight.outerStride();
+          if (!detail::all_finite_range(w, cols)) bad.store(true, std::memory_order_relaxed);
+          const std::uint8_t* mk = mask.data() + i * cols;
+          unsigned nz = 0;
+          for (Index j = 0; j < cols; ++j) nz |= unsigned(w[j] != S(0)) & (1u ^ mk[j]);
+          if (nz) off.store(true, std::memory_order_relaxed);
         },
         64);
     if (bad.load()) check_all_finite(weight, "TopologyRefresher::refresh: weight");
+    if (off.load())
+      for (Index i = 0; i < rows; ++i)
+        for (Index j = 0; j < cols; ++j)
+          SPARSENM_CHECK(mask(i, j) || weight(i, j) == S(0), "TopologyRefresher::refresh: weight(",
+                         i, ", ", j, ") = ", weight(i, j),
+                         " is nonzero where mask is 0; apply_mask(weight, mask) first (the "
+                         "weights of a masked layer are zero off its mask)");
   }
   const Philox rng = m_rng.split(static_cast<std::uint64_t>(step));
   RefreshStats st;

@@ -35,7 +35,7 @@ SPARSENM_SIMD_WARNINGS_PUSH
 
 namespace sparsenm {
 
-/// Which Cannistraci-Hebb L3 rule the topology scores use (CHTs24 App. B; ALGORITHMS.md).
+/// Which Cannistraci-Hebb L3 rule the topology scores use (CHTs24 App. B; docs/algorithms.md).
 ///  - Ch2L3n: each intermediate node z of the L3 paths adds (1 + di_z) / (1 + de_z).
 ///  - Ch3L3n: each intermediate node adds 1 / (1 + de_z).
 enum class ChRule { Ch2L3n, Ch3L3n };
@@ -161,8 +161,8 @@ inline bool stream_lines(const void* p, double bytes, double above) {
 }
 
 /// The CH weight of a pair with g common neighbours whose LAST node has degree `deg`
-/// (ALGORITHMS.md): (g + 1) / max(deg - g, 1) for Ch2L3n, 1 / max(deg - g, 1) for Ch3L3n, and 0
-/// when g = 0 (no local community).
+/// (docs/algorithms.md): (g + 1) / max(deg - g, 1) for Ch2L3n, 1 / max(deg - g, 1) for Ch3L3n, and
+/// 0 when g = 0 (no local community).
 template <class S>
 S ch_weight(std::int32_t g, int deg, ChRule rule) {
   if (g <= 0) return S(0);

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// The removal step of a refresh (CHTs24 Sec. 3.2.2; ALGORITHMS.md "CHTs24 / CHTsNM refresh",
+// The removal step of a refresh (CHTs24 Sec. 3.2.2; docs/algorithms.md "CHTs24 / CHTsNM refresh",
 // step 1): drop the floor(ζ · active) active entries with the smallest removal scores, ties to
 // the lower linear index. Written as a radix selection over order-preserving integer keys so that
 // a 4096 x 4096 layer (8 M active entries) does not sort or nth_element 8 M (score, index) pairs.
