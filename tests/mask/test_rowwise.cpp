@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -150,4 +151,44 @@ TEST(Rowwise, OneAndTwoThreadsBitIdentical) {
   EXPECT_EQ(project_rowwise(s, NM{3, 8}), b1);
   EXPECT_EQ(project_rowwise(sd, NM{5, 12}), c1);
   EXPECT_EQ(random_rowwise(512, 512, NM{1, 4}, Philox(3)), r1);
+}
+
+TEST(Rowwise, MagnitudeMaskKeepsLargestAbsoluteValuesNotLargestSigned) {
+  // Brute force: per group of 4, the 2 entries of largest |w| (distinct magnitudes). The signed
+  // projection of the raw weights keeps the most positive ones instead, which differs here.
+  Matrix<float> w(2, 8);
+  w << -9, 1, 2, -8, 5, -6, 7, -0.5f,  //
+      3, -4, 0.25f, 1, -2, -3, 4, 5;
+  Mask expect = Mask::Zero(2, 8);
+  for (Index r = 0; r < 2; ++r)
+    for (Index g = 0; g < 8; g += 4) {
+      std::vector<Index> k{g, g + 1, g + 2, g + 3};
+      std::sort(k.begin(), k.end(),
+                [&](Index a, Index b) { return std::abs(w(r, a)) > std::abs(w(r, b)); });
+      expect(r, k[0]) = expect(r, k[1]) = 1;
+    }
+  EXPECT_EQ(magnitude_mask(w, NM{2, 4}), expect);
+  EXPECT_EQ(magnitude_mask(w, NM{2, 4}, Layout::RowWise), project_rowwise(w.cwiseAbs(), NM{2, 4}));
+  EXPECT_NE(project_rowwise(w, NM{2, 4}), expect);  // the signed convention
+  Matrix<float> t(4, 4);
+  t << 1, -9, 2, 3, -8, 1, 1, 2, 0.5f, 1, -7, 2, 1, 2, 3, -6;
+  EXPECT_EQ(magnitude_mask(t, NM{1, 4}, Layout::Transposable),
+            project_transposable(t.cwiseAbs(), NM{1, 4}));
+}
+
+TEST(Rowwise, CheckRowwiseLegalNamesTheFirstBadGroup) {
+  Mask m = random_rowwise(3, 8, NM{1, 4}, Philox(2));
+  EXPECT_NO_THROW(check_rowwise_legal(m, NM{1, 4}));
+  m(2, 5) = m(2, 5) ? 0 : 1;  // row 2, group 1 now has 0 or 2 ones
+  try {
+    check_rowwise_legal(m, NM{1, 4}, "weights");
+    ADD_FAILURE() << "no throw";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("weights is not a legal NM{1,4} mask: row 2 group 1"),
+              std::string::npos)
+        << e.what();
+  }
+  m(2, 5) = 2;
+  EXPECT_THROW(check_rowwise_legal(m, NM{1, 4}), Error);
+  EXPECT_THROW(check_rowwise_legal(m, NM{1, 3}), Error);  // 8 % 3 != 0
 }
