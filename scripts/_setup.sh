@@ -5,7 +5,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 SPARSENM_PACKAGES=(cmake g++ make libeigen3-dev libopenblas-dev libgtest-dev libbenchmark-dev
-                   libomp-dev zlib1g-dev dataset-fashion-mnist python3-numpy
+                   libomp-dev zlib1g-dev dataset-fashion-mnist python3-numpy fortunes
                    libopenmpi-dev openmpi-bin)
 [ "${SPARSENM_NEED_CLANG:-0}" = 1 ] && SPARSENM_PACKAGES+=(clang-14 libomp-14-dev)
 
