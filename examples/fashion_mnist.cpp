@@ -635,8 +635,10 @@ void export_model(Model& model, const std::string& method, const Options& o,
   make_dirs(dir);
   const Recipe recipe = recipe_for(method, o);
   const bool sparse = method != "dense";
+  // A dense model is 1:1 (every group of one keeps its entry), not the --nm of the sparse runs.
+  const NM nm = sparse ? o.nm : NM{1, 1};
   SafetensorsFile st;
-  set_nm_metadata(st, NMMetadata{o.nm, recipe.layout, method});
+  set_nm_metadata(st, NMMetadata{nm, recipe.layout, method});
   std::ostringstream layers;
   auto add = [&](const std::string& name, Tensor t, std::vector<std::string>& names) {
     save_npy(dir + "/" + name + ".npy", t);
@@ -692,7 +694,7 @@ void export_model(Model& model, const std::string& method, const Options& o,
   save_safetensors(dir + "/model.safetensors", st);
   std::ofstream man(dir + "/manifest.json");
   man << "{\n  \"format\": \"sparsenm-mlp-v1\",\n  \"method\": \"" << method
-      << "\",\n  \"n\": " << o.nm.n << ", \"m\": " << o.nm.m << ", \"layout\": \""
+      << "\",\n  \"n\": " << nm.n << ", \"m\": " << nm.m << ", \"layout\": \""
       << to_string(recipe.layout) << "\",\n  \"seed\": " << seed
       << ",\n  \"test_accuracy\": " << json_number(result.test_accuracy)
       << ",\n  \"test_samples\": " << result.test_samples

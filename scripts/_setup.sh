@@ -6,7 +6,7 @@ cd "$ROOT"
 
 SPARSENM_PACKAGES=(cmake g++ make libeigen3-dev libopenblas-dev libgtest-dev libbenchmark-dev
                    libomp-dev zlib1g-dev dataset-fashion-mnist python3-numpy fortunes
-                   libopenmpi-dev openmpi-bin)
+                   libopenmpi-dev openmpi-bin doxygen)
 [ "${SPARSENM_NEED_CLANG:-0}" = 1 ] && SPARSENM_PACKAGES+=(clang-14 libomp-14-dev)
 
 missing_packages() {

@@ -68,7 +68,7 @@ enum class MpiReduction {
 
 /// MpiDataParallel settings.
 struct MpiConfig {
-  MpiReduction reduction = MpiReduction::Ordered;
+  MpiReduction reduction = MpiReduction::Ordered;  ///< how the ranks' gradients are summed
   /// Divide the sum by the number of ranks (each rank's loss is a mean over its shard, so the
   /// average is the gradient of the mean over the global batch).
   bool average = true;
@@ -79,6 +79,7 @@ struct MpiConfig {
   /// Run check_agreement() in step() after every step that refreshed a layer.
   bool check_on_refresh = true;
 
+  /// Throws sparsenm::Error naming a field out of its range.
   void validate() const {
     SPARSENM_CHECK(bucket_bytes >= 64 && bucket_bytes <= (std::size_t(1) << 30),
                    "MpiConfig: bucket_bytes = ", bucket_bytes, " (must be in [64, 2^30])");
@@ -87,8 +88,8 @@ struct MpiConfig {
 
 /// Rows [begin, begin + count) of a global batch.
 struct Shard {
-  Index begin = 0;
-  Index count = 0;
+  Index begin = 0;  ///< first row of the shard
+  Index count = 0;  ///< rows in the shard
 };
 
 /// The shard of `rank` among `ranks`: contiguous, disjoint, equal slices of a global batch, rank 0
@@ -144,6 +145,7 @@ inline void mpi_check(int rc, const char* what) {
 template <class S>
 class MpiDataParallel {
  public:
+  /// Joins `comm` (every rank must construct it with the same config); throws for a bad config.
   explicit MpiDataParallel(MPI_Comm comm = MPI_COMM_WORLD, MpiConfig cfg = {})
       : m_comm(comm), m_cfg(cfg) {
     m_cfg.validate();
@@ -161,8 +163,11 @@ class MpiDataParallel {
   MpiDataParallel(const MpiDataParallel&) = delete;
   MpiDataParallel& operator=(const MpiDataParallel&) = delete;
 
+  /// This process's rank in the communicator.
   int rank() const { return m_rank; }
+  /// Number of ranks.
   int size() const { return m_size; }
+  /// The settings.
   const MpiConfig& config() const { return m_cfg; }
 
   /// Queues a gradient for reduction (it is copied into the current bucket now; a full bucket

@@ -27,13 +27,19 @@ namespace sparsenm {
 ///    (2^32 - 0.5) * 2^-32 rounds to exactly 1.0f.
 class Philox {
  public:
+  /// Philox4x32 round multiplier 0 (Random123).
   static constexpr std::uint32_t kM0 = 0xD2511F53u;
+  /// Philox4x32 round multiplier 1 (Random123).
   static constexpr std::uint32_t kM1 = 0xCD9E8D57u;
+  /// Key increment 0 (the golden ratio, Random123).
   static constexpr std::uint32_t kW0 = 0x9E3779B9u;
+  /// Key increment 1 (sqrt(3) - 1, Random123).
   static constexpr std::uint32_t kW1 = 0xBB67AE85u;
 
+  /// Four 32-bit words: one counter, or one output block.
   using Block = std::array<std::uint32_t, 4>;
 
+  /// A generator for `seed` (the key) and `stream` (the high counter words); cheap to copy.
   SPARSENM_HOST_DEVICE explicit Philox(std::uint64_t seed, std::uint64_t stream = 0)
       : m_seed(seed), m_stream(stream) {}
 
@@ -108,7 +114,9 @@ class Philox {
     return Philox(m_seed, (std::uint64_t(h[1]) << 32) | h[0]);
   }
 
+  /// The seed given to the constructor.
   SPARSENM_HOST_DEVICE std::uint64_t seed() const { return m_seed; }
+  /// The stream given to the constructor (split() derives new ones).
   SPARSENM_HOST_DEVICE std::uint64_t stream() const { return m_stream; }
 
   /// (bits + 0.5) * 2^-32 in double: in [2^-33, 1 - 2^-33].

@@ -26,7 +26,9 @@ using Mask = Eigen::Matrix<std::uint8_t, Eigen::Dynamic, Eigen::Dynamic, Eigen::
 
 /// Keep n of every m. 1 <= n <= m; validated where used (check_nm).
 struct NM {
+  /// Kept entries per group (1 <= n <= m).
   int n;
+  /// Group size (1 <= m <= 32).
   int m;
 };
 

@@ -72,10 +72,12 @@ Matrix<S> finite_difference_hvp(Grad&& grad, const Matrix<S>& w, const Matrix<S>
 template <class S, class Grad>
 class FiniteDifferenceHvp {
  public:
+  /// Keeps `grad` and a copy of `w`; rel_step as in finite_difference_hvp.
   FiniteDifferenceHvp(Grad grad, Matrix<S> w, S rel_step = default_fd_step<S>())
       : m_grad(std::move(grad)), m_w(std::move(w)), m_rel_step(rel_step) {
     check_finite_positive(double(rel_step), "FiniteDifferenceHvp: rel_step");
   }
+  /// H[v] at the stored point.
   Matrix<S> operator()(const Matrix<S>& v) const {
     return finite_difference_hvp<S>(m_grad, m_w, v, m_rel_step);
   }
@@ -130,12 +132,14 @@ Matrix<S> linear_squared_loss_gradient(const Matrix<S>& x, const Matrix<S>& w, c
 template <class S>
 class LinearSquaredLossHvp {
  public:
+  /// Precomputes XᵀX / B from the batch `x` (B x in).
   explicit LinearSquaredLossHvp(const Matrix<S>& x) {
     check_at_least(x.rows(), 1, "LinearSquaredLossHvp: batch");
     check_all_finite(x, "LinearSquaredLossHvp: x");
     m_gram.noalias() = x.transpose() * x;
     m_gram /= S(x.rows());
   }
+  /// H[v] = v XᵀX / B.
   Matrix<S> operator()(const Matrix<S>& v) const {
     SPARSENM_CHECK(v.cols() == m_gram.rows(), "LinearSquaredLossHvp: v is ", v.rows(), "x",
                    v.cols(), " but the layer has in = ", m_gram.rows());
@@ -232,6 +236,7 @@ Matrix<S> linear_softmax_ce_gradient(const Matrix<S>& x, const Matrix<S>& w,
 template <class S>
 class LinearSoftmaxCeHvp {
  public:
+  /// Precomputes the softmax of x wᵀ for the batch `x` and weight `w`.
   LinearSoftmaxCeHvp(const Matrix<S>& x, const Matrix<S>& w, CeHessian kind = CeHessian::Exact)
       : m_x(x), m_kind(kind) {
     SPARSENM_CHECK(x.cols() == w.cols(), "LinearSoftmaxCeHvp: x is ", x.rows(), "x", x.cols(),
@@ -243,6 +248,7 @@ class LinearSoftmaxCeHvp {
     m_out = w.rows();
   }
 
+  /// H[v] of the mean cross-entropy at the stored point.
   Matrix<S> operator()(const Matrix<S>& v) const {
     check_shape(v, m_out, m_x.cols(), "LinearSoftmaxCeHvp: v");
     const Index batch = m_x.rows();
@@ -279,6 +285,7 @@ class LinearSoftmaxCeHvp {
     return d;
   }
 
+  /// The softmax probabilities P (B x out) at the stored point.
   const Matrix<S>& probabilities() const { return m_p; }
 
  private:

@@ -59,7 +59,7 @@ struct SoftMaskConfig {
   /// of m contiguous entries; Layout::Transposable projects Ḡ, hard(m) and the final mask onto
   /// m x m tiles with n per tile-row and tile-column (needs rows % m == 0 too).
   NM nm{2, 4};
-  Layout layout = Layout::RowWise;
+  Layout layout = Layout::RowWise;  ///< row-wise groups, or transposable tiles (the projections)
 
   /// T_update (Alg. 1 line 7, "the soft mask m is updated ... only every T_update steps"): the
   /// mask update period K. Release: 10.
@@ -75,8 +75,8 @@ struct SoftMaskConfig {
   /// release evaluates T(step) = max(temperature_min, temperature_init · γ^floor(step / K)).
   /// Release: T0 = 1.0, γ = 0.97, T_min = 0.05.
   double temperature_init = 1.0;
-  double temperature_decay = 0.97;
-  double temperature_min = 0.05;
+  double temperature_decay = 0.97;  ///< γ: T shrinks by this factor every update
+  double temperature_min = 0.05;    ///< T_min: floor of the temperature
 
   /// α of eq. (5), "m ← (1 − α) m + α G̃" (mask EMA, from m = 1, Alg. 1 line 1). Release: 0.1.
   double mask_lr = 0.1;
@@ -86,20 +86,20 @@ struct SoftMaskConfig {
   /// λ_mid(step) = lambda_mid_max · clamp((step − lambda_mid_start) / lambda_mid_ramp, 0, 1).
   /// Release: λ_max 0.1 ramped from 0 over 500 steps. lambda_mid_ramp = 0 means λ_max at once.
   double penalty_lr = 0.1;
-  double lambda_mid_max = 0.1;
-  long lambda_mid_start = 0;
-  long lambda_mid_ramp = 500;
+  double lambda_mid_max = 0.1;  ///< λ_max of the annealed λ_mid
+  long lambda_mid_start = 0;    ///< step where the λ_mid ramp starts
+  long lambda_mid_ramp = 500;   ///< length of the λ_mid ramp (0: λ_max at once)
 
   /// β window: "We schedule β with a smooth-step (cubic Hermite) curve" (Sec. 4.3):
   /// β(step) = 3u² − 2u³ with u = clamp((step − beta_start)/(beta_end − beta_start), 0, 1).
   long beta_start = 200;
-  long beta_end = 1500;
+  long beta_end = 1500;  ///< end of the β window (> beta_start)
 
   /// Hardening window: "x is annealed linearly from 1 to 0 over a dedicated hardening window"
   /// (Sec. 4.3): x(step) = clamp(1 − (step − hardening_start)/hardening_duration, 0, 1). From
   /// step hardening_start + hardening_duration on (x = 0) the mask is frozen.
   long hardening_start = 1500;
-  long hardening_duration = 500;
+  long hardening_duration = 500;  ///< length of the hardening window (>= 1)
 
   /// Throws sparsenm::Error naming the first bad field and its legal range.
   void validate() const;
@@ -277,6 +277,7 @@ class SoftMaskAnnealer {
   /// m_eff = x m + (1 − x) hard(m) with x = hardening_x(step), hard(m) = the layout's projection of
   /// m (the "1[m > θ]" of Sec. 4.3 is the top-n rule for N:M). The forward pass uses W ⊙ m_eff.
   Matrix<S> effective_mask(long step) const;
+  /// The same, written into `out` (rows x cols; no allocation).
   void effective_mask(long step, Eigen::Ref<Matrix<S>> out) const;
 
   /// hard(m): the legal N:M mask (row-wise or transposable) closest to the current soft mask.
@@ -288,8 +289,11 @@ class SoftMaskAnnealer {
 
   /// Schedules (functions of the step only).
   double temperature(long step) const;
+  /// β(step), the structure blend weight.
   double beta(long step) const;
+  /// λ_mid(step), the weight of the mid-value penalty.
   double lambda_mid(long step) const;
+  /// x(step), the soft share of m_eff (1 -> 0 over the hardening window).
   double hardening_x(long step) const;
 
   /// L_mid = mean m (1 − m) (Sec. 4.3), the binary-preference regulariser.
@@ -299,8 +303,11 @@ class SoftMaskAnnealer {
 
   /// update() calls that changed the mask.
   long updates() const { return m_updates; }
+  /// The settings.
   const SoftMaskConfig& config() const { return m_cfg; }
+  /// Rows of the weight.
   Index rows() const { return m_mask.rows(); }
+  /// Columns of the weight.
   Index cols() const { return m_mask.cols(); }
 
   /// Restores a saved soft mask (checkpointing): shape rows x cols, entries in [0, 1].

@@ -64,11 +64,14 @@ class SafetensorsFile {
   void add(const std::string& name, const Eigen::DenseBase<Derived>& x, bool as_vector = false) {
     add(name, Tensor::from_eigen(x, as_vector));
   }
+  /// True when a tensor called `name` exists. O(log n).
   bool contains(const std::string& name) const { return find(name) != nullptr; }
   /// The tensor called `name`; throws naming the missing tensor.
   const Tensor& at(const std::string& name) const;
+  /// All tensors with their names, in file order.
   const std::vector<std::pair<std::string, Tensor>>& tensors() const { return m_tensors; }
 
+  /// The `__metadata__` string map (written sorted by key).
   std::map<std::string, std::string> metadata;
 
  private:
@@ -89,8 +92,11 @@ class SafetensorsFile {
 
 /// The N:M description sparsenm writes into __metadata__ ("n", "m", "layout", "method").
 struct NMMetadata {
+  /// The N:M pattern ("n", "m").
   NM nm{2, 4};
+  /// The layout ("layout": "rowwise" or "transposable").
   Layout layout = Layout::RowWise;
+  /// The training method ("method", free text).
   std::string method;
 };
 

@@ -98,8 +98,11 @@ inline std::size_t checked_byte_size(const std::vector<std::int64_t>& shape, std
 
 /// A named-free tensor: dtype, shape (C order) and the raw little-endian bytes.
 struct Tensor {
+  /// Element type.
   DType dtype = DType::F32;
+  /// Extents, C order (row-major); empty for a scalar.
   std::vector<std::int64_t> shape;
+  /// The elements, little-endian, C order: numel() * dtype_size(dtype) bytes.
   std::vector<std::uint8_t> bytes;
 
   /// Number of elements (product of the shape; 1 for a scalar).

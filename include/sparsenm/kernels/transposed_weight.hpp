@@ -29,6 +29,7 @@ template <class S>
 class TransposedWeight {
  public:
   TransposedWeight() = default;
+  /// Builds the column structure of `w` (see rebuild()).
   explicit TransposedWeight(const NMCompressed<S>& w) { rebuild(w); }
 
   /// Recomputes structure and values from `w` (after a mask change).
@@ -45,6 +46,7 @@ class TransposedWeight {
   const std::vector<std::int32_t>& cols() const { return m_cols; }
   /// CSR values (empty when is_nm(): the values then live in as_nm().values).
   const std::vector<S>& values() const { return m_values; }
+  /// The N:M pattern of the weight it was built from.
   NM nm() const { return m_nm; }
   /// True when W^T is row-wise N:M with W's n and m (the column structure of a transposable mask).
   bool is_nm() const { return m_is_nm; }

@@ -23,10 +23,12 @@ namespace sparsenm {
 /// their in-group column offsets (each in [0, m), strictly increasing within a group).
 template <class S>
 struct NMCompressed {
+  /// The N:M pattern.
   NM nm{2, 4};
-  Eigen::Index rows = 0, cols = 0;
-  Matrix<S> values;  ///< rows x (cols / m * n)
-  Mask indices;      ///< same shape, each in [0, m)
+  Eigen::Index rows = 0;  ///< dense rows (out)
+  Eigen::Index cols = 0;  ///< dense columns (in)
+  Matrix<S> values;       ///< rows x (cols / m * n)
+  Mask indices;           ///< same shape, each in [0, m)
 };
 
 /// Packs `weight` under a row-wise legal `mask` (exactly n ones per group; throws sparsenm::Error
@@ -120,10 +122,14 @@ void check_compressed(const NMCompressed<S>& w, const char* name = "weight") {
 /// never move across groups: a group always holds n slots. Every per-weight state in the layout of
 /// NMCompressed::values (optimizer moments, gradients) follows its weight through remap_slots().
 struct SlotMap {
+  /// The N:M pattern of the layer.
   NM nm{2, 4};
+  /// (rows, cols / m * n): old slot of each new slot within its group, or -1 (starts afresh).
   Eigen::Matrix<std::int8_t, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> source;
 
+  /// Rows of the layer.
   Eigen::Index rows() const { return source.rows(); }
+  /// Compressed slots per row (cols / m * n).
   Eigen::Index cols() const { return source.cols(); }
   /// Slots that keep their weight (source >= 0).
   Eigen::Index kept() const { return (source.array() >= 0).count(); }

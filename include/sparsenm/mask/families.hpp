@@ -129,17 +129,24 @@ template <int M, int N>
 struct RowWiseFamily {
   static_assert(M >= 1 && M <= kMaxGroupSize && N >= 1 && N <= M,
                 "RowWiseFamily: 1 <= N <= M <= 32");
+  /// Rows of a group.
   static constexpr int group_rows = 1;
+  /// Columns of a group.
   static constexpr int group_cols = M;
+  /// The N:M pattern.
   static constexpr NM nm() { return NM{N, M}; }
+  /// True when `tile` (group_rows x group_cols) is legal.
   static bool legal(const Mask& tile) { return detail::tile_legal(tile, 1, M, N, false); }
+  /// The legal mask with the largest kept score sum.
   template <class D>
   static Mask project(const Eigen::MatrixBase<D>& scores) {
     return project_rowwise(scores, nm());
   }
+  /// A uniformly random legal mask.
   static Mask random(Index rows, Index cols, const Philox& rng) {
     return random_rowwise(rows, cols, nm(), rng);
   }
+  /// Number of legal groups.
   static long long count() { return detail::binomial(M, N); }
 };
 
@@ -147,10 +154,15 @@ struct RowWiseFamily {
 template <int M, int N>
 struct TransposableTableFamily {
   static_assert(M >= 1 && M <= 6 && N >= 1 && N <= M, "TransposableTableFamily: 1 <= N <= M <= 6");
+  /// Rows of a tile.
   static constexpr int group_rows = M;
+  /// Columns of a tile.
   static constexpr int group_cols = M;
+  /// The N:M pattern.
   static constexpr NM nm() { return NM{N, M}; }
+  /// True when `tile` (M x M) is legal.
   static bool legal(const Mask& tile) { return detail::tile_legal(tile, M, M, N, true); }
+  /// The legal mask with the largest kept score sum (best tile of the library, per tile).
   template <class D>
   static Mask project(const Eigen::MatrixBase<D>& scores) {
     if constexpr (M == 4 || N == M) {
@@ -167,9 +179,11 @@ struct TransposableTableFamily {
       return out;
     }
   }
+  /// A uniformly random legal mask.
   static Mask random(Index rows, Index cols, const Philox& rng) {
     return random_transposable(rows, cols, nm(), rng);
   }
+  /// Number of legal tiles.
   static long long count() { return TransposablePatterns<M, N>::size(); }
 };
 
@@ -178,10 +192,15 @@ template <int M, int N>
 struct TransposableExactFamily {
   static_assert(M >= 1 && M <= kMaxGroupSize && N >= 1 && N <= M,
                 "TransposableExactFamily: 1 <= N <= M <= 32");
+  /// Rows of a tile.
   static constexpr int group_rows = M;
+  /// Columns of a tile.
   static constexpr int group_cols = M;
+  /// The N:M pattern.
   static constexpr NM nm() { return NM{N, M}; }
+  /// True when `tile` (M x M) is legal.
   static bool legal(const Mask& tile) { return detail::tile_legal(tile, M, M, N, true); }
+  /// The legal mask with the largest kept score sum (exact b-matching per tile).
   template <class D>
   static Mask project(const Eigen::MatrixBase<D>& scores) {
     detail::static_check_scores<D>();
@@ -201,6 +220,7 @@ struct TransposableExactFamily {
     if (bad.load()) detail::raise_nonfinite<S>(s, "TransposableExactFamily::project", false);
     return out;
   }
+  /// A uniformly random legal mask.
   static Mask random(Index rows, Index cols, const Philox& rng) {
     return random_transposable(rows, cols, nm(), rng);
   }

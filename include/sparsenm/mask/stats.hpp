@@ -16,8 +16,11 @@ namespace sparsenm {
 /// density = fraction of ones in `now`; changed = number of entries where `now` and `before`
 /// differ; flip_rate = changed / number of entries. All 0 for empty masks.
 struct MaskStats {
+  /// Fraction of ones in `now`.
   double density;
+  /// changed / number of entries.
   double flip_rate;
+  /// Entries where `now` and `before` differ.
   Eigen::Index changed;
 };
 
@@ -44,9 +47,13 @@ inline MaskStats mask_stats(const Mask& now, const Mask& before) {
 /// `counts[i]` goes with `patterns[i]`; `illegal` counts tiles that are not legal for nm (they are
 /// listed too). Useful to watch the search over the 90 atomic topologies (chts24 Sec. 3.3).
 struct PatternHistogram {
+  /// The distinct tile patterns seen, ascending.
   std::vector<std::uint64_t> patterns;
+  /// How often each pattern occurs (counts[i] goes with patterns[i]).
   std::vector<Index> counts;
+  /// Tiles that are not legal for nm.
   Index illegal = 0;
+  /// All tiles counted.
   Index total = 0;
 };
 

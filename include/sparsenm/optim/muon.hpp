@@ -34,13 +34,20 @@ namespace sparsenm {
 /// | nonfinite    | reaction to NaN/Inf gradient entries      | Throw                            |
 // clang-format on
 struct MuonConfig {
-  double lr = 0.02, momentum = 0.95;
+  double lr = 0.02;        ///< step size
+  double momentum = 0.95;  ///< beta of m = beta m + (1 - beta) g
+  /// Nesterov-style update (1 - beta) g + beta m instead of m.
   bool nesterov = true;
+  /// Decoupled weight decay: W <- (1 - lr wd) W.
   double weight_decay = 0.0;
+  /// Newton-Schulz steps.
   int ns_steps = 5;
+  /// Newton-Schulz coefficient schedule (Muon's by default).
   NsCoefficients coefficients = NsCoefficients::Muon;
+  /// Reaction to NaN/Inf gradient entries.
   NonFinitePolicy nonfinite = NonFinitePolicy::Throw;
 
+  /// Throws sparsenm::Error naming the first field out of its range.
   void validate() const {
     check_finite_positive(lr, "MuonConfig::lr");
     check_in_range(momentum, 0.0, 1.0, "MuonConfig::momentum", false, true);
@@ -64,6 +71,7 @@ class Muon {
   static_assert(std::is_floating_point<S>::value, "Muon<S>: S must be float or double");
 
  public:
+  /// Muon for a dense (rows, cols) weight; validates `cfg`.
   Muon(Index rows, Index cols, MuonConfig cfg = {}) : Muon(rows, cols, cfg, 0) {}
 
   /// Compressed route: the momentum of the active entries only, in the layout of weight.values;
@@ -97,10 +105,12 @@ class Muon {
     f("skipped", m_skipped);
   }
 
+  /// Dense step on every entry.
   template <class Derived>
   void step(Eigen::Ref<Matrix<S>> weight, const Eigen::MatrixBase<Derived>& grad) {
     step_impl(weight, grad, nullptr);
   }
+  /// Masked step: g and u are masked, entries with mask 0 are frozen.
   template <class Derived>
   void step(Eigen::Ref<Matrix<S>> weight, const Eigen::MatrixBase<Derived>& grad,
             const Mask& mask) {
@@ -108,13 +118,18 @@ class Muon {
     step_impl(weight, grad, mask.data());
   }
 
+  /// The settings.
   const MuonConfig& config() const { return m_cfg; }
+  /// Changes the step size (finite, > 0), e.g. for a schedule.
   void set_lr(double lr) {
     check_finite_positive(lr, "Muon::set_lr: lr");
     m_cfg.lr = lr;
   }
+  /// The momentum m (in the layout of the weight or of its compressed values).
   const Matrix<S>& momentum_buffer() const { return m_m; }
+  /// Steps taken (skipped ones not counted).
   long steps() const { return m_t; }
+  /// Steps skipped under NonFinitePolicy::SkipStep.
   long skipped_steps() const { return m_skipped; }
 
  private:

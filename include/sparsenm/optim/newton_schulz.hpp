@@ -39,7 +39,9 @@ enum class NsCoefficients {
 
 /// One (a, b, c) triple.
 struct NsTriple {
-  double a, b, c;
+  double a;  ///< coefficient of X in X <- a X + (b A + c A^2) X
+  double b;  ///< coefficient of A X
+  double c;  ///< coefficient of A^2 X
 };
 
 /// The triple of 0-based step `step`. Table A4 has five rows; later steps reuse the last row.
@@ -61,10 +63,14 @@ constexpr double kNsNormEps = 1e-7;
 /// step allocates nothing).
 template <class S>
 struct NsWorkspace {
-  Matrix<S> x[2];          ///< ping-pong iterates, rows x cols row-major
-  std::vector<S> a, a2;    ///< Gram matrix and A^2 / B, g x g column-major (g = min(rows, cols))
-  std::vector<S> p, q, t;  ///< Gram path only: P_k, the product Q_k, a temporary (g x g)
-  Matrix<S> flushed;       ///< the input with its negligible entries zeroed (see flush_negligible)
+  Matrix<S> x[2];     ///< ping-pong iterates, rows x cols row-major
+  std::vector<S> a;   ///< Gram matrix, g x g column-major (g = min(rows, cols))
+  std::vector<S> a2;  ///< A^2 / B, g x g column-major
+  std::vector<S> p;   ///< Gram path only: P_k (g x g)
+  std::vector<S> q;   ///< Gram path only: the product Q_k (g x g)
+  std::vector<S> t;   ///< Gram path only: a temporary (g x g)
+  Matrix<S> flushed;  ///< the input with its negligible entries zeroed (see flush_negligible)
+  /// Sizes the buffers for a (rows, cols) input (no allocation when the shape is unchanged).
   void resize(Index rows, Index cols) {
     x[0].resize(rows, cols);
     x[1].resize(rows, cols);

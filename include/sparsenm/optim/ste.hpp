@@ -43,6 +43,7 @@ struct SteConfig {
   NM nm{2, 4};                      ///< N:M pattern of the forward mask
   double lambda_w = 0.0;            ///< 0: plain STE; > 0: SR-STE (chtsnm uses 1e-4)
   Layout layout = Layout::RowWise;  ///< row-wise, or transposable (block-wise, chtsnm H.1)
+  /// Throws sparsenm::Error naming the first bad field.
   void validate() const {
     check_nm(nm, "SteConfig::nm");
     check_finite_nonnegative(lambda_w, "SteConfig::lambda_w");
@@ -63,6 +64,7 @@ struct SteConfig {
 template <class S>
 class Ste {
  public:
+  /// Ste for a (rows, cols) weight; validates `cfg`.
   Ste(Index rows, Index cols, SteConfig cfg = {}) : m_cfg(cfg), m_rows(rows), m_cols(cols) {
     m_cfg.validate();
     check_divisible(cols, cfg.nm.m, "Ste: cols", "nm.m");
@@ -90,7 +92,9 @@ class Ste {
     return srste_gradient(grad_forward, weight, m_mask, S(m_cfg.lambda_w));
   }
 
+  /// The mask of the last forward() (empty before the first).
   const Mask& mask() const { return m_mask; }
+  /// The settings.
   const SteConfig& config() const { return m_cfg; }
 
  private:

@@ -70,16 +70,27 @@ std::array<Index, K> sum_over_rows(Index rows, F&& f) {
 /// adaptive_zeta = true (App. H.4). validate() throws sparsenm::Error naming the parameter.
 // clang-format on
 struct RefreshConfig {
+  /// Row-wise groups or transposable tiles.
   Layout layout = Layout::Transposable;
+  /// Keep n of every m.
   NM nm{2, 4};
+  /// Fraction of active weights removed per refresh, (0, 1).
   double zeta = 0.1;
+  /// Steps between refreshes.
   int interval = 100;
+  /// Training length (sets the refresh window and the schedules).
   long total_steps = 10000;
+  /// Refresh while step < stop_fraction * total_steps.
   double stop_fraction = 0.75;
-  double t_start = 1.0, t_end = 9.0;  // Fréchet temperature schedule over the refresh window
-  bool soft_remove = true, soft_regrow = true;
+  double t_start = 1.0;     ///< Fréchet temperature at the start of the refresh window
+  double t_end = 9.0;       ///< Fréchet temperature at its end (linear in between)
+  bool soft_remove = true;  ///< Fréchet-sampled removal (else the smallest |W|)
+  bool soft_regrow = true;  ///< regrowth scores ⊙ U(0,1) (else the plain CH scores)
+  /// Motif Pattern Revisitation probability, [0, 1], row-wise only (CHTsNM App. E.3).
   double mpr_rho = 0.0;  // MPR: row-wise only
+  /// ζ_t = ζ/2 (1 + cos(π step / T_end)) instead of ζ.
   bool adaptive_zeta = false;
+  /// CH2-L3n or CH3-L3n regrowth scores.
   ChRule rule = ChRule::Ch2L3n;
 
   /// Throws sparsenm::Error naming the first bad parameter and its legal range.
@@ -119,8 +130,11 @@ struct RefreshStats {
 /// What refresh() reports. `changed` marks every entry whose mask bit changed (pass it to the
 /// optimizer's on_refresh); the counts follow RefreshStats.
 struct RefreshResult {
+  /// 1 where the mask bit changed (pass to an optimizer's on_refresh()).
   Mask changed;
-  Eigen::Index removed = 0, regrown = 0, changed_count = 0;
+  Eigen::Index removed = 0;        ///< entries removed (RefreshStats::removed)
+  Eigen::Index regrown = 0;        ///< entries regrown (RefreshStats::regrown)
+  Eigen::Index changed_count = 0;  ///< entries whose mask bit changed
   RefreshStats stats;  ///< the full statistics of this refresh (extra to the API contract)
   /// Compressed route only (refresh(NMCompressed&, step)): where every new slot's state comes
   /// from; pass it to the optimizers' remap() so their state follows each weight. Regrown and
@@ -214,6 +228,7 @@ class TopologyRefresher {
 
   /// T_end = stop_fraction · total_steps.
   double window() const { return m_cfg.stop_fraction * double(m_cfg.total_steps); }
+  /// The settings.
   const RefreshConfig& config() const { return m_cfg; }
   /// Statistics of the last refresh (step = −1 before the first).
   const RefreshStats& last_stats() const { return m_stats; }
