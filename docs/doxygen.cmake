@@ -28,7 +28,7 @@ add_custom_target(docs
 set(SPARSENM_DOXYGEN_STRICT_HEADERS
   config.hpp version.hpp core mask sampling topology io
   kernels/spmm.hpp kernels/sddmm.hpp kernels/transposed_weight.hpp
-  optim/nonfinite.hpp optim/newton_schulz.hpp optim/muon.hpp optim/ste.hpp
+  optim
   hessian/hvp.hpp hessian/obd.hpp hessian/soft_mask.hpp train/loss.hpp mpi.hpp)
 set(_strict "")
 foreach(_h IN LISTS SPARSENM_DOXYGEN_STRICT_HEADERS)

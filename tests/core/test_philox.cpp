@@ -18,7 +18,7 @@ struct Kat {
 };
 }  // namespace
 
-// Random123 kat_vectors for philox4x32 with 10 rounds (also in ALGORITHMS.md).
+// Random123 kat_vectors for philox4x32 with 10 rounds (docs/algorithms.md, "Conventions").
 TEST(Philox, KnownAnswerVectors) {
   const Kat kats[] = {
       {{0, 0, 0, 0}, {0, 0}, {0x6627e8d5u, 0xe169c58du, 0xbc57ac4cu, 0x9b00dbd8u}},

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// SoftMaskAnnealer (SparseForge Alg. 1 lines 7–13, Sec. 4.3): the ALGORITHMS.md worked example,
+// SoftMaskAnnealer (SparseForge Alg. 1 lines 7–13, Sec. 4.3): a worked example of the
+// equations in docs/algorithms.md "Hutchinson and SparseForge",
 // one update against a plain scalar transcription of the paper's formulas, schedules, the full
 // anneal (final mask = hard top-n of noise-free scores, L_mid falls, mid-range entries vanish
 // before hardening ends), legality of finalize(), bad configs, NaN scores, thread invariance.

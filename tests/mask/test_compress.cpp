@@ -78,7 +78,7 @@ TEST(Compress, Empty) {
 }
 
 TEST(NvidiaMetadata, SixCodesAsDocumented) {
-  // ALGORITHMS.md: 1100, 1010, 0110, 1001, 0101, 0011 -> 0x4, 0x8, 0x9, 0xC, 0xD, 0xE
+  // docs/algorithms.md: 1100, 1010, 0110, 1001, 0101, 0011 -> 0x4, 0x8, 0x9, 0xC, 0xD, 0xE
   const int groups[6][4] = {{1, 1, 0, 0}, {1, 0, 1, 0}, {0, 1, 1, 0},
                             {1, 0, 0, 1}, {0, 1, 0, 1}, {0, 0, 1, 1}};
   const std::uint16_t codes[6] = {0x4, 0x8, 0x9, 0xC, 0xD, 0xE};

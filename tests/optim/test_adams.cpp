@@ -18,7 +18,8 @@ using sparsenm::Matrix;
 namespace t = sparsenm::test;
 using t::LD;
 
-// ALGORITHMS.md worked example, reproduced to the printed digits.
+// A worked example of docs/algorithms.md "AdamS and weight scaling", reproduced to the printed
+// digits.
 template <class S>
 void worked_example(double tol) {
   AdamSConfig c;
@@ -65,7 +66,7 @@ Mask ref_topn(const t::RefMat& s, int n, int m) {
   return out;
 }
 
-/// CAST Algorithm 1 (as ALGORITHMS.md states it) with the learnable scaling, in long double.
+/// CAST Algorithm 1 (as docs/algorithms.md states it) with the learnable scaling, in long double.
 struct RefAdamS {
   AdamSConfig c;
   Index R, C;

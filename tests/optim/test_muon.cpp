@@ -16,7 +16,7 @@ using sparsenm::MuonConfig;
 namespace t = sparsenm::test;
 using t::LD;
 
-// ALGORITHMS.md "Muon (baseline)" in long double with the reference Newton-Schulz.
+// docs/algorithms.md "Muon (baseline)" in long double with the reference Newton-Schulz.
 TEST(Muon, MatchesScalarReference) {
   for (const auto& sh : {std::pair<Index, Index>{8, 20}, {20, 8}})
     for (bool nesterov : {true, false})

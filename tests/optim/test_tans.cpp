@@ -19,7 +19,7 @@ using sparsenm::TansConfig;
 namespace t = sparsenm::test;
 using t::LD;
 
-/// chtsnm Sec. 3.2 transcribed with plain loops in long double (ALGORITHMS.md "TANS" and its
+/// chtsnm Sec. 3.2 transcribed with plain loops in long double (docs/algorithms.md "TANS" and its
 /// conventions list). Newton-Schulz is the long-double reference (explicit transpose).
 struct RefTans {
   TansConfig cfg;

@@ -1,4 +1,4 @@
-// CH2-L3n / CH3-L3n scores: the worked example of ALGORITHMS.md, a scalar implementation written
+// CH2-L3n / CH3-L3n scores: a worked example of docs/algorithms.md, a scalar implementation written
 // from the path definition (CHTs24 App. B), the float-GEMM formulation (Alg. 1 stage 1), the
 // scalar reference kernels (bit-identical), thread-count determinism and bad input.
 #include <gtest/gtest.h>

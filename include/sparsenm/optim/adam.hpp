@@ -32,10 +32,14 @@ namespace sparsenm {
 /// | bias_correction        | divide the moments by (1 - beta^t)                     | true    |
 /// | nonfinite              | reaction to NaN/Inf gradient entries                   | Throw   |
 struct AdamConfig {
-  double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
-  bool decoupled_weight_decay = false;
-  bool bias_correction = true;
-  NonFinitePolicy nonfinite = NonFinitePolicy::Throw;
+  double lr = 1e-3;                     ///< step size
+  double beta1 = 0.9;                   ///< decay of the first moment, [0, 1)
+  double beta2 = 0.999;                 ///< decay of the second moment, [0, 1)
+  double eps = 1e-8;                    ///< denominator epsilon, > 0
+  double weight_decay = 0.0;            ///< L2 (Adam) or decoupled (AdamW) weight decay, >= 0
+  bool decoupled_weight_decay = false;  ///< AdamW: W <- (1 - lr wd) W instead of g += wd W
+  bool bias_correction = true;          ///< divide by 1 - beta^t (PyTorch's arrangement)
+  NonFinitePolicy nonfinite = NonFinitePolicy::Throw;  ///< reaction to NaN/Inf gradient entries
   /// N:M check of the masked step: with nm set (n >= 1), step(W, G, mask) throws sparsenm::Error
   /// unless `mask` is row-wise legal for it (a transposable mask is too). The default {0, 0}
   /// accepts any 0/1 mask (masked Adam then just freezes the entries where the mask is 0).
@@ -70,6 +74,7 @@ class Adam {
   static_assert(std::is_floating_point<S>::value, "Adam<S>: S must be float or double");
 
  public:
+  /// Adam for a dense (rows, cols) weight; validates `cfg`.
   Adam(Index rows, Index cols, AdamConfig cfg = {}) : m_cfg(cfg), m_rows(rows), m_cols(cols) {
     m_cfg.validate();
     SPARSENM_CHECK(rows > 0 && cols > 0, "Adam: shape ", rows, "x", cols, " must be positive");
@@ -128,34 +133,42 @@ class Adam {
     step_impl(weight, grad, mask.data());
   }
 
+  /// The settings.
   const AdamConfig& config() const { return m_cfg; }
+  /// Changes the step size (finite, > 0), e.g. for a schedule.
   void set_lr(double lr) {
     check_finite_positive(lr, "Adam::set_lr: lr");
     m_cfg.lr = lr;
   }
-  const Matrix<S>& exp_avg() const { return m_m; }
-  const Matrix<S>& exp_avg_sq() const { return m_v; }
-  long steps() const { return m_t; }
-  long skipped_steps() const { return m_skipped; }
-  Index rows() const { return m_rows; }
-  Index cols() const { return m_cols; }
+  const Matrix<S>& exp_avg() const { return m_m; }     ///< first moment m
+  const Matrix<S>& exp_avg_sq() const { return m_v; }  ///< second moment v
+  long steps() const { return m_t; }                   ///< steps taken (t)
+  long skipped_steps() const { return m_skipped; }     ///< steps skipped (SkipStep)
+  Index rows() const { return m_rows; }                ///< rows of the weight
+  Index cols() const { return m_cols; }                ///< columns (or compressed slots)
 
  protected:
+  /// The update of the class comment; `mask` may be nullptr (dense step).
   template <class Derived>
   void step_impl(Eigen::Ref<Matrix<S>> weight, const Eigen::MatrixBase<Derived>& grad,
                  const std::uint8_t* mask);
 
-  AdamConfig m_cfg;
-  Index m_rows, m_cols;
-  Matrix<S> m_m, m_v, m_gbuf;
-  detail::ChunkScratch m_scratch;
-  long m_t = 0, m_skipped = 0;
+  AdamConfig m_cfg;                ///< settings
+  Index m_rows;                    ///< rows of the weight
+  Index m_cols;                    ///< columns (or compressed slots per row)
+  Matrix<S> m_m;                   ///< first moment
+  Matrix<S> m_v;                   ///< second moment
+  Matrix<S> m_gbuf;                ///< contiguous copy of a strided gradient
+  detail::ChunkScratch m_scratch;  ///< per-chunk scratch of the pre-scan
+  long m_t = 0;                    ///< steps taken
+  long m_skipped = 0;              ///< steps skipped
 };
 
 /// AdamW: Adam with decoupled weight decay (default weight_decay 0.01 as in PyTorch).
 template <class S>
 class AdamW : public Adam<S> {
  public:
+  /// AdamConfig with decoupled_weight_decay = true and weight_decay = 0.01 (PyTorch's AdamW).
   static AdamConfig defaults() {
     AdamConfig c;
     c.weight_decay = 0.01;

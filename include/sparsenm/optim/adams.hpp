@@ -37,14 +37,19 @@ namespace sparsenm {
 /// | nonfinite      | reaction to NaN/Inf gradient entries                      | Throw      | -           |
 // clang-format on
 struct AdamSConfig {
-  double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, lambda = 2e-4;
-  long total_steps = 10000;
-  int mask_interval = 10;
-  NM nm{2, 4};
-  int scaling_groups = 2;
-  double scaling_lr = 1e-3;
-  NonFinitePolicy nonfinite = NonFinitePolicy::Throw;
+  double lr = 1e-3;          ///< step size
+  double beta1 = 0.9;        ///< first-moment decay
+  double beta2 = 0.999;      ///< second-moment decay
+  double eps = 1e-8;         ///< denominator epsilon
+  double lambda = 2e-4;      ///< proportional L1 decay strength on pruned coordinates
+  long total_steps = 10000;  ///< T of alpha_t = t / T
+  int mask_interval = 10;    ///< recompute the magnitude mask every this many steps
+  NM nm{2, 4};               ///< N:M pattern of the mask (row-wise)
+  int scaling_groups = 2;    ///< column blocks per row of the learnable scaling (0 = off)
+  double scaling_lr = 1e-3;  ///< Adam step size of the scaling factors
+  NonFinitePolicy nonfinite = NonFinitePolicy::Throw;  ///< reaction to NaN/Inf gradient entries
 
+  /// Throws sparsenm::Error naming the first field out of its range.
   void validate() const {
     check_finite_positive(lr, "AdamSConfig::lr");
     check_in_range(beta1, 0.0, 1.0, "AdamSConfig::beta1", false, true);
@@ -85,6 +90,7 @@ class AdamS {
   static_assert(std::is_floating_point<S>::value, "AdamS<S>: S must be float or double");
 
  public:
+  /// AdamS for a (rows, cols) latent weight; validates `cfg`.
   AdamS(Index rows, Index cols, AdamSConfig cfg = {}) : m_cfg(cfg), m_rows(rows), m_cols(cols) {
     m_cfg.validate();
     SPARSENM_CHECK(rows > 0 && cols > 0, "AdamS: shape ", rows, "x", cols, " must be positive");
@@ -148,15 +154,16 @@ class AdamS {
   const Mask& mask() const { return m_mask; }           ///< current mask (empty before step 1)
   const Matrix<S>& scaling() const { return m_scale; }  ///< A (rows x max(1, G))
   const Matrix<S>& scaling_gradient() const { return m_scale_grad; }  ///< dL/dA of the last step
-  const Matrix<S>& exp_avg() const { return m_mu; }
-  const Matrix<S>& exp_avg_sq() const { return m_v; }
-  const AdamSConfig& config() const { return m_cfg; }
+  const Matrix<S>& exp_avg() const { return m_mu; }                   ///< first moment mu
+  const Matrix<S>& exp_avg_sq() const { return m_v; }                 ///< second moment v
+  const AdamSConfig& config() const { return m_cfg; }                 ///< the settings
+  /// Changes the step size (finite, > 0), e.g. for a schedule.
   void set_lr(double lr) {
     check_finite_positive(lr, "AdamS::set_lr: lr");
     m_cfg.lr = lr;
   }
-  long steps() const { return m_t; }
-  long skipped_steps() const { return m_skipped; }
+  long steps() const { return m_t; }                ///< steps taken (t)
+  long skipped_steps() const { return m_skipped; }  ///< steps skipped (SkipStep)
   /// alpha used by the next step: min(1, t / T) with t = steps().
   double next_alpha() const { return std::min(1.0, double(m_t) / double(m_cfg.total_steps)); }
 

@@ -56,12 +56,18 @@ enum class StateReset {
 /// | nm           | N:M check of the dense masked step (extra field)    | {0, 0}: none   | -            |
 // clang-format on
 struct TansConfig {
-  double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-5, weight_decay = 0.0, gamma_ns = 0.5;
-  int ramp_steps = 8, ns_steps = 5;
-  RmsMatch rms = RmsMatch::PostMaskActive;
-  StateReset reset = StateReset::ChangedEntries;
-  NonFinitePolicy nonfinite = NonFinitePolicy::Throw;
-  NsCoefficients coefficients = NsCoefficients::TansTableA4;
+  double lr = 1e-3;                                    ///< eta
+  double beta1 = 0.9;                                  ///< momentum of P and the blend
+  double beta2 = 0.999;                                ///< EMA of the squared masked gradient
+  double eps = 1e-5;                                   ///< preconditioner and RMS-ratio epsilon
+  double weight_decay = 0.0;                           ///< decoupled weight decay lambda
+  double gamma_ns = 0.5;                               ///< gamma_NS, strength of the NS correction
+  int ramp_steps = 8;                                  ///< B_ramp
+  int ns_steps = 5;                                    ///< K Newton-Schulz steps
+  RmsMatch rms = RmsMatch::PostMaskActive;             ///< RMS matching mode
+  StateReset reset = StateReset::ChangedEntries;       ///< state reset on refresh
+  NonFinitePolicy nonfinite = NonFinitePolicy::Throw;  ///< NaN/Inf gradient entries
+  NsCoefficients coefficients = NsCoefficients::TansTableA4;  ///< NS schedule
   /// N:M check of the dense masked step: with nm set (n >= 1), step(W, G, mask) throws
   /// sparsenm::Error unless `mask` is row-wise legal for it (a transposable mask is too). The
   /// default {0, 0} checks only that the mask is 0/1. The compressed route is legal by
@@ -114,6 +120,7 @@ class Tans {
   static_assert(std::is_floating_point<S>::value, "Tans<S>: S must be float or double");
 
  public:
+  /// TANS for a dense (rows, cols) weight; validates `cfg`.
   Tans(Index rows, Index cols, TansConfig cfg = {}) : m_cfg(cfg), m_rows(rows), m_cols(cols) {
     m_cfg.validate();
     SPARSENM_CHECK(rows > 0 && cols > 0, "Tans: shape ", rows, "x", cols, " must be positive");
@@ -196,6 +203,7 @@ class Tans {
     if (m_cfg.ramp_steps == 0) return m_cfg.gamma_ns;
     return m_cfg.gamma_ns * std::min(1.0, double(tau) / double(m_cfg.ramp_steps));
   }
+  /// The settings.
   const TansConfig& config() const { return m_cfg; }
   /// Changes eta (for schedules) without touching the state.
   void set_lr(double lr) {
@@ -209,8 +217,8 @@ class Tans {
   long steps() const { return m_steps; }               ///< steps taken (skipped ones excluded)
   long skipped_steps() const { return m_skipped; }     ///< steps skipped (NonFinitePolicy)
   double last_rms_scale() const { return m_last_s; }   ///< s_t of the last step that ran NS
-  Index rows() const { return m_rows; }
-  Index cols() const { return m_cols; }
+  Index rows() const { return m_rows; }                ///< rows of the weight
+  Index cols() const { return m_cols; }                ///< columns of the (dense) weight
 
  private:
   TansConfig m_cfg;
