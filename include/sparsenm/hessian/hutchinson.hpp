@@ -59,8 +59,8 @@ class HutchinsonDiagonal {
   HutchinsonDiagonal(Index rows, Index cols, double ema = 0.99);
 
   /// Draws `probes` (>= 1) Rademacher vectors from `rng` (see the file comment for the exact
-  /// counters), calls hvp(v) for each and folds their mean into the EMA. The callable is
-  /// `Matrix<S> hvp(const Matrix<S>& v)` (anything convertible to Matrix<S> of shape rows x cols).
+  /// counters), calls hvp(v) for each and folds their mean into the EMA. The callable takes a
+  /// rows x cols matrix of S and returns one (or anything convertible to it).
   template <class Hvp>
   void update(Hvp&& hvp, const Philox& rng, int probes = 1);
 
@@ -73,9 +73,9 @@ class HutchinsonDiagonal {
   /// update() calls so far.
   long updates() const { return m_updates; }
 
-  double ema() const { return m_ema_decay; }
-  Index rows() const { return m_diag.rows(); }
-  Index cols() const { return m_diag.cols(); }
+  double ema() const { return m_ema_decay; }    ///< the EMA decay β
+  Index rows() const { return m_diag.rows(); }  ///< rows of the weight
+  Index cols() const { return m_diag.cols(); }  ///< columns of the weight
 
   /// Forgets every sample (diagonal() back to ones, counters to 0).
   void reset();

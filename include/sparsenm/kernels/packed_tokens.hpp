@@ -70,14 +70,15 @@ class PackedTokens {
   template <class Derived>
   void pack(const Eigen::MatrixBase<Derived>& x);
 
-  Index tokens() const { return m_tokens; }
-  Index features() const { return m_features; }
+  Index tokens() const { return m_tokens; }      ///< rows of the packed matrix (tokens)
+  Index features() const { return m_features; }  ///< its columns (features)
   /// Tokens per tile (a multiple of the SIMD width).
   Index tile() const { return m_tile; }
+  /// Number of tiles (the last one zero-padded past the last token).
   Index tile_count() const { return m_tiles; }
   /// Start of tile q: features() rows of tile() contiguous values.
   const S* tile_data(Index q) const { return m_data.data() + q * m_features * m_tile; }
-  bool empty() const { return m_tokens == 0; }
+  bool empty() const { return m_tokens == 0; }  ///< true when no token is packed
   /// Bytes held (the packed copy).
   std::size_t bytes() const { return m_data.capacity() * sizeof(S); }
 
