@@ -25,8 +25,9 @@
 #define SPARSENM_HAS_BLAS 0
 #endif
 
-// Instruction sets the code is compiled for (-march). Selection is at compile time: a header-only
-// library cannot do runtime dispatch without separately compiled translation units.
+// Instruction sets the translation unit is compiled for (-march). Kernel bodies are compiled for
+// this ISA and, with SPARSENM_RUNTIME_DISPATCH below, for every wider x86-64 ISA as well
+// (core/detail/isa_passes.inc); SPARSENM_HAS_* then names the ISA of the body being compiled.
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && \
     defined(__AVX512VL__) && !defined(SPARSENM_NO_AVX512)
 #define SPARSENM_HAS_AVX512 1
@@ -42,6 +43,29 @@
 #define SPARSENM_HAS_AVX512_VPOPCNTDQ 1
 #else
 #define SPARSENM_HAS_AVX512_VPOPCNTDQ 0
+#endif
+// The same, as literals: isa_passes.inc redefines SPARSENM_HAS_* while it compiles wider bodies.
+#if SPARSENM_HAS_AVX512
+#define SPARSENM_COMPILED_AVX512 1
+#else
+#define SPARSENM_COMPILED_AVX512 0
+#endif
+#if SPARSENM_HAS_AVX2
+#define SPARSENM_COMPILED_AVX2 1
+#else
+#define SPARSENM_COMPILED_AVX2 0
+#endif
+
+// Runtime dispatch: a program compiled below AVX-512 (e.g. plain -O2, no -march) still runs the
+// AVX2 or AVX-512 kernels when the CPU has them, chosen once per process from CPUID (core/simd.hpp:
+// active_isa(), SPARSENM_FORCE_ISA). GCC on x86-64 only (it needs `#pragma GCC target` on
+// templates); define SPARSENM_NO_RUNTIME_DISPATCH to compile only the -march ISA.
+#if !defined(SPARSENM_NO_RUNTIME_DISPATCH) && defined(__GNUC__) && !defined(__clang__) && \
+    !defined(__CUDACC__) && defined(__x86_64__) && !SPARSENM_HAS_AVX512 &&                \
+    !defined(SPARSENM_NO_AVX512)
+#define SPARSENM_RUNTIME_DISPATCH 1
+#else
+#define SPARSENM_RUNTIME_DISPATCH 0
 #endif
 
 #if defined(__GNUC__) || defined(__clang__)

@@ -107,100 +107,14 @@ inline void fill_rademacher(const Philox& rng, S* out, Index begin, Index end) {
 
 }  // namespace scalar
 
-inline namespace SPARSENM_ISA_NAMESPACE {
+}  // namespace detail
+}  // namespace sparsenm
 
-/// Same values as scalar::fill_rademacher. One Philox block serves four consecutive counters
-/// (Philox::bits maps counter k to word k % 4 of block k / 4), so the fast path computes each block
-/// once instead of once per element; with AVX-512 it runs 8 blocks (32 entries) per iteration.
-template <class S>
-inline void fill_rademacher(const Philox& rng, S* out, Index begin, Index end) {
-  Index k = begin;
-  // Head: up to the first multiple of 4.
-  for (; k < end && (k & 3) != 0; ++k) out[k] = S(rng.rademacher(std::uint64_t(k)));
-#if SPARSENM_HAS_AVX512
-  {
-    // GCC 12's unmasked set1 / srli / mul_epu32 intrinsics start from _mm512_undefined_*() and
-    // trip -Wmaybe-uninitialized under -O3 (GCC PR 105593); the zero-masked forms and a literal
-    // broadcast compute the same values without it.
-    constexpr __mmask8 all = 0xff;
-    const auto bcast = [](std::uint64_t x) {
-      const long long v = static_cast<long long>(x);
-      return _mm512_set_epi64(v, v, v, v, v, v, v, v);
-    };
-    const std::uint64_t stream = rng.stream();
-    const std::uint64_t seed = rng.seed();
-    const __m512i lo32 = bcast(0xffffffffULL);
-    const __m512i m0 = bcast(Philox::kM0);
-    const __m512i m1 = bcast(Philox::kM1);
-    const __m512i lane = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
-    const __m512i c2_init = bcast(std::uint32_t(stream));
-    const __m512i c3_init = bcast(std::uint32_t(stream >> 32));
-    for (; k + 32 <= end; k += 32) {
-      // 8 consecutive blocks b .. b+7, one per 64-bit lane, each word kept in the low 32 bits.
-      const std::uint64_t b = std::uint64_t(k) >> 2;
-      const __m512i bidx = _mm512_add_epi64(bcast(b), lane);
-      __m512i c0 = _mm512_and_si512(bidx, lo32);
-      __m512i c1 = _mm512_maskz_srli_epi64(all, bidx, 32);
-      __m512i c2 = c2_init;
-      __m512i c3 = c3_init;
-      std::uint32_t k0 = std::uint32_t(seed), k1 = std::uint32_t(seed >> 32);
-      for (int round = 0; round < 10; ++round) {
-        if (round > 0) {
-          k0 += Philox::kW0;
-          k1 += Philox::kW1;
-        }
-        const __m512i p0 = _mm512_maskz_mul_epu32(all, c0, m0);
-        const __m512i p1 = _mm512_maskz_mul_epu32(all, c2, m1);
-        const __m512i hi0 = _mm512_maskz_srli_epi64(all, p0, 32), lo0 = _mm512_and_si512(p0, lo32);
-        const __m512i hi1 = _mm512_maskz_srli_epi64(all, p1, 32), lo1 = _mm512_and_si512(p1, lo32);
-        c0 = _mm512_xor_si512(_mm512_xor_si512(hi1, c1), bcast(k0));
-        c1 = lo1;
-        c2 = _mm512_xor_si512(_mm512_xor_si512(hi0, c3), bcast(k1));
-        c3 = lo0;
-      }
-      // Low bit of word w of block b decides entry 4b + w; interleave the four 8-bit lane masks
-      // into one 32-bit mask with bit (4 * lane + w).
-      const __m512i one = bcast(1);
-      const std::uint32_t w0 = _mm512_test_epi64_mask(c0, one);
-      const std::uint32_t w1 = _mm512_test_epi64_mask(c1, one);
-      const std::uint32_t w2 = _mm512_test_epi64_mask(c2, one);
-      const std::uint32_t w3 = _mm512_test_epi64_mask(c3, one);
-#if defined(__BMI2__)
-      const std::uint32_t bitsmask = _pdep_u32(w0, 0x11111111u) | _pdep_u32(w1, 0x22222222u) |
-                                     _pdep_u32(w2, 0x44444444u) | _pdep_u32(w3, 0x88888888u);
-#else
-      std::uint32_t bitsmask = 0;
-      for (int l = 0; l < 8; ++l) {
-        bitsmask |= (((w0 >> l) & 1u) << (4 * l)) | (((w1 >> l) & 1u) << (4 * l + 1)) |
-                    (((w2 >> l) & 1u) << (4 * l + 2)) | (((w3 >> l) & 1u) << (4 * l + 3));
-      }
-#endif
-      if constexpr (std::is_same<S, float>::value) {
-        const __m512 pos = _mm512_set_ps(1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1);
-        const __m512 neg = _mm512_sub_ps(_mm512_setzero_ps(), pos);
-        _mm512_storeu_ps(out + k, _mm512_mask_blend_ps(__mmask16(bitsmask & 0xffffu), neg, pos));
-        _mm512_storeu_ps(out + k + 16, _mm512_mask_blend_ps(__mmask16(bitsmask >> 16), neg, pos));
-      } else if constexpr (std::is_same<S, double>::value) {
-        const __m512d pos = _mm512_set_pd(1, 1, 1, 1, 1, 1, 1, 1);
-        const __m512d neg = _mm512_sub_pd(_mm512_setzero_pd(), pos);
-        for (int q = 0; q < 4; ++q)
-          _mm512_storeu_pd(out + k + 8 * q,
-                           _mm512_mask_blend_pd(__mmask8((bitsmask >> (8 * q)) & 0xffu), neg, pos));
-      } else {
-        for (int q = 0; q < 32; ++q) out[k + q] = ((bitsmask >> q) & 1u) ? S(1) : S(-1);
-      }
-    }
-  }
-#endif
-  // Whole blocks, then the tail.
-  for (; k + 4 <= end; k += 4) {
-    const Philox::Block blk = rng.block(std::uint64_t(k) >> 2);
-    for (int w = 0; w < 4; ++w) out[k + w] = (blk[w] & 1u) ? S(1) : S(-1);
-  }
-  for (; k < end; ++k) out[k] = S(rng.rademacher(std::uint64_t(k)));
-}
+#define SPARSENM_ISA_BODY "../../hessian/hutchinson_body.inc"
+#include "../core/detail/isa_passes.inc"
 
-}  // namespace SPARSENM_ISA_NAMESPACE
+namespace sparsenm {
+namespace detail {
 
 /// Entries per parallel chunk for element-wise passes (a multiple of 32 keeps SIMD blocks whole).
 inline constexpr Index kHessianGrain = Index(1) << 14;
@@ -234,8 +148,9 @@ void HutchinsonDiagonal<S>::rademacher_probe(const Philox& rng, long k, Matrix<S
   SPARSENM_CHECK(k >= 0, "HutchinsonDiagonal::rademacher_probe: k = ", k, " must be >= 0");
   const Philox stream = rng.split(std::uint64_t(k));
   S* out = v.data();
-  parallel_for_chunks(v.size(), detail::kHessianGrain,
-                      [&](Index b, Index e) { detail::fill_rademacher(stream, out, b, e); });
+  parallel_for_chunks(v.size(), detail::kHessianGrain, [&](Index b, Index e) {
+    SPARSENM_DISPATCH(fill_rademacher)(stream, out, b, e);
+  });
 }
 
 namespace detail {

@@ -42,16 +42,13 @@ using RefOut = typename RefOutType<S>::type;
 
 /// Vectors per token tile for `tokens` tokens: 8 for long batches (the register tile of the
 /// micro-kernels), fewer for skinny batches so little of a tile is padding.
-template <class S>
-inline int token_tile_vectors(Index tokens) {
-  constexpr int w = VecOps<S>::kWidth;
-  const Index vecs = (tokens + w - 1) / w;
+inline int token_tile_vectors(Index tokens, int width) {
+  const Index vecs = (tokens + width - 1) / width;
   if (vecs <= 1) return 1;
   if (vecs <= 2) return 2;
   if (vecs <= 4) return 4;
   return 8;
 }
-
 }  // namespace detail
 
 /// X (tokens x features) transposed into token tiles; see the file comment for the layout.
@@ -94,7 +91,10 @@ void PackedTokens<S>::pack(const Eigen::MatrixBase<Derived>& x) {
   const Eigen::Ref<const Matrix<S>> xr(x.template cast<S>());
   m_tokens = xr.rows();
   m_features = xr.cols();
-  m_tile = Index(detail::token_tile_vectors<S>(m_tokens)) * detail::VecOps<S>::kWidth;
+  // The tile is a multiple of the SIMD width of the kernels that will read it (active_isa(): with
+  // runtime dispatch the width is known only at run time).
+  const int width = SPARSENM_DISPATCH(vec_width<S>)();
+  m_tile = Index(detail::token_tile_vectors(m_tokens, width)) * width;
   m_tiles = (m_tokens + m_tile - 1) / m_tile;
   m_data.resize(static_cast<std::size_t>(m_tiles * m_features * m_tile));
   const S* src = xr.data();
@@ -109,31 +109,9 @@ void PackedTokens<S>::pack(const Eigen::MatrixBase<Derived>& x) {
       Index(0), m_tiles * chunks,
       [&](Index item) {
         const Index q = item / chunks, k0 = (item % chunks) * kChunk;
-        const Index k1 = std::min(features, k0 + kChunk);
-        S* dst = dst_all + q * features * tile;
-        using Ops = detail::VecOps<S>;
-        constexpr Index W = Ops::kWidth;
-        if (Ops::kHasTranspose && (q + 1) * tile <= tokens) {
-          // Full tile: W x W blocks through the in-register transpose, the rest one by one.
-          const Index kfull = k0 + (k1 - k0) / W * W;
-          for (Index i = 0; i < tile; i += W)
-            for (Index k = k0; k < kfull; k += W)
-              Ops::transpose_block(src + (q * tile + i) * ld + k, ld, dst + k * tile + i, tile);
-          for (Index i = 0; i < tile; ++i) {
-            const S* row = src + (q * tile + i) * ld;
-            for (Index k = kfull; k < k1; ++k) dst[k * tile + i] = row[k];
-          }
-          return;
-        }
-        for (Index i = 0; i < tile; ++i) {
-          const Index t = q * tile + i;
-          if (t < tokens) {
-            const S* row = src + t * ld;
-            for (Index k = k0; k < k1; ++k) dst[k * tile + i] = row[k];
-          } else {
-            for (Index k = k0; k < k1; ++k) dst[k * tile + i] = S(0);
-          }
-        }
+        SPARSENM_DISPATCH(pack_token_chunk<S>)
+        (src, ld, tokens, std::min(features, k0 + kChunk), tile, q, k0,
+         dst_all + q * features * tile);
       },
       4);
 }

@@ -48,7 +48,7 @@ void sddmm(const PackedTokens<S>& dy, const PackedTokens<S>& x, const NMCompress
     dv.setZero();
     return;
   }
-  detail::sddmm_nm(w, dy, x, dv.data());
+  SPARSENM_DISPATCH(sddmm_nm)(w, dy, x, dv.data());
 }
 
 /// Active-entry gradient (out x in/m*n) of y = x W^T for upstream gradient `dy`.

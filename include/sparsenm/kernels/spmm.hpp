@@ -43,7 +43,7 @@ void spmm(const PackedTokens<S>& x, const NMCompressed<S>& w, detail::RefOut<S> 
                  w.cols, " inputs");
   check_shape(y, x.tokens(), w.rows, "y");
   if (x.tokens() == 0 || w.rows == 0) return;
-  detail::spmm_nm(w, x, y.data(), y.outerStride());
+  SPARSENM_DISPATCH(spmm_nm)(w, x, y.data(), y.outerStride());
 }
 
 /// Y = X W^T (tokens x out). `x` is tokens x in, any dense expression.
@@ -67,9 +67,9 @@ void spmm_transposed(const PackedTokens<S>& dy, const TransposedWeight<S>& wt,
   check_shape(dx, dy.tokens(), wt.rows(), "dx");
   if (dy.tokens() == 0 || wt.rows() == 0) return;
   if (wt.is_nm())
-    detail::spmm_nm(wt.as_nm(), dy, dx.data(), dx.outerStride());
+    SPARSENM_DISPATCH(spmm_nm)(wt.as_nm(), dy, dx.data(), dx.outerStride());
   else
-    detail::spmm_csr(wt, dy, dx.data(), dx.outerStride());
+    SPARSENM_DISPATCH(spmm_csr)(wt, dy, dx.data(), dx.outerStride());
 }
 
 /// dX = dY W (tokens x in). `dy` is tokens x out.

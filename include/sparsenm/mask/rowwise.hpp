@@ -48,7 +48,7 @@ void project_rowwise_into(const Eigen::MatrixBase<Derived>& scores, NM nm, Mask&
     // A contiguous matrix is one long run (groups never straddle rows since cols % m == 0).
     auto run = [&](const S* p, Index len, std::uint8_t* o) {
       if constexpr (M > 0)
-        return detail::rowwise_run_simd<M, N>(p, len, o);
+        return SPARSENM_DISPATCH(rowwise_run_simd<M, N>)(p, len, o);
       else
         return detail::scalar::rowwise_run(p, len, nm.m, nm.n, o);
     };

@@ -59,8 +59,9 @@ void project_transposable4(const Eigen::Ref<const Matrix<S>>& s, Mask& out,
   const Index grain = std::max<Index>(1, row_grain(s.cols()) / 4);
   parallel_for_chunks(bands, grain, [&](Index b0, Index b1) {
     for (Index b = b0; b < b1; ++b)
-      if (transposable4_band_simd<N>(s.data() + 4 * b * s.outerStride(), s.outerStride(), 0, tiles,
-                                     out.data() + 4 * b * out.cols(), out.cols()))
+      if (SPARSENM_DISPATCH(transposable4_band_simd<N>)(
+              s.data() + 4 * b * s.outerStride(), s.outerStride(), 0, tiles,
+              out.data() + 4 * b * out.cols(), out.cols()))
         bad.store(true, std::memory_order_relaxed);
   });
 }

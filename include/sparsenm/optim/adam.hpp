@@ -185,50 +185,12 @@ class AdamW : public Adam<S> {
   }
 };
 
-namespace detail {
+}  // namespace sparsenm
 
-/// The fused Adam update over [b, e) (w points at element b). MASKED selects the frozen-entry
-/// blend; L2 adds wd * W to the gradient. L1 blocks so the square roots vectorise.
-template <bool MASKED, class S>
-void adam_update(const S* SPARSENM_RESTRICT g, const std::uint8_t* SPARSENM_RESTRICT mk,
-                 S* SPARSENM_RESTRICT m, S* SPARSENM_RESTRICT v, S* SPARSENM_RESTRICT w, Index b,
-                 Index e, S b1, S b2, S ob1, S ob2, S step, S inv_sqrt_bc2, S eps, S l2, S decay) {
-  alignas(64) S root[kSqrtBlock];
-  alignas(64) S mom[kSqrtBlock];
-  for (Index i0 = b; i0 < e; i0 += kSqrtBlock) {
-    const Index len = std::min(kSqrtBlock, e - i0);
-    const S* SPARSENM_RESTRICT gb = g + i0;
-    S* SPARSENM_RESTRICT mb = m + i0;
-    S* SPARSENM_RESTRICT vb = v + i0;
-    S* SPARSENM_RESTRICT wb = w + (i0 - b);
-    for (Index k = 0; k < len; ++k) {
-      const S gg = gb[k] + l2 * wb[k];
-      const S mn = b1 * mb[k] + ob1 * gg;
-      const S vn = b2 * vb[k] + ob2 * (gg * gg);
-      if (MASKED) {
-        const bool on = mk[i0 + k] != 0;
-        mb[k] = on ? mn : mb[k];
-        vb[k] = on ? vn : vb[k];
-      } else {
-        mb[k] = mn;
-        vb[k] = vn;
-      }
-      mom[k] = mn;
-      root[k] = vn;
-    }
-    sqrt_block(root, len);
-    for (Index k = 0; k < len; ++k) {
-      const S wo = wb[k];
-      const S wn = decay * wo - step * mom[k] / (root[k] * inv_sqrt_bc2 + eps);
-      if (MASKED)
-        wb[k] = mk[i0 + k] ? wn : wo;
-      else
-        wb[k] = wn;
-    }
-  }
-}
+#define SPARSENM_ISA_BODY "../../optim/detail/adam_body.inc"
+#include "../core/detail/isa_passes.inc"
 
-}  // namespace detail
+namespace sparsenm {
 
 template <class S>
 template <class Derived>
@@ -254,12 +216,10 @@ void Adam<S>::step_impl(Eigen::Ref<Matrix<S>> weight, const Eigen::MatrixBase<De
   S* M = m_m.data();
   S* V = m_v.data();
   detail::for_each_weight_span<S>(weight, [&](Index b, Index e, S* w) {
-    if (mask)
-      detail::adam_update<true>(g, mask, M, V, w, b, e, b1, b2, ob1, ob2, step, inv, eps, l2,
-                                decay);
-    else
-      detail::adam_update<false>(g, mask, M, V, w, b, e, b1, b2, ob1, ob2, step, inv, eps, l2,
-                                 decay);
+    if (mask) SPARSENM_DISPATCH(adam_update<true>)
+    (g, mask, M, V, w, b, e, b1, b2, ob1, ob2, step, inv, eps, l2, decay);
+    else SPARSENM_DISPATCH(adam_update<false>)(g, mask, M, V, w, b, e, b1, b2, ob1, ob2, step, inv,
+                                               eps, l2, decay);
   });
 }
 

@@ -177,48 +177,12 @@ class AdamS {
   long m_t = 0, m_skipped = 0;
 };
 
-namespace detail {
+}  // namespace sparsenm
 
-/// One block of a row: the AdamS update of Theta over [0, len) with scale a; returns
-/// sum g * Theta_{t-1} (the block's dL/dA). L1 sub-blocks so the square roots vectorise.
-template <class S>
-double adams_block(const S* SPARSENM_RESTRICT g, const std::uint8_t* SPARSENM_RESTRICT mk,
-                   S* SPARSENM_RESTRICT mu, S* SPARSENM_RESTRICT v, S* SPARSENM_RESTRICT w,
-                   Index len, S a, S b1, S b2, S ob1, S ob2, S alpha, S lam, S step, S inv_sqrt_bc2,
-                   S eps) {
-  const S oa = S(1) - alpha, al = alpha * lam;
-  S acc[kLanes] = {};
-  alignas(64) S root[kSqrtBlock];
-  alignas(64) S mix[kSqrtBlock];
-  for (Index i0 = 0; i0 < len; i0 += kSqrtBlock) {
-    const Index n = std::min(kSqrtBlock, len - i0);
-    const S* SPARSENM_RESTRICT gb = g + i0;
-    const std::uint8_t* SPARSENM_RESTRICT mb = mk + i0;
-    S* SPARSENM_RESTRICT mub = mu + i0;
-    S* SPARSENM_RESTRICT vb = v + i0;
-    S* SPARSENM_RESTRICT wb = w + i0;
-    lanes_dot(gb, wb, n, acc);  // dL/dA uses Theta_{t-1}
-    for (Index k = 0; k < n; ++k) {
-      const S th = wb[k];
-      const S gt = gb[k] * a;
-      const S m = b1 * mub[k] + ob1 * gt;
-      const S sg = S(th > S(0)) - S(th < S(0));
-      const S mt = mb[k] ? m : oa * m + al * sg;
-      const S vn = b2 * vb[k] + ob2 * (mt * mt);
-      mub[k] = m;
-      vb[k] = vn;
-      mix[k] = mt;
-      root[k] = vn;
-    }
-    sqrt_block(root, n);
-    for (Index k = 0; k < n; ++k) wb[k] -= step * mix[k] / (root[k] * inv_sqrt_bc2 + eps);
-  }
-  double s = 0;
-  for (int l = 0; l < kLanes; ++l) s += double(acc[l]);
-  return s;
-}
+#define SPARSENM_ISA_BODY "../../optim/detail/adams_body.inc"
+#include "../core/detail/isa_passes.inc"
 
-}  // namespace detail
+namespace sparsenm {
 
 template <class S>
 template <class Derived>
@@ -259,9 +223,9 @@ void AdamS<S>::step(Eigen::Ref<Matrix<S>> weight, const Eigen::MatrixBase<Derive
     for (Index b = 0; b < blocks; ++b) {
       const Index o = r * m_cols + b * bw;
       const S a = G > 0 ? m_scale(r, b) : S(1);
-      const double ga = detail::adams_block(g + o, m_mask.data() + o, m_mu.data() + o,
-                                            m_v.data() + o, W + r * stride + b * bw, bw, a, b1, b2,
-                                            ob1, ob2, al, lam, step, inv, eps);
+      const double ga = SPARSENM_DISPATCH(adams_block)(
+          g + o, m_mask.data() + o, m_mu.data() + o, m_v.data() + o, W + r * stride + b * bw, bw, a,
+          b1, b2, ob1, ob2, al, lam, step, inv, eps);
       m_scale_grad(r, b) = S(ga);
     }
   });

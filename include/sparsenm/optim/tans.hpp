@@ -234,100 +234,12 @@ class Tans {
   double m_last_s = 1.0;
 };
 
-namespace detail {
+}  // namespace sparsenm
 
-/// Pass 1 of a TANS step over [b, e): V, P, U_base; returns sum U_base^2 (chtsnm Sec. 3.2).
-/// Works in L1 blocks so the square roots vectorise (see detail/sqrt_block.hpp).
-/// MASKED = false is the compressed route: every entry is active and `m` is not read.
-template <bool MASKED, class S>
-double tans_moments(const S* SPARSENM_RESTRICT g, const std::uint8_t* SPARSENM_RESTRICT m,
-                    S* SPARSENM_RESTRICT V, S* SPARSENM_RESTRICT P, S* SPARSENM_RESTRICT U, Index b,
-                    Index e, S b1, S b2, S ob1, S ob2, S eps) {
-  S acc[kLanes] = {};
-  alignas(64) S root[kSqrtBlock];
-  for (Index i0 = b; i0 < e; i0 += kSqrtBlock) {
-    const Index len = std::min(kSqrtBlock, e - i0);
-    const S* SPARSENM_RESTRICT gb = g + i0;
-    const std::uint8_t* SPARSENM_RESTRICT mb = MASKED ? m + i0 : nullptr;
-    S* SPARSENM_RESTRICT Vb = V + i0;
-    S* SPARSENM_RESTRICT Pb = P + i0;
-    S* SPARSENM_RESTRICT Ub = U + i0;
-    for (Index k = 0; k < len; ++k) {
-      const S gm = !MASKED || mb[k] ? gb[k] : S(0);  // select, not multiply: 0 * Inf is NaN
-      const S v = b2 * Vb[k] + ob2 * (gm * gm);
-      Vb[k] = v;
-      root[k] = v;
-    }
-    sqrt_block(root, len);
-    for (Index k = 0; k < len; ++k) {
-      const S gm = !MASKED || mb[k] ? gb[k] : S(0);
-      const S gh = gm / (root[k] + eps);
-      const S p = b1 * Pb[k] + ob1 * gh;
-      Pb[k] = p;
-      Ub[k] = !MASKED || mb[k] ? ob1 * gh + b1 * p : S(0);
-    }
-    lanes_sum_squares(Ub, len, acc);  // U is still in L1
-  }
-  double s = 0;
-  for (int l = 0; l < kLanes; ++l) s += double(acc[l]);
-  return s;
-}
+#define SPARSENM_ISA_BODY "../../optim/detail/tans_body.inc"
+#include "../core/detail/isa_passes.inc"
 
-/// Pass 2 over [b, e): sum of O^2 over active entries (act) and over all entries (all). The mask
-/// is known to be 0/1 here (pre-scan), so O^2 * float(mask) is exact; L1 blocks keep it one pass.
-template <class S>
-void tans_o_sums(const S* SPARSENM_RESTRICT O, const std::uint8_t* SPARSENM_RESTRICT m, Index b,
-                 Index e, double& act, double& all) {
-  S a[kLanes] = {}, t[kLanes] = {};
-  alignas(64) S sq[kSqrtBlock];
-  for (Index i0 = b; i0 < e; i0 += kSqrtBlock) {
-    const Index len = std::min(kSqrtBlock, e - i0);
-    const S* SPARSENM_RESTRICT Ob = O + i0;
-    const std::uint8_t* SPARSENM_RESTRICT mb = m + i0;
-    for (Index k = 0; k < len; ++k) sq[k] = Ob[k] * Ob[k] * S(mb[k]);
-    lanes_sum_squares(Ob, len, t);
-    Index k = 0;
-    for (; k + kLanes <= len; k += kLanes)
-      for (int l = 0; l < kLanes; ++l) a[l] += sq[k + l];
-    for (; k < len; ++k) a[0] += sq[k];
-  }
-  double sa = 0, st = 0;
-  for (int l = 0; l < kLanes; ++l) {
-    sa += double(a[l]);
-    st += double(t[l]);
-  }
-  act = sa;
-  all = st;
-}
-
-/// Pass 3 over [b, e): U = U_base + gamma (s O_M - U_base); W <- decay W - eta_mat U on active
-/// entries; inactive weights are rewritten with their own bits (a blend, so it vectorises).
-template <bool MASKED, class S>
-void tans_apply(const S* SPARSENM_RESTRICT O, const S* SPARSENM_RESTRICT U,
-                const std::uint8_t* SPARSENM_RESTRICT m, S* SPARSENM_RESTRICT w, Index b, Index e,
-                S gamma, S s, S decay, S eta_mat) {
-  // w points at element b.
-  for (Index i = b; i < e; ++i) {
-    const S u = U[i];
-    const S upd = u + gamma * (s * O[i] - u);
-    const S wo = w[i - b];
-    const S wn = decay * wo - eta_mat * upd;
-    w[i - b] = !MASKED || m[i] ? wn : wo;
-  }
-}
-
-/// Pass 3 without a correction (gamma = 0): W <- decay W - eta_mat U_base on active entries.
-template <bool MASKED, class S>
-void tans_apply_base(const S* SPARSENM_RESTRICT U, const std::uint8_t* SPARSENM_RESTRICT m,
-                     S* SPARSENM_RESTRICT w, Index b, Index e, S decay, S eta_mat) {
-  for (Index i = b; i < e; ++i) {
-    const S wo = w[i - b];
-    const S wn = decay * wo - eta_mat * U[i];
-    w[i - b] = !MASKED || m[i] ? wn : wo;
-  }
-}
-
-}  // namespace detail
+namespace sparsenm {
 
 template <class S>
 template <class Derived>
@@ -360,7 +272,7 @@ void Tans<S>::step(Eigen::Ref<Matrix<S>> weight, const Eigen::MatrixBase<Derived
   const double ss = detail::chunk_sum(
       n, m_scratch.a,
       [&](Index b, Index e) {
-        return detail::tans_moments<true>(g, mk, V, P, U, b, e, b1, b2, ob1, ob2, eps);
+        return SPARSENM_DISPATCH(tans_moments<true>)(g, mk, V, P, U, b, e, b1, b2, ob1, ob2, eps);
       },
       par);
   const S decay = S(1.0 - m_cfg.lr * m_cfg.weight_decay);
@@ -370,7 +282,7 @@ void Tans<S>::step(Eigen::Ref<Matrix<S>> weight, const Eigen::MatrixBase<Derived
     detail::for_each_weight_span<S>(
         weight,
         [&](Index b, Index e, S* w) {
-          detail::tans_apply_base<true>(U, mk, w, b, e, decay, eta_mat);
+          SPARSENM_DISPATCH(tans_apply_base<true>)(U, mk, w, b, e, decay, eta_mat);
         },
         par);
   } else {
@@ -384,8 +296,9 @@ void Tans<S>::step(Eigen::Ref<Matrix<S>> weight, const Eigen::MatrixBase<Derived
       detail::for_each_chunk(
           n,
           [&](Index b, Index e, Index c) {
-            detail::tans_o_sums(O, mk, b, e, m_scratch.a[static_cast<std::size_t>(c)],
-                                m_scratch.b[static_cast<std::size_t>(c)]);
+            SPARSENM_DISPATCH(tans_o_sums)
+            (O, mk, b, e, m_scratch.a[static_cast<std::size_t>(c)],
+             m_scratch.b[static_cast<std::size_t>(c)]);
           },
           par_ns);
       double so_act = 0, so_all = 0;
@@ -410,7 +323,7 @@ void Tans<S>::step(Eigen::Ref<Matrix<S>> weight, const Eigen::MatrixBase<Derived
     detail::for_each_weight_span<S>(
         weight,
         [&](Index b, Index e, S* w) {
-          detail::tans_apply<true>(O, U, mk, w, b, e, sg, ss_, decay, eta_mat);
+          SPARSENM_DISPATCH(tans_apply<true>)(O, U, mk, w, b, e, sg, ss_, decay, eta_mat);
         },
         par_ns);
   }
@@ -446,7 +359,8 @@ void Tans<S>::step(NMCompressed<S>& weight, const Eigen::MatrixBase<Derived>& gr
   const double ss = detail::chunk_sum(
       n, m_scratch.a,
       [&](Index b, Index e) {
-        return detail::tans_moments<false>(g, nullptr, V, P, U, b, e, b1, b2, ob1, ob2, eps);
+        return SPARSENM_DISPATCH(tans_moments<false>)(g, nullptr, V, P, U, b, e, b1, b2, ob1, ob2,
+                                                      eps);
       },
       par);
   const S decay = S(1.0 - m_cfg.lr * m_cfg.weight_decay);
@@ -456,7 +370,7 @@ void Tans<S>::step(NMCompressed<S>& weight, const Eigen::MatrixBase<Derived>& gr
     detail::for_each_chunk(
         n,
         [&](Index b, Index e, Index) {
-          detail::tans_apply_base<false>(U, nullptr, w + b, b, e, decay, eta_mat);
+          SPARSENM_DISPATCH(tans_apply_base<false>)(U, nullptr, w + b, b, e, decay, eta_mat);
         },
         par);
   } else {
@@ -489,7 +403,8 @@ void Tans<S>::step(NMCompressed<S>& weight, const Eigen::MatrixBase<Derived>& gr
     detail::for_each_chunk(
         n,
         [&](Index b, Index e, Index) {
-          detail::tans_apply<false>(Oc, U, nullptr, w + b, b, e, sg, ss_, decay, eta_mat);
+          SPARSENM_DISPATCH(tans_apply<false>)
+          (Oc, U, nullptr, w + b, b, e, sg, ss_, decay, eta_mat);
         },
         par_ns);
   }

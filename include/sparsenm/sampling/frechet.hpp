@@ -75,9 +75,9 @@ void frechet_scores_into(const Eigen::MatrixBase<Derived>& w, S temperature, con
     for (Index i = b; i < e; ++i) {
       if (!detail::all_finite_range(x.data() + i * x.outerStride(), cols))
         bad.store(true, std::memory_order_relaxed);
-      detail::fill_uniform(rng, std::uint64_t(i * cols), u.data(), cols);
-      detail::frechet_transform(x.data() + i * x.outerStride(), u.data(), out.data() + i * cols,
-                                cols, inv_t);
+      SPARSENM_DISPATCH(fill_uniform)(rng, std::uint64_t(i * cols), u.data(), cols);
+      SPARSENM_DISPATCH(frechet_transform)
+      (x.data() + i * x.outerStride(), u.data(), out.data() + i * cols, cols, inv_t);
     }
   });
   if (bad.load()) check_all_finite(x, "frechet_scores: w");  // throws, naming the entry
@@ -120,7 +120,7 @@ Matrix<detail::sampling_scalar_t<S, typename Derived::Scalar>> uniform_perturb(
       R* o = out.data() + i * cols;
       if (detail::any_nan(x.data() + i * x.outerStride(), cols))
         nan.store(true, std::memory_order_relaxed);
-      detail::fill_uniform(rng, std::uint64_t(i * cols), o, cols);
+      SPARSENM_DISPATCH(fill_uniform)(rng, std::uint64_t(i * cols), o, cols);
       const T* xi = x.data() + i * x.outerStride();
       for (Index j = 0; j < cols; ++j) o[j] = R(xi[j]) * o[j];
     }

@@ -145,7 +145,7 @@ void ch_l3n_scores_into(const Mask& mask, ChRule rule, Matrix<S>& out, detail::C
   check_binary(mask, "ch_l3n_scores: mask");
   out.resize(mask.rows(), mask.cols());
   if (out.size() > 0 && (mask.rows() == 0 || mask.cols() == 0)) out.setZero();
-  detail::ch_l3n_fast(mask, rule, ws, out.data(), false);
+  SPARSENM_DISPATCH(ch_l3n_fast)(mask, rule, ws, out.data(), false);
 }
 
 template <class S>

@@ -18,6 +18,10 @@ int main() {
   const int expected[8] = {0, 1, 1, 0, 1, 1, 0, 0};
   for (int j = 0; j < 8; ++j)
     if (mask(0, j) != expected[j]) return 3;
+#if SPARSENM_RUNTIME_DISPATCH
+  // Built without -march, yet the kernels are the widest the CPU runs (runtime dispatch).
+  if (sparsenm::active_isa() != sparsenm::runtime_isa()) return 5;
+#endif
 #if defined(CONSUMER_EXPECT_NATIVE)
   // sparsenm::native compiles for this CPU, so the kernels are the widest the CPU runs.
   if (sparsenm::compiled_isa() != sparsenm::runtime_isa()) return 4;

@@ -28,6 +28,8 @@
 #include "../../core/simd.hpp"
 #include "../../core/types.hpp"
 
+SPARSENM_SIMD_WARNINGS_PUSH
+
 namespace sparsenm {
 namespace detail {
 
@@ -174,21 +176,25 @@ SPARSENM_ALWAYS_INLINE void tile4_keys(const typename Ops::Vec (&rs)[4][6], type
   }
 }
 
-/// Score sum of row choice ch (columns ascending, left to right).
+/// Score sum of row choice ch (columns ascending, left to right). Vectors travel through
+/// references, never by value: these helpers are instantiated from bodies compiled under
+/// `#pragma GCC target` (runtime dispatch), and a vector return of a plain template would trip
+/// GCC's -Wpsabi note.
 template <int N, class Ops, int Ch>
-SPARSENM_ALWAYS_INLINE typename Ops::Vec tile4_row_sum(const typename Ops::Vec (&xr)[4]) {
+SPARSENM_ALWAYS_INLINE void tile4_row_sum(const typename Ops::Vec (&xr)[4],
+                                          typename Ops::Vec& out) {
   constexpr int bits = Tile4PlanFor<N>::value.choice[Ch];
   constexpr int c0 = (bits & 1) ? 0 : (bits & 2) ? 1 : (bits & 4) ? 2 : 3;
   if constexpr (N == 1) {
-    return xr[c0];
+    out = xr[c0];
   } else {
     constexpr int rest = bits & ~(1 << c0);
     constexpr int c1 = (rest & 2) ? 1 : (rest & 4) ? 2 : 3;
     if constexpr (N == 2) {
-      return Ops::add(xr[c0], xr[c1]);
+      out = Ops::add(xr[c0], xr[c1]);
     } else {
       constexpr int c2 = ((rest & ~(1 << c1)) & 4) ? 2 : 3;
-      return Ops::add(Ops::add(xr[c0], xr[c1]), xr[c2]);
+      out = Ops::add(Ops::add(xr[c0], xr[c1]), xr[c2]);
     }
   }
 }
@@ -196,21 +202,21 @@ SPARSENM_ALWAYS_INLINE typename Ops::Vec tile4_row_sum(const typename Ops::Vec (
 template <int N, class Ops, std::size_t... Ch>
 SPARSENM_ALWAYS_INLINE void tile4_row_sums(const typename Ops::Vec (&xr)[4], typename Ops::Vec* rs,
                                            std::index_sequence<Ch...>) {
-  ((rs[Ch] = tile4_row_sum<N, Ops, int(Ch)>(xr)), ...);
+  (tile4_row_sum<N, Ops, int(Ch)>(xr, rs[Ch]), ...);
 }
 
 /// The meet-in-the-middle search on one "vector" of tiles; x[r][c] holds entry (r, c) of every
-/// tile in the vector. Returns the 16-bit pattern (bit 4r + c) of each tile.
+/// tile in the vector. Sets best_pat to the 16-bit pattern (bit 4r + c) of each tile.
 template <int N, class Ops>
-SPARSENM_ALWAYS_INLINE typename Ops::IVec tile4_search(const typename Ops::Vec (&x)[4][4]) {
+SPARSENM_ALWAYS_INLINE void tile4_search(const typename Ops::Vec (&x)[4][4],
+                                         typename Ops::IVec& best_pat) {
   constexpr int kChoices = Tile4PlanFor<N>::value.nchoices;
   typename Ops::Vec rs[4][6];
   for (int r = 0; r < 4; ++r)
     tile4_row_sums<N, Ops>(x[r], rs[r], std::make_index_sequence<std::size_t(kChoices)>{});
   typename Ops::Vec best{};
-  typename Ops::IVec best_pat{};
+  best_pat = typename Ops::IVec{};
   tile4_keys<N, Ops, 0>(rs, best, best_pat);
-  return best_pat;
 }
 
 /// Writes a 16-bit tile pattern into the mask at (row pointer, stride).
@@ -234,7 +240,9 @@ inline bool transposable4_band(const S* s, Index stride, Index t0, Index t1, std
         x[r][c] = s[r * stride + 4 * t + c];
         bad |= !std::isfinite(x[r][c]);
       }
-    write_tile4(tile4_search<N, ScalarTileOps<S>>(x), out + 4 * t, out_stride);
+    typename ScalarTileOps<S>::IVec pat;
+    tile4_search<N, ScalarTileOps<S>>(x, pat);
+    write_tile4(pat, out + 4 * t, out_stride);
   }
   return bad;
 }
@@ -242,139 +250,16 @@ inline bool transposable4_band(const S* s, Index stride, Index t0, Index t1, std
 }  // namespace scalar
 
 // GCC 12 false positive in AVX-512 intrinsics (core/simd.hpp).
-SPARSENM_SIMD_WARNINGS_PUSH
-inline namespace SPARSENM_ISA_NAMESPACE {
-
-#if SPARSENM_HAS_AVX512
-struct Avx512TileOps {
-  using Vec = __m512;
-  using IVec = __m512i;
-  using Bool = __mmask16;
-  static Vec add(Vec a, Vec b) { return _mm512_add_ps(a, b); }
-  static Bool gt(Vec a, Vec b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ); }
-  static Vec select(Bool m, Vec a, Vec b) { return _mm512_mask_blend_ps(m, b, a); }
-  static IVec iselect(Bool m, IVec a, IVec b) { return _mm512_mask_blend_epi32(m, b, a); }
-  static IVec iset(std::uint32_t v) { return _mm512_set1_epi32(int(v)); }
-  static IVec ior(IVec a, IVec b) { return _mm512_or_si512(a, b); }
-};
-#endif
-
-#if SPARSENM_HAS_AVX2
-struct Avx2TileOps {
-  using Vec = __m256;
-  using IVec = __m256i;
-  using Bool = __m256;
-  static Vec add(Vec a, Vec b) { return _mm256_add_ps(a, b); }
-  static Bool gt(Vec a, Vec b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
-  static Vec select(Bool m, Vec a, Vec b) { return _mm256_blendv_ps(b, a, m); }
-  static IVec iselect(Bool m, IVec a, IVec b) {
-    return _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(b), _mm256_castsi256_ps(a), m));
-  }
-  static IVec iset(std::uint32_t v) { return _mm256_set1_epi32(int(v)); }
-  static IVec ior(IVec a, IVec b) { return _mm256_or_si256(a, b); }
-};
-#endif
-
-/// Fast path for one band of 4 rows, tiles [t0, t1): float on AVX-512 (16 tiles per step) or AVX2
-/// (8 tiles per step); the scalar reference elsewhere and for the remaining tiles. Returns true if
-/// a non-finite score was seen.
-template <int N, class S>
-inline bool transposable4_band_simd(const S* s, Index stride, Index t0, Index t1, std::uint8_t* out,
-                                    Index out_stride) {
-#if SPARSENM_HAS_AVX512
-  if constexpr (std::is_same<S, float>::value) {
-    // Gathers column c of 16 consecutive tiles: A_k holds tiles 4k..4k+3 as 4 x (c0..c3).
-    const __m512i ia = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25, 29);
-    const __m512i ib =
-        _mm512_setr_epi32(2, 6, 10, 14, 18, 22, 26, 30, 3, 7, 11, 15, 19, 23, 27, 31);
-    // Nibble -> 4 bytes of 0/1 (byte c = bit c).
-    alignas(64) std::uint32_t lut[16];
-    for (std::uint32_t v = 0; v < 16; ++v)
-      lut[v] = (v & 1u) | ((v >> 1) & 1u) << 8 | ((v >> 2) & 1u) << 16 | ((v >> 3) & 1u) << 24;
-    const __m512i vlut = _mm512_load_si512(lut);
-    __mmask16 bad = 0;
-    Index t = t0;
-    for (; t + 16 <= t1; t += 16) {
-      __m512 x[4][4];
-      for (int r = 0; r < 4; ++r) {
-        const float* p = s + r * stride + 4 * t;
-        // Prefetch 4 KiB ahead in each of the 4 row streams (prefetches never fault).
-        for (int q = 0; q < 64; q += 16)
-          _mm_prefetch(reinterpret_cast<const char*>(p + 1024 + q), _MM_HINT_T0);
-        const __m512 a0 = _mm512_loadu_ps(p), a1 = _mm512_loadu_ps(p + 16);
-        const __m512 a2 = _mm512_loadu_ps(p + 32), a3 = _mm512_loadu_ps(p + 48);
-        const __m512 p01 = _mm512_permutex2var_ps(a0, ia, a1);  // c0 t0-7 | c1 t0-7
-        const __m512 q01 = _mm512_permutex2var_ps(a0, ib, a1);  // c2 t0-7 | c3 t0-7
-        const __m512 p23 = _mm512_permutex2var_ps(a2, ia, a3);  // c0 t8-15 | c1 t8-15
-        const __m512 q23 = _mm512_permutex2var_ps(a2, ib, a3);
-        x[r][0] = _mm512_shuffle_f32x4(p01, p23, 0x44);
-        x[r][1] = _mm512_shuffle_f32x4(p01, p23, 0xEE);
-        x[r][2] = _mm512_shuffle_f32x4(q01, q23, 0x44);
-        x[r][3] = _mm512_shuffle_f32x4(q01, q23, 0xEE);
-        // QNaN | +Inf | -Inf | SNaN
-        bad |= _mm512_fpclass_ps_mask(a0, 0x99) | _mm512_fpclass_ps_mask(a1, 0x99) |
-               _mm512_fpclass_ps_mask(a2, 0x99) | _mm512_fpclass_ps_mask(a3, 0x99);
-      }
-      const __m512i pat = tile4_search<N, Avx512TileOps>(x);
-      for (int r = 0; r < 4; ++r) {
-        const __m512i nib = _mm512_srli_epi32(pat, unsigned(4 * r));
-        _mm512_storeu_si512(reinterpret_cast<void*>(out + r * out_stride + 4 * t),
-                            _mm512_permutexvar_epi32(nib, vlut));
-      }
-    }
-    const bool tail = scalar::transposable4_band<N>(s, stride, t, t1, out, out_stride);
-    return tail || bad != 0;
-  }
-#elif SPARSENM_HAS_AVX2
-  if constexpr (std::is_same<S, float>::value) {
-    __m256 acc = _mm256_setzero_ps();
-    const __m256 zero = _mm256_setzero_ps();
-    static constexpr int kLaneTile[8] = {0, 2, 4, 6, 1, 3, 5, 7};
-    // nibble -> 4 bytes of 0/1 (byte c = bit c), little-endian
-    static constexpr std::uint32_t kNibbleBytes[16] = {
-        0x00000000u, 0x00000001u, 0x00000100u, 0x00000101u, 0x00010000u, 0x00010001u,
-        0x00010100u, 0x00010101u, 0x01000000u, 0x01000001u, 0x01000100u, 0x01000101u,
-        0x01010000u, 0x01010001u, 0x01010100u, 0x01010101u};
-    Index t = t0;
-    for (; t + 8 <= t1; t += 8) {
-      __m256 x[4][4];
-      for (int r = 0; r < 4; ++r) {
-        const float* p = s + r * stride + 4 * t;
-        const __m256 a0 = _mm256_loadu_ps(p), a1 = _mm256_loadu_ps(p + 8);
-        const __m256 a2 = _mm256_loadu_ps(p + 16), a3 = _mm256_loadu_ps(p + 24);
-        acc = _mm256_add_ps(
-            acc, _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(a0, zero), _mm256_mul_ps(a1, zero)),
-                               _mm256_add_ps(_mm256_mul_ps(a2, zero), _mm256_mul_ps(a3, zero))));
-        const __m256 t0v = _mm256_unpacklo_ps(a0, a1), t1v = _mm256_unpackhi_ps(a0, a1);
-        const __m256 t2v = _mm256_unpacklo_ps(a2, a3), t3v = _mm256_unpackhi_ps(a2, a3);
-        // lane order of tiles: 0, 2, 4, 6, 1, 3, 5, 7
-        x[r][0] = _mm256_shuffle_ps(t0v, t2v, 0x44);
-        x[r][1] = _mm256_shuffle_ps(t0v, t2v, 0xEE);
-        x[r][2] = _mm256_shuffle_ps(t1v, t3v, 0x44);
-        x[r][3] = _mm256_shuffle_ps(t1v, t3v, 0xEE);
-      }
-      alignas(32) std::uint32_t pat[8];
-      _mm256_store_si256(reinterpret_cast<__m256i*>(pat), tile4_search<N, Avx2TileOps>(x));
-      for (int l = 0; l < 8; ++l)
-        for (int r = 0; r < 4; ++r) {
-          const std::uint32_t word = kNibbleBytes[(pat[l] >> (4 * r)) & 15u];
-          std::memcpy(out + r * out_stride + 4 * (t + kLaneTile[l]), &word, 4);
-        }
-    }
-    alignas(32) float accv[8];
-    _mm256_store_ps(accv, acc);
-    bool bad = false;
-    for (float v : accv) bad |= (v != v);
-    const bool tail = scalar::transposable4_band<N>(s, stride, t, t1, out, out_stride);
-    return tail || bad;
-  }
-#endif
-  return scalar::transposable4_band<N>(s, stride, t0, t1, out, out_stride);
-}
-
-}  // namespace SPARSENM_ISA_NAMESPACE
-SPARSENM_SIMD_WARNINGS_POP
 }  // namespace detail
 }  // namespace sparsenm
+
+#define SPARSENM_ISA_BODY "../../mask/detail/transposable_table_body.inc"
+#include "../../core/detail/isa_passes.inc"
+
+namespace sparsenm {
+namespace detail {}  // namespace detail
+}  // namespace sparsenm
+
+SPARSENM_SIMD_WARNINGS_POP
 
 #endif  // SPARSENM_MASK_DETAIL_TRANSPOSABLE_TABLE_HPP

@@ -26,34 +26,14 @@ void sqrt_block(S* x, Index n) {
 }
 }  // namespace scalar
 
-inline namespace SPARSENM_ISA_NAMESPACE {
-
-// The maskz forms with a full mask: the plain _mm512_sqrt_ps is built on _mm512_undefined_ps,
-// which GCC 12 reports as -Wmaybe-uninitialized once inlined into some callers.
-inline void sqrt_block(float* x, Index n) {
-  Index i = 0;
-#if SPARSENM_HAS_AVX512
-  for (; i + 16 <= n; i += 16)
-    _mm512_storeu_ps(x + i, _mm512_maskz_sqrt_ps(__mmask16(0xFFFF), _mm512_loadu_ps(x + i)));
-#elif SPARSENM_HAS_AVX2
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_sqrt_ps(_mm256_loadu_ps(x + i)));
-#endif
-  scalar::sqrt_block(x + i, n - i);
-}
-
-inline void sqrt_block(double* x, Index n) {
-  Index i = 0;
-#if SPARSENM_HAS_AVX512
-  for (; i + 8 <= n; i += 8)
-    _mm512_storeu_pd(x + i, _mm512_maskz_sqrt_pd(__mmask8(0xFF), _mm512_loadu_pd(x + i)));
-#elif SPARSENM_HAS_AVX2
-  for (; i + 4 <= n; i += 4) _mm256_storeu_pd(x + i, _mm256_sqrt_pd(_mm256_loadu_pd(x + i)));
-#endif
-  scalar::sqrt_block(x + i, n - i);
-}
-
-}  // namespace SPARSENM_ISA_NAMESPACE
 }  // namespace detail
+}  // namespace sparsenm
+
+#define SPARSENM_ISA_BODY "../../optim/detail/sqrt_block_body.inc"
+#include "../../core/detail/isa_passes.inc"
+
+namespace sparsenm {
+namespace detail {}  // namespace detail
 }  // namespace sparsenm
 
 #endif  // SPARSENM_OPTIM_DETAIL_SQRT_BLOCK_HPP

@@ -260,125 +260,14 @@ void table_product(const S* panels, Index rows, Index kp, const std::uint16_t* o
 
 }  // namespace scalar
 
-inline namespace SPARSENM_ISA_NAMESPACE {
-
-#if SPARSENM_HAS_AVX512
-/// Vector form of scalar::tree_sum over e[B .. E) (compile-time bounds: fully unrolled).
-template <class T, int B, int E>
-SPARSENM_ALWAYS_INLINE typename T::V tree_sum(const typename T::V* e) {
-  if constexpr (E - B == 1) {
-    return e[B];
-  } else {
-    static_assert(E - B <= 8, "tree_sum: at most 8 entries");
-    constexpr int h = (E - B) > 4 ? 4 : (E - B) > 2 ? 2 : 1;  // largest power of 2 below E - B
-    return T::add(tree_sum<T, B, B + h>(e), tree_sum<T, B + h, E>(e));
-  }
-}
-
-/// The column loop of table_panel: per column, the Tn entries its offsets select (byte offsets
-/// into `base`), summed as a tree and stored (First) or added to the accumulator. A function of
-/// its own, always inlined into its loop: written as a lambda, GCC 12 stopped inlining it into
-/// the loop once a binary held more instantiations (a call per column, 30 % slower at 4096²).
-template <class T, int Tn, bool First, class S>
-SPARSENM_ALWAYS_INLINE void table_column(const char* base, const std::uint16_t* oc, S* o) {
-  using V = typename T::V;
-  std::uint64_t w[(Tn + 3) / 4];
-  std::memcpy(w, oc, sizeof(w));
-  V e[Tn];
-  for (int k = 0; k < Tn; ++k)
-    e[k] = T::load(
-        reinterpret_cast<const S*>(base + static_cast<std::uint16_t>(w[k / 4] >> (16 * (k % 4)))));
-  const V s = tree_sum<T, 0, Tn>(e);
-  T::store(o, First ? s : T::add(T::load(o), s));
-}
-
-/// All n columns of one pass (two per iteration).
-template <class T, int Tn, bool First, class S>
-SPARSENM_ALWAYS_INLINE void table_columns(const char* base, const std::uint16_t* off, Index n,
-                                          S* o) {
-  constexpr Index L = tab_lanes<S>();
-  Index c = 0;
-  for (; c + 2 <= n; c += 2) {
-    table_column<T, Tn, First>(base, off + c * kOffsetSlots, o + c * L);
-    table_column<T, Tn, First>(base, off + (c + 1) * kOffsetSlots, o + (c + 1) * L);
-  }
-  if (c < n) table_column<T, Tn, First>(base, off + c * kOffsetSlots, o + c * L);
-}
-
-/// One output panel of scalar::table_product (same contract and summation order): per pass,
-/// builds the tables (<= 62.5 KiB, on the stack), then per column loads its offsets (two 8-byte
-/// loads), the 8 entries they select, sums those as a tree and updates the column's accumulator:
-/// 9 zmm loads and a store per 8 x inner x 16 multiply-adds of the GEMM.
-template <TableKind Kd, class S>
-void table_panel(const S* panel, Index kp, const std::uint16_t* offsets, Index n, S* o) {
-  using G = TableGeometry<Kd>;
-  using T = VecOps<S>;  // one 64-byte table entry = one zmm
-  using V = typename T::V;
-  constexpr Index L = tab_lanes<S>();
-  constexpr int Tn = G::tables;
-  alignas(64) S table[Tn * G::entries * L];
-  const char* base = reinterpret_cast<const char*>(table);
-  for (Index q = 0; q < kp / G::pass; ++q) {
-    for (int t = 0; t < Tn; ++t) {
-      const S* x = panel + (q * G::pass + G::inner * t) * L;
-      S* tt = table + t * G::entries * L;
-      // scalar::table_entries' left fold, one store per entry: entry s0 + S·s1 (+ S²·s2) =
-      // (value[0][s0] + value[1][s1]) (+ value[2][s2]), value[g][s] the group's columns selected by
-      // pattern(s) summed from 0 in ascending bit order. The values go through a small L1 buffer
-      // (the 22 of Groups2of4 do not fit the registers next to the entries).
-      constexpr int S1 = G::states;
-      alignas(64) S value[G::groups][S1][L];
-      for (int g = 0; g < G::groups; ++g)
-        for (int st = 0; st < S1; ++st) {
-          V a = T::zero();
-          for (int bit = 0; bit < G::group_bits; ++bit)
-            if (G::pattern(st) >> bit & 1)
-              a = T::add(a, T::load(x + (g * G::group_bits + bit) * L));
-          T::store(value[g][st], a);
-        }
-      for (int s1 = 0; s1 < S1; ++s1)
-        for (int s0 = 0; s0 < S1; ++s0) {
-          const V part = T::add(T::load(value[0][s0]), T::load(value[1][s1]));
-          if constexpr (G::groups == 2) {
-            T::store(tt + (s0 + S1 * s1) * L, part);
-          } else {
-            for (int s2 = 0; s2 < S1; ++s2)
-              T::store(tt + (s0 + S1 * s1 + S1 * S1 * s2) * L,
-                       T::add(part, T::load(value[G::groups - 1][s2])));
-          }
-        }
-    }
-    const std::uint16_t* off = offsets + q * n * kOffsetSlots;
-    if (q == 0)
-      table_columns<T, Tn, true>(base, off, n, o);
-    else
-      table_columns<T, Tn, false>(base, off, n, o);
-  }
-}
-#endif
-
-/// scalar::table_product with the AVX-512 kernel, parallel over output panels (each panel is
-/// computed by one thread in the fixed order, so results do not depend on the thread count).
-template <TableKind Kd, class S>
-void table_product(const S* panels, Index rows, Index kp, const std::uint16_t* offsets, Index n,
-                   S* out, bool par = true) {
-  constexpr Index L = tab_lanes<S>();
-  const Index panel_count = (rows + L - 1) / L;
-  const Index threads = par ? std::max(1, thread_count()) : 1;
-  parallel_for_chunks(panel_count, (panel_count + threads - 1) / threads, [&](Index b0, Index b1) {
-#if SPARSENM_HAS_AVX512
-    for (Index rb = b0; rb < b1; ++rb)
-      table_panel<Kd>(panels + rb * kp * L, kp, offsets, n, out + rb * n * L);
-#else
-    scalar::table_product<Kd>(panels + b0 * kp * L, (b1 - b0) * L, kp, offsets, n,
-                              out + b0 * n * L);
-#endif
-  });
-}
-
-}  // namespace SPARSENM_ISA_NAMESPACE
-
 }  // namespace detail
+}  // namespace sparsenm
+
+#define SPARSENM_ISA_BODY "../../topology/detail/table_product_body.inc"
+#include "../../core/detail/isa_passes.inc"
+
+namespace sparsenm {
+namespace detail {}  // namespace detail
 }  // namespace sparsenm
 
 SPARSENM_SIMD_WARNINGS_POP
