@@ -51,3 +51,35 @@ for c in t1-b2 t2-b1 t2-b2; do cmp $f $1/$c/$m; done; done; echo identical"
   set_tests_properties(example_numpy_eval PROPERTIES FIXTURES_REQUIRED fashion_mnist_export
                        SKIP_RETURN_CODE 77)
 endif()
+
+# tiny_llama (issue 20; needs Debian's fortunes text, skipped without it):
+#   example_llama_smoke            every method, a few steps of a tiny decoder (seconds)
+#   example_llama_manifest_numpy   numpy rebuilds each exported model from manifest.json alone:
+#                                  the same perplexity on the same validation windows (1e-3),
+#                                  .npy == safetensors, weights zero off legal N:M masks
+#   example_llama_missing_corpus   a missing corpus names the apt-get line
+if(SPARSENM_BUILD_EXAMPLES AND EXISTS "/usr/share/games/fortunes/fortunes")
+  set(_tl_out "${CMAKE_CURRENT_BINARY_DIR}/example_llama")
+  set(_tl_methods dense ste srste chts24 chtsnm chtsnm-lora chtsnm-adam chtsnm-nompr
+                  post-magnitude post-ste post-cast post-sparseforge)
+  add_test(NAME example_llama_smoke
+           COMMAND tiny_llama --method all --steps 12 --post-steps 20 --batch 2 --d-model 32
+                   --layers 1 --heads 2 --hidden 64 --context 32 --eval-tokens 512 --evals 2
+                   --out ${_tl_out})
+  set_tests_properties(example_llama_smoke PROPERTIES FIXTURES_SETUP tiny_llama_export
+                       ENVIRONMENT "OMP_NUM_THREADS=2" TIMEOUT 300)
+  find_program(SPARSENM_SYSTEM_PYTHON3 python3 PATHS /usr/bin NO_DEFAULT_PATH)
+  if(SPARSENM_SYSTEM_PYTHON3)
+    add_test(NAME example_llama_manifest_numpy
+             COMMAND ${SPARSENM_SYSTEM_PYTHON3} "${CMAKE_CURRENT_LIST_DIR}/llama_numpy.py"
+                     ${_tl_out} ${_tl_methods})
+  else()
+    add_test(NAME example_llama_manifest_numpy COMMAND sh -c "echo 'no python3: skipping'; exit 77")
+  endif()
+  set_tests_properties(example_llama_manifest_numpy PROPERTIES
+                       FIXTURES_REQUIRED tiny_llama_export SKIP_RETURN_CODE 77)
+  add_test(NAME example_llama_missing_corpus
+           COMMAND tiny_llama --corpus /nonexistent/corpus.txt --out ${_tl_out}-missing)
+  set_tests_properties(example_llama_missing_corpus PROPERTIES
+                       PASS_REGULAR_EXPRESSION "apt-get install fortunes")
+endif()
