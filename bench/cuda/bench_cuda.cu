@@ -6,8 +6,13 @@
 //   tans step   full device TANS step (NS fp32 / TF32 / bf16), for the PyTorch comparison
 //   sparse24    cuSPARSELt 2:4 vs cuBLAS dense bf16, 8192 tokens (target >= 1.3x)
 //   decode14    native 1:4 kernel vs cuBLAS dense bf16 at 1, 4, 16 tokens (target >= 2.5x at 1)
+//   layer24     whole training step of cuda::SparseLinear24 (2:4 transposable: forward, dX, dW,
+//               Adam, re-pack) vs the dense cuBLAS bf16 step with dense fp32 Adam and the bf16
+//               cast, 8192 tokens (target >= 1.3x); components, host overhead per step, CUDA
+//               graph replay, plan tuning, and the cost of a CPU-engine topology refresh
 // Output: "RESULT <key> <value>" lines (parsed by scripts/cuda_check) and a readable table.
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -19,6 +24,7 @@
 
 #include <sparsenm/cuda.cuh>
 #include <sparsenm/mask.hpp>
+#include <sparsenm/topology/refresh.hpp>
 
 namespace sc = sparsenm::cuda;
 using sparsenm::Index;
@@ -98,6 +104,29 @@ PairTiming graph_pair_ms(const std::function<void(int)>& fa, const std::function
   return {median(ta), median(tb), median(r)};
 }
 
+/// Times a and b alternately, `reps` pairs after `warm` pairs: medians and median pair ratio a/b.
+PairTiming alternate_ms(const std::function<void()>& fa, const std::function<void()>& fb, int warm,
+                        int reps, cudaStream_t s) {
+  sc::Event e0, e1, e2;
+  std::vector<double> ta, tb, r;
+  for (int i = 0; i < warm + reps; ++i) {
+    e0.record(s);
+    fa();
+    e1.record(s);
+    fb();
+    e2.record(s);
+    e2.synchronize();
+    if (i < warm) continue;
+    ta.push_back(e1.elapsed_ms_since(e0));
+    tb.push_back(e2.elapsed_ms_since(e1));
+    r.push_back(ta.back() / tb.back());
+  }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  return {median(ta), median(tb), median(r)};
+}
 void result(const std::string& key, double v) { std::printf("RESULT %s %.6g\n", key.c_str(), v); }
 
 template <class T>
@@ -325,6 +354,22 @@ void bench_sparse24(cudaStream_t s, cublasHandle_t h) {
     const double ms_d = median_ms(
         [&](int) { gemm_bf16(h, wr.data(), x.data(), y2.data(), out, in, tokens); }, 3, reps, s);
     const double ms_s = median_ms([&](int) { sp.matmul(x.data(), y1.data(), s); }, 3, reps, s);
+    // Every algorithm id (split-k 1 and default) timed on this data; the fastest plan kept.
+    const auto tn = sp.tune(x.data(), y1.data(), 5, s);
+    const PairTiming pt =
+        alternate_ms([&] { gemm_bf16(h, wr.data(), x.data(), y2.data(), out, in, tokens); },
+                     [&] { sp.matmul(x.data(), y1.data(), s); }, 3, reps, s);
+    sp.matmul(x.data(), y1.data(), s);
+    gemm_bf16(h, wd.data(), x.data(), y2.data(), out, in, tokens);
+    const double err_t = max_rel_diff_bf16(y1, y2);
+    std::printf(
+        "  tuned: %d candidates, alg %d split-k %d: %.3f ms; cuBLAS %.3f ms: %.2fx "
+        "(median of pair ratios; max rel diff %.1e)\n",
+        tn.candidates, tn.alg_id, tn.split_k, pt.b_ms, pt.a_ms, pt.ratio, err_t);
+    const std::string kt = "sparse24_" + std::to_string(out) + "x" + std::to_string(in);
+    result(kt + "_tuned_ms", pt.b_ms);
+    result(kt + "_tuned_speedup", pt.ratio);
+    result(kt + "_tuned_alg", tn.alg_id);
     const double flop = 2.0 * tokens * double(out) * in;
     char name[96];
     std::snprintf(name, sizeof name, "2:4 %dx%d, %d tok: cuBLAS / cuSPARSELt", out, in, tokens);
@@ -348,6 +393,198 @@ void bench_sparse24(cudaStream_t s, cublasHandle_t h) {
   (void)s, (void)h;
   std::printf("sparse24: cuSPARSELt not found at configure time; skipped\n");
   result("sparse24_available", 0);
+#endif
+}
+
+#if defined(SPARSENM_HAS_CUSPARSELT)
+__global__ void cast_bf16_kernel(const float* __restrict__ w, std::size_t n,
+                                 __nv_bfloat16* __restrict__ out) {
+  for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n;
+       i += std::size_t(gridDim.x) * blockDim.x)
+    out[i] = __float2bfloat16(w[i]);
+}
+
+/// dX (tokens x in) = dY (tokens x out) W (out x in), all row-major bf16.
+void gemm_dx(cublasHandle_t h, const __nv_bfloat16* w, const __nv_bfloat16* dy, __nv_bfloat16* dx,
+             int out, int in, int tokens) {
+  const float one = 1.f, zero = 0.f;
+  SPARSENM_CUBLAS_CHECK(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, in, tokens, out, &one, w,
+                                     CUDA_R_16BF, in, dy, CUDA_R_16BF, out, &zero, dx, CUDA_R_16BF,
+                                     in, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+/// dW (out x in, fp32 row-major) = dYᵀ X.
+void gemm_dw(cublasHandle_t h, const __nv_bfloat16* x, const __nv_bfloat16* dy, float* dw, int out,
+             int in, int tokens) {
+  const float one = 1.f, zero = 0.f;
+  SPARSENM_CUBLAS_CHECK(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_T, in, out, tokens, &one, x,
+                                     CUDA_R_16BF, in, dy, CUDA_R_16BF, out, &zero, dw, CUDA_R_32F,
+                                     in, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+#endif
+
+void bench_layer24(cudaStream_t s, cublasHandle_t h) {
+#if defined(SPARSENM_HAS_CUSPARSELT)
+  const std::pair<int, int> shapes[] = {{4096, 4096}, {11008, 4096}};
+  const int tokens = 8192;
+  SPARSENM_CUBLAS_CHECK(cublasSetStream(h, s));
+  for (auto sh : shapes) {
+    const int out = sh.first, in = sh.second;
+    const std::string k = "layer24_" + std::to_string(out) + "x" + std::to_string(in);
+    auto t0 = std::chrono::steady_clock::now();
+    const sparsenm::Mask mask = sparsenm::random_transposable(out, in, NM{2, 4}, Philox(out + 7));
+    Matrix<float> w = Matrix<float>::Random(out, in) * float(1.0 / std::sqrt(double(in)));
+    const auto c = sparsenm::compress(w, mask, NM{2, 4});
+    auto t1 = std::chrono::steady_clock::now();
+    sc::Linear24Config cfg;
+    cfg.adam.lr = 1e-4;
+    sc::SparseLinear24 layer(c, sparsenm::Vector<float>(), tokens, cfg, s);
+    auto t2 = std::chrono::steady_clock::now();
+    const double build_ms = std::chrono::duration<double, std::milli>(t2 - t1).count();
+    std::printf(
+        "layer24 %dx%d: host mask %.0f ms, layer build %.0f ms; dX route %s, pack %s\n", out, in,
+        std::chrono::duration<double, std::milli>(t1 - t0).count(), build_ms,
+        layer.dx_route() == sc::DxRoute::SparseTransposed ? "sparse transposed" : "DENSE FALLBACK",
+        layer.pack_route() == sc::PackRoute::InPlace ? "in place" : "RECOMPRESS");
+    result(k + "_build_ms", build_ms);
+    result(k + "_inplace", layer.pack_route() == sc::PackRoute::InPlace);
+    result(k + "_dx_sparse", layer.dx_route() == sc::DxRoute::SparseTransposed);
+    sc::DeviceBuffer<__nv_bfloat16> x(std::size_t(tokens) * in), dy(std::size_t(tokens) * out),
+        y(std::size_t(tokens) * out), dx(std::size_t(tokens) * in);
+    fill(x, 21);
+    fill(dy, 22, -1e-2f, 1e-2f);
+    // Plan tuning (every algorithm id, split-k 1 and default) on real-shaped random data.
+    {
+      const auto tf = layer.forward_plan().tune(x.data(), y.data(), 5, s);
+      std::printf("  tune forward: %d candidates, alg %d split-k %d: %.3f -> %.3f ms\n",
+                  tf.candidates, tf.alg_id, tf.split_k, tf.first_ms, tf.ms);
+      result(k + "_tune_fwd_first_ms", tf.first_ms);
+      result(k + "_tune_fwd_ms", tf.ms);
+      if (sc::Sparse24* b = layer.backward_plan()) {
+        const auto tb = b->tune(dy.data(), dx.data(), 5, s);
+        std::printf("  tune dX:      %d candidates, alg %d split-k %d: %.3f -> %.3f ms\n",
+                    tb.candidates, tb.alg_id, tb.split_k, tb.first_ms, tb.ms);
+        result(k + "_tune_dx_first_ms", tb.first_ms);
+        result(k + "_tune_dx_ms", tb.ms);
+      }
+    }
+    // Dense mixed-precision baseline: bf16 weight for the GEMMs, fp32 master + dense Adam.
+    sc::DeviceBuffer<float> wf(std::size_t(out) * in), dwf(std::size_t(out) * in);
+    sc::DeviceBuffer<__nv_bfloat16> wb(std::size_t(out) * in);
+    fill(wf, 23, -0.015f, 0.015f);
+    fill(wb, 24);
+    sc::Adam<float> dadam(out, in, cfg.adam);
+    const std::size_t nw = std::size_t(out) * in;
+    auto d_fwd = [&] { gemm_bf16(h, wb.data(), x.data(), y.data(), out, in, tokens); };
+    auto d_dx = [&] { gemm_dx(h, wb.data(), dy.data(), dx.data(), out, in, tokens); };
+    auto d_dw = [&] { gemm_dw(h, x.data(), dy.data(), dwf.data(), out, in, tokens); };
+    auto d_opt = [&] {
+      dadam.step(wf.data(), dwf.data(), nullptr, s);
+      cast_bf16_kernel<<<sc::detail::grid_for(nw, 256), 256, 0, s>>>(wf.data(), nw, wb.data());
+    };
+    auto dense_step = [&] { d_fwd(), d_dx(), d_dw(), d_opt(); };
+    auto s_fwd = [&] { layer.forward(x.data(), y.data(), s); };
+    auto s_bwd = [&] { layer.backward(dy.data(), dx.data(), s); };
+    auto s_dw = [&] { layer.backward(dy.data(), nullptr, s); };
+    auto s_opt = [&] { layer.step(s); };
+    auto sparse_step = [&] { s_fwd(), s_bwd(), s_opt(); };
+    const int reps = g_quick ? 5 : 15;
+    const PairTiming st = alternate_ms(dense_step, sparse_step, 3, reps, s);
+    const PairTiming pf = alternate_ms(d_fwd, s_fwd, 2, reps, s);
+    const PairTiming pb = alternate_ms([&] { d_dx(), d_dw(); }, s_bwd, 2, reps, s);
+    const PairTiming pw = alternate_ms(d_dw, s_dw, 2, reps, s);
+    const PairTiming po = alternate_ms(d_opt, s_opt, 2, reps, s);
+    std::printf(
+        "%-44s %9.3f / %7.3f ms  speedup %.2fx (median of pair ratios)\n",
+        ("layer step 2:4T " + std::to_string(out) + "x" + std::to_string(in) + ": dense / sparse")
+            .c_str(),
+        st.a_ms, st.b_ms, st.ratio);
+    std::printf(
+        "  forward %.3f / %.3f (%.2fx)  dX+dW %.3f / %.3f (%.2fx)  dW %.3f / %.3f (%.2fx)"
+        "  dX %.3f / %.3f  optimizer+pack %.3f / %.3f ms\n",
+        pf.a_ms, pf.b_ms, pf.ratio, pb.a_ms, pb.b_ms, pb.ratio, pw.a_ms, pw.b_ms, pw.ratio,
+        pb.a_ms - pw.a_ms, pb.b_ms - pw.b_ms, po.a_ms, po.b_ms);
+    result(k + "_dense_step_ms", st.a_ms);
+    result(k + "_sparse_step_ms", st.b_ms);
+    result(k + "_step_speedup", st.ratio);
+    result(k + "_fwd_speedup", pf.ratio);
+    result(k + "_bwd_speedup", pb.ratio);
+    result(k + "_dw_speedup", pw.ratio);
+    result(k + "_sparse_fwd_ms", pf.b_ms);
+    result(k + "_sparse_dx_ms", pb.b_ms - pw.b_ms);
+    result(k + "_sparse_dw_ms", pw.b_ms);
+    result(k + "_sparse_opt_ms", po.b_ms);
+    result(k + "_dense_opt_ms", po.a_ms);
+    // Host overhead: wall time to enqueue a step (the device runs behind).
+    SPARSENM_CUDA_CHECK(cudaStreamSynchronize(s));
+    const int n_host = 10;
+    auto h0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < n_host; ++i) sparse_step();
+    auto h1 = std::chrono::steady_clock::now();
+    SPARSENM_CUDA_CHECK(cudaStreamSynchronize(s));
+    const double host_us = std::chrono::duration<double, std::micro>(h1 - h0).count() / n_host;
+    // The same step captured once as a CUDA graph and replayed.
+    double graph_ms = -1, graph_host_us = -1;
+    try {
+      cudaGraph_t g;
+      cudaGraphExec_t e;
+      SPARSENM_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+      try {
+        sparse_step();
+      } catch (...) {
+        cudaGraph_t dummy;
+        (void)cudaStreamEndCapture(s, &dummy);
+        throw;
+      }
+      SPARSENM_CUDA_CHECK(cudaStreamEndCapture(s, &g));
+      SPARSENM_CUDA_CHECK(cudaGraphInstantiate(&e, g, 0));
+      SPARSENM_CUDA_CHECK(cudaGraphDestroy(g));
+      graph_ms = median_ms([&](int) { SPARSENM_CUDA_CHECK(cudaGraphLaunch(e, s)); }, 2, reps, s);
+      SPARSENM_CUDA_CHECK(cudaStreamSynchronize(s));
+      auto g0 = std::chrono::steady_clock::now();
+      for (int i = 0; i < n_host; ++i) SPARSENM_CUDA_CHECK(cudaGraphLaunch(e, s));
+      auto g1 = std::chrono::steady_clock::now();
+      SPARSENM_CUDA_CHECK(cudaStreamSynchronize(s));
+      graph_host_us = std::chrono::duration<double, std::micro>(g1 - g0).count() / n_host;
+      SPARSENM_CUDA_CHECK(cudaGraphExecDestroy(e));
+    } catch (const std::exception& ex) {
+      std::printf("  graph capture failed: %s\n", ex.what());
+      (void)cudaGetLastError();
+    }
+    std::printf(
+        "  host overhead per step %.1f us (eager), %.1f us (graph launch); graph replay "
+        "%.3f ms\n",
+        host_us, graph_host_us, graph_ms);
+    result(k + "_host_us", host_us);
+    result(k + "_graph_host_us", graph_host_us);
+    result(k + "_graph_step_ms", graph_ms);
+    // One topology refresh through the CPU engine (download, CHTs24 refresh, remap, upload,
+    // rebuild of packing and slot maps), amortised over the default interval of 100 steps.
+    if (out == 4096) {  // the CPU engine runs single-threaded in this build
+      sparsenm::RefreshConfig rc;
+      rc.layout = sparsenm::Layout::Transposable;
+      rc.interval = 100;
+      sparsenm::TopologyRefresher<float> topo(rc, 5);
+      const long rb = layer.rebuilds();
+      auto r0 = std::chrono::steady_clock::now();
+      const auto res = layer.refresh(topo, 100, s);
+      auto r1 = std::chrono::steady_clock::now();
+      const double rms = std::chrono::duration<double, std::milli>(r1 - r0).count();
+      std::printf(
+          "  refresh (CPU engine round trip) %.0f ms, changed %ld, rebuilt %ld, pack %s; "
+          "per step at interval 100: %.3f ms = %.1f%% of a sparse step\n",
+          rms, long(res.stats.changed_count), layer.rebuilds() - rb,
+          layer.pack_route() == sc::PackRoute::InPlace ? "in place" : "RECOMPRESS", rms / 100,
+          100.0 * rms / 100 / st.b_ms);
+      result(k + "_refresh_ms", rms);
+      const double after = median_ms([&](int) { sparse_step(); }, 2, reps, s);
+      std::printf("  sparse step after the refresh %.3f ms\n", after);
+      result(k + "_sparse_step_after_refresh_ms", after);
+    }
+  }
+#else
+  (void)s, (void)h;
+  std::printf("layer24: cuSPARSELt not found at configure time; skipped\n");
 #endif
 }
 
@@ -418,6 +655,28 @@ void bench_decode14(cudaStream_t s, cublasHandle_t h) {
       result(k + "_graph_sparse_us", gr.b_ms * 1e3);
       result(k + "_graph_speedup", gr.ratio);
     }
+    // The routed decode (cuda::Decode14): per token count the fastest of the native kernel,
+    // cuSPARSELt (a 1:4 weight is 2:4-legal) and cuBLAS, chosen by its calibration; reported
+    // against cuBLAS at every count 1..16 (target: never slower).
+    {
+      sc::Decode14 dec(c, /*dense_fallback=*/true, s);
+      sc::DeviceBuffer<__nv_bfloat16> xs(std::size_t(16) * in), ys(std::size_t(16) * out);
+      fill(xs, 14);
+      const auto us = dec.calibrate(xs.data(), ys.data(), 20, g_quick ? 3 : 9, s);
+      const std::string kr = "decode14_route_" + std::to_string(out) + "x" + std::to_string(in);
+      std::printf("decode14 routed %dx%d (us: native / cuSPARSELt / cuBLAS -> chosen, vs cuBLAS)\n",
+                  out, in);
+      double worst = 1e30;
+      for (int t = 1; t <= 16; ++t) {
+        const double chosen = us[std::size_t(int(dec.route(t)))][std::size_t(t)];
+        const double dense = us[2][std::size_t(t)];
+        worst = std::min(worst, dense / chosen);
+        std::printf("  %2d tok: %7.2f / %7.2f / %7.2f -> %-10s %.2fx\n", t, us[0][std::size_t(t)],
+                    us[1][std::size_t(t)], dense, sc::to_string(dec.route(t)), dense / chosen);
+        result(kr + "_t" + std::to_string(t) + "_speedup", dense / chosen);
+      }
+      result(kr + "_min_speedup", worst);
+    }
   }
 }
 
@@ -458,7 +717,9 @@ int main(int argc, char** argv) {
   sc::CublasHandle handle;
   SPARSENM_CUBLAS_CHECK(
       cublasSetWorkspace(handle, cublas_workspace.data(), cublas_workspace.size()));
-  auto want = [&](const char* k) { return only.empty() || only == k; };
+  auto want = [&](const char* k) {  // `only`: one name or a comma-separated list
+    return only.empty() || ("," + only + ",").find("," + std::string(k) + ",") != std::string::npos;
+  };
   auto guarded = [&](const char* name, const std::function<void()>& f) {
     if (!want(name)) return;
     try {
@@ -474,6 +735,7 @@ int main(int argc, char** argv) {
   guarded("tans", [&] { bench_tans_passes(stream); });
   guarded("decode", [&] { bench_decode14(stream, handle); });
   guarded("sparse24", [&] { bench_sparse24(stream, handle); });
+  guarded("layer24", [&] { bench_layer24(stream, handle); });
   guarded("step", [&] { bench_tans_step(stream, handle); });
   guarded("ch", [&] { bench_ch(stream, handle); });
   SPARSENM_CUDA_CHECK(cudaDeviceSynchronize());

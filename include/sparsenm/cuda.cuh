@@ -2,7 +2,7 @@
 // CUDA backend umbrella (CUB's convention: .cuh needs nvcc). Never included by sparsenm.hpp; the
 // CPU build never needs nvcc. Link sparsenm::cuda (CMake option SPARSENM_CUDA=ON), which adds
 // CUDA::cudart, CUDA::cublas and, when found, cuSPARSELt (then SPARSENM_HAS_CUSPARSELT is defined
-// and cuda/sparse24.cuh provides cuda::Sparse24).
+// and cuda/sparse24.cuh provides cuda::Sparse24, cuda/sparse_linear24.cuh cuda::SparseLinear24).
 //
 // Conventions (STYLE.md "CUDA"): namespace sparsenm::cuda; host API in cuda/<op>.cuh, kernels in
 // cuda/detail/<op>_kernels.cuh; an explicit cudaStream_t on every call; buffers are owned by RAII
@@ -22,5 +22,7 @@
 #include "cuda/adam.cuh"
 #include "cuda/decode14.cuh"
 #include "cuda/sparse24.cuh"
+#include "cuda/sparse_linear24.cuh"
+#include "cuda/decode14_route.cuh"
 
 #endif  // SPARSENM_CUDA_CUH

@@ -124,4 +124,40 @@ TEST(CudaSparse24, CuSparseLtNotFoundAtConfigureTime) {
 }
 #endif
 
+TEST(CudaDecode14Route, EveryRouteMatchesReferenceAndCalibrationPicksTheFastest) {
+  const Index out = 64, in = 256;
+  const Mask mask = sparsenm::random_rowwise(out, in, NM{1, 4}, Philox(3));
+  const auto c = sparsenm::compress(st::random_matrix<float>(out, in, 31), mask, NM{1, 4});
+  const Matrix<float> wp = sparsenm::decompress(c);
+  sc::Decode14 dec(c, /*dense_fallback=*/true);
+  EXPECT_TRUE(dec.has(sc::DecodeRoute::Native14));
+  EXPECT_TRUE(dec.has(sc::DecodeRoute::Dense));
+#if defined(SPARSENM_HAS_CUSPARSELT)
+  EXPECT_TRUE(dec.has(sc::DecodeRoute::Sparse24));
+#endif
+  sc::DeviceBuffer<__nv_bfloat16> xs(std::size_t(16 * in)), ys(std::size_t(16 * out));
+  for (int tokens : {1, 5, 16}) {
+    const Matrix<float> x = st::random_matrix<float>(tokens, in, 500 + std::uint64_t(tokens));
+    const Matrix<double> ref = reference(x, wp);
+    sc::DeviceBuffer<__nv_bfloat16> xd, y(std::size_t(tokens * out));
+    xd.upload(to_bf16(x));
+    for (auto r : {sc::DecodeRoute::Native14, sc::DecodeRoute::Sparse24, sc::DecodeRoute::Dense}) {
+      if (!dec.has(r)) continue;
+      SCOPED_TRACE(std::string(sc::to_string(r)) + " tokens " + std::to_string(tokens));
+      y.fill_bytes(0xff);
+      dec.run(r, xd.data(), tokens, y.data());
+      EXPECT_LT(st::max_abs_rel(download_bf16(y, tokens, out), ref), 1e-2);
+    }
+  }
+  xs.upload(to_bf16(st::random_matrix<float>(16, in, 600)));
+  const auto us = dec.calibrate(xs.data(), ys.data(), 4, 3);
+  for (int t = 1; t <= 16; ++t) {
+    const double chosen = us[std::size_t(int(dec.route(t)))][std::size_t(t)];
+    for (int r = 0; r < 3; ++r)
+      if (us[std::size_t(r)][std::size_t(t)] >= 0)
+        EXPECT_LE(chosen, us[std::size_t(r)][std::size_t(t)]);
+  }
+  EXPECT_THROW(dec.matmul(xs.data(), 17, ys.data()), sparsenm::Error);
+}
+
 }  // namespace

@@ -17,6 +17,7 @@
 #include "../core/validate.hpp"
 #include "../optim/adam.hpp"
 #include "../optim/adams.hpp"
+#include "../mask/compress.hpp"
 #include "projection.cuh"
 #include "detail/optim_kernels.cuh"
 #include "error.cuh"
@@ -66,6 +67,29 @@ class Adam {
     SPARSENM_CUDA_CHECK_LAUNCH("adam_kernel");
   }
 
+  /// Compressed route (the counterpart of sparsenm::Adam::remap): after a topology refresh of a
+  /// weight stored as NMCompressed::values (this Adam built with rows x cols = values' shape),
+  /// kept slots take the moments of their source slot and fresh ones start from 0. The map is
+  /// uploaded once per call (a refresh, not a step); the remap runs on the device.
+  void remap(const SlotMap& slots, cudaStream_t stream = nullptr) {
+    check_shape(slots.source, m_rows, m_cols, "cuda::Adam::remap: slots");
+    const int n = slots.nm.n;
+    SPARSENM_CHECK(n >= 1 && n <= 32 && m_cols % n == 0, "cuda::Adam::remap: slots.nm.n = ", n,
+                   " must be in [1, 32] and divide cols = ", m_cols);
+    for (Index k = 0; k < slots.source.size(); ++k)
+      SPARSENM_CHECK(slots.source.data()[k] >= -1 && slots.source.data()[k] < n,
+                     "cuda::Adam::remap: source entry ", k, " = ", int(slots.source.data()[k]),
+                     " must be -1 or in [0, ", n, ")");
+    m_source.resize(size());
+    SPARSENM_CUDA_CHECK(cudaMemcpyAsync(m_source.data(), slots.source.data(), size(),
+                                        cudaMemcpyHostToDevice, stream));
+    const std::size_t groups = size() / std::size_t(n);
+    detail::remap_slots_kernel<S><<<detail::grid_for(groups, 256), 256, 0, stream>>>(
+        m_m.data(), m_v.data(), m_source.data(), groups, n);
+    SPARSENM_CUDA_CHECK_LAUNCH("remap_slots_kernel");
+    SPARSENM_CUDA_CHECK(cudaStreamSynchronize(stream));  // the host map may go away on return
+  }
+
   const AdamConfig& config() const { return m_cfg; }
   void set_lr(double lr) {
     check_finite_positive(lr, "cuda::Adam::set_lr: lr");
@@ -80,6 +104,7 @@ class Adam {
   AdamConfig m_cfg;
   Index m_rows, m_cols;
   DeviceBuffer<S> m_m, m_v;
+  DeviceBuffer<std::int8_t> m_source;
   long m_t = 0;
 };
 

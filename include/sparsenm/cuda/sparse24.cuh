@@ -10,11 +10,22 @@
 // k = in), dense B = x read as Bᵀ (row-major tokens x in, opB = T), C written column-major
 // (out x tokens, ld = out), which is y row-major. The layout choice follows PyTorch's
 // _cslt_sparse_mm. The token count is fixed per object (the plan is tuned for it).
+//
+// Kernel choice. cusparseLtMatmulSearch times the candidate kernels on the inputs it is given; it
+// is run on pseudo-random bf16 activations (zeros run faster than real data on these cards and
+// can favour the wrong kernel). tune() goes further: it times every algorithm id the plan offers
+// (CUSPARSELT_MATMUL_ALG_CONFIG_MAX_ID) with split-k 1 and the library's own choice, on caller
+// data, and keeps the fastest plan. The compressed weight does not depend on the algorithm (the
+// library's compression takes the matrix descriptor and operation only), so it is kept.
+// recompress() re-packs new values under the same plan (a training step: values change, the
+// mask may too); compressed_data() exposes the packed buffer for in-place value updates
+// (cuda/sparse_linear24.cuh).
 #ifndef SPARSENM_CUDA_SPARSE24_CUH
 #define SPARSENM_CUDA_SPARSE24_CUH
 
 #if defined(SPARSENM_HAS_CUSPARSELT)
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -36,6 +47,23 @@ inline void check_cusparselt(cusparseStatus_t status, const char* call, const ch
   if (status != CUSPARSE_STATUS_SUCCESS)
     raise_cuda(call, file, line, int(status), cusparseLtGetErrorName(status),
                cusparseLtGetErrorString(status));
+}
+}  // namespace detail
+}  // namespace cuda
+}  // namespace sparsenm
+
+namespace sparsenm {
+namespace cuda {
+namespace detail {
+/// Deterministic bf16 activations in [-1, 1) for the kernel search (a multiplicative hash of the
+/// index; not a statistical generator, only "not zeros").
+template <class T>  // a template: header-only kernels need no out-of-line definition
+__global__ void fill_search_input(T* x, std::size_t n) {
+  for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n;
+       i += std::size_t(gridDim.x) * blockDim.x) {
+    const std::uint32_t h = std::uint32_t(i) * 2654435761u ^ std::uint32_t(i >> 32);
+    x[i] = T(float(h >> 8) * (2.f / 16777216.f) - 1.f);
+  }
 }
 }  // namespace detail
 }  // namespace cuda
@@ -105,6 +133,51 @@ class Sparse24 {
                                                &beta, y, y, m_workspace.data(), streams, 1));
   }
 
+  /// Re-packs a new pruned dense bf16 weight (same shape, 2:4 along rows; not re-checked) into
+  /// the compressed buffer under the current plan. Stream-ordered; allocates nothing.
+  void recompress(const __nv_bfloat16* pruned, cudaStream_t stream = nullptr) {
+    SPARSENM_CHECK(pruned, "cuda::Sparse24::recompress: pruned must be a device pointer");
+    SPARSENM_CUSPARSELT_CHECK(cusparseLtSpMMACompress(
+        &m_handle, &m_plan, pruned, m_compressed.data(), m_compress_buffer.data(), stream));
+  }
+  /// The packed weight (cuSPARSELt's layout: the kept bf16 values, then the metadata).
+  unsigned char* compressed_data() { return m_compressed.data(); }
+  const unsigned char* compressed_data() const { return m_compressed.data(); }
+
+  /// The algorithm id and split-k of the current plan (after search or tune()).
+  int alg_id() const { return get_alg_attr(CUSPARSELT_MATMUL_ALG_CONFIG_ID); }
+  int split_k() const { return get_alg_attr(CUSPARSELT_MATMUL_SPLIT_K); }
+
+  struct TuneResult {
+    int alg_id = 0, split_k = 1, candidates = 0;
+    float ms = 0, first_ms = 0;  ///< best median, and the median of the plan tune() started from
+  };
+  /// Times every algorithm id (split-k 1 and the library's default split-k for that id) on
+  /// x -> y, `reps` runs each (median), and keeps the fastest plan. Synchronises `stream`.
+  TuneResult tune(const __nv_bfloat16* x, __nv_bfloat16* y, int reps = 5,
+                  cudaStream_t stream = nullptr) {
+    SPARSENM_CHECK(x && y && reps > 0, "cuda::Sparse24::tune: x, y device pointers, reps = ", reps,
+                   " must be > 0");
+    TuneResult best;
+    best.alg_id = alg_id();
+    best.split_k = split_k();
+    best.first_ms = best.ms = time_plan(x, y, reps, stream);
+    int max_id = 0;
+    SPARSENM_CUSPARSELT_CHECK(cusparseLtMatmulAlgGetAttribute(
+        &m_handle, &m_alg, CUSPARSELT_MATMUL_ALG_CONFIG_MAX_ID, &max_id, sizeof max_id));
+    for (int id = 0; id <= max_id; ++id)
+      for (int sk : {-1, 1}) {  // -1: leave split-k to the library's heuristic for this id
+        if (!set_plan(id, sk)) continue;
+        ++best.candidates;
+        const float ms = time_plan(x, y, reps, stream);
+        if (ms < best.ms) best.ms = ms, best.alg_id = id, best.split_k = split_k();
+      }
+    SPARSENM_CHECK(set_plan(best.alg_id, best.split_k),
+                   "cuda::Sparse24::tune: the best plan could not be rebuilt");
+    SPARSENM_CUDA_CHECK(cudaStreamSynchronize(stream));
+    return best;
+  }
+
  private:
   void init(const __nv_bfloat16* pruned, Index out, Index in, Index tokens, bool search,
             cudaStream_t stream) {
@@ -148,12 +221,15 @@ class Sparse24 {
     std::size_t csize = 0, cbuf = 0;
     SPARSENM_CUSPARSELT_CHECK(cusparseLtSpMMACompressedSize(&m_handle, &m_plan, &csize, &cbuf));
     m_compressed.resize(csize);
-    DeviceBuffer<unsigned char> buffer(cbuf > 0 ? cbuf : 1);
-    SPARSENM_CUSPARSELT_CHECK(cusparseLtSpMMACompress(&m_handle, &m_plan, pruned,
-                                                      m_compressed.data(), buffer.data(), stream));
+    m_compress_buffer.resize(cbuf > 0 ? cbuf : 1);
+    SPARSENM_CUSPARSELT_CHECK(cusparseLtSpMMACompress(
+        &m_handle, &m_plan, pruned, m_compressed.data(), m_compress_buffer.data(), stream));
     if (search) {
       DeviceBuffer<__nv_bfloat16> x(std::size_t(n * k)), y(std::size_t(m * n));
-      x.fill_bytes(0, stream);
+      // Never search on zeros: they run faster than real data and can pick the wrong kernel.
+      detail::fill_search_input<__nv_bfloat16>
+          <<<detail::grid_for(x.size(), 256), 256, 0, stream>>>(x.data(), x.size());
+      SPARSENM_CUDA_CHECK_LAUNCH("fill_search_input");
       const float alpha = 1.f, beta = 0.f;
       cudaStream_t streams[1] = {stream};
       SPARSENM_CUSPARSELT_CHECK(cusparseLtMatmulSearch(&m_handle, &m_plan, &alpha,
@@ -166,6 +242,49 @@ class Sparse24 {
     SPARSENM_CUDA_CHECK(cudaStreamSynchronize(stream));
   }
 
+  int get_alg_attr(cusparseLtMatmulAlgAttribute_t a) const {
+    int v = 0;
+    SPARSENM_CUSPARSELT_CHECK(cusparseLtMatmulAlgGetAttribute(&m_handle, &m_alg, a, &v, sizeof v));
+    return v;
+  }
+  /// Rebuilds the plan for algorithm `id` and split-k `sk` (-1: the library's default); false
+  /// (and the previous plan destroyed, to be rebuilt by the caller) when the library refuses.
+  bool set_plan(int id, int sk) {
+    if (m_plan_ready) cusparseLtMatmulPlanDestroy(&m_plan);
+    m_plan_ready = false;
+    if (m_alg_ready) cusparseLtMatmulAlgSelectionDestroy(&m_alg);
+    m_alg_ready = false;
+    SPARSENM_CUSPARSELT_CHECK(cusparseLtMatmulAlgSelectionInit(&m_handle, &m_alg, &m_matmul,
+                                                               CUSPARSELT_MATMUL_ALG_DEFAULT));
+    m_alg_ready = true;
+    if (cusparseLtMatmulAlgSetAttribute(&m_handle, &m_alg, CUSPARSELT_MATMUL_ALG_CONFIG_ID, &id,
+                                        sizeof id) != CUSPARSE_STATUS_SUCCESS)
+      return false;
+    if (sk > 0 && cusparseLtMatmulAlgSetAttribute(&m_handle, &m_alg, CUSPARSELT_MATMUL_SPLIT_K, &sk,
+                                                  sizeof sk) != CUSPARSE_STATUS_SUCCESS)
+      return false;
+    if (cusparseLtMatmulPlanInit(&m_handle, &m_plan, &m_matmul, &m_alg) != CUSPARSE_STATUS_SUCCESS)
+      return false;
+    m_plan_ready = true;
+    std::size_t ws = 0;
+    SPARSENM_CUSPARSELT_CHECK(cusparseLtMatmulGetWorkspace(&m_handle, &m_plan, &ws));
+    if (ws > m_workspace.size()) m_workspace.resize(ws);
+    return true;
+  }
+  float time_plan(const __nv_bfloat16* x, __nv_bfloat16* y, int reps, cudaStream_t stream) {
+    Event a, b;
+    std::vector<float> t;
+    for (int r = -2; r < reps; ++r) {  // two warm-up runs
+      a.record(stream);
+      matmul(x, y, stream);
+      b.record(stream);
+      b.synchronize();
+      if (r >= 0) t.push_back(b.elapsed_ms_since(a));
+    }
+    std::sort(t.begin(), t.end());
+    return t[t.size() / 2];
+  }
+
   Index m_out = 0, m_in = 0, m_tokens = 0;
   cusparseLtHandle_t m_handle{};
   cusparseLtMatDescriptor_t m_a{}, m_b{}, m_c{};
@@ -173,7 +292,7 @@ class Sparse24 {
   cusparseLtMatmulAlgSelection_t m_alg{};
   cusparseLtMatmulPlan_t m_plan{};
   bool m_handle_ready = false, m_desc_ready = false, m_alg_ready = false, m_plan_ready = false;
-  DeviceBuffer<unsigned char> m_compressed, m_workspace;
+  DeviceBuffer<unsigned char> m_compressed, m_compress_buffer, m_workspace;
 };
 
 }  // namespace cuda

@@ -281,6 +281,25 @@ __global__ void adam_kernel(const S* __restrict__ g, const std::uint8_t* __restr
       });
 }
 
+/// Per-slot state follows a SlotMap (mask/compress.hpp remap_slots, same rule): in group g of n
+/// slots, slot s takes old slot src[g n + s] of the same group, or 0 when src is -1. Two arrays
+/// (the two moments) in one pass; one thread per group.
+template <class S>
+__global__ void remap_slots_kernel(S* __restrict__ a, S* __restrict__ b,
+                                   const std::int8_t* __restrict__ src, std::size_t groups, int n) {
+  for (std::size_t g = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; g < groups;
+       g += std::size_t(gridDim.x) * blockDim.x) {
+    S oa[32], ob[32];
+    const std::size_t base = g * std::size_t(n);
+    for (int s = 0; s < n; ++s) oa[s] = a[base + s], ob[s] = b[base + s];
+    for (int s = 0; s < n; ++s) {
+      const int from = src[base + s];
+      a[base + s] = from >= 0 ? oa[from] : S(0);
+      b[base + s] = from >= 0 ? ob[from] : S(0);
+    }
+  }
+}
+
 // ----------------------------------------------------------------------------------------------
 // AdamS (CAST Algorithm 1; optim/adams.hpp detail::adams_block with scale a = 1, same order).
 template <class S>

@@ -1,0 +1,450 @@
+// SPDX-License-Identifier: Apache-2.0
+// A device 2:4 sparse linear layer for training (the counterpart of sparsenm::SparseLinear with
+// NM{2,4}, nn/sparse_linear.hpp), available with cuSPARSELt (SPARSENM_HAS_CUSPARSELT).
+//
+//   forward   y = x Wᵀ (+ b)          cuSPARSELt 2:4, W packed (out x in, 2:4 along rows)
+//   backward  dX = dY W               transposable mask (CHTs24 Sec. 3: Wᵀ is 2:4 too):
+//                                     cuSPARSELt 2:4 with Wᵀ packed (in x out);
+//                                     row-wise mask: DxRoute::DenseFallback, cuBLAS bf16 on a
+//                                     pruned dense bf16 copy of W (kept only for such masks)
+//             dW on the active entries only: dense fp32-accumulated tiles of at most
+//             `dw_scratch_bytes` (cuBLAS, bf16 in, fp32 out), sampled at the kept positions;
+//             the full dense dW never exists
+//             db = column sums of dY (fp32, deterministic)
+//   step      Adam (cuda::Adam, same AdamConfig and arithmetic as sparsenm::Adam) on the fp32
+//             master values of the active entries and the bias, then the bf16 re-pack
+//
+// State on the device: fp32 master values, fp32 gradient and fp32 Adam moments of the active
+// entries (out x in/2 each, the layout of NMCompressed::values), the 2-bit-per-slot indices
+// (a byte each), the packed bf16 weights of cuSPARSELt (forward, and transposed for a
+// transposable mask), bias and its state. The x of the last forward is not copied: the caller
+// keeps it alive until backward (as autograd keeps saved tensors).
+//
+// Plans are built once (construction); packed weights are rebuilt only when the mask changes
+// (refresh(), set_compressed()). Each step re-packs the new values in place: a slot map found at
+// rebuild time says where cuSPARSELt's packing puts every slot (probe packs: all-ones and
+// all-twos locate the value words; four packs carrying the bytes of each slot's index locate the
+// slots), checked byte for byte against a fresh compress of the real values; then a step is one
+// scatter pass (PackRoute::InPlace). (The check uses a nonzero pattern, not the real values: a
+// kept weight may be exactly 0, regrown ones start so, and the library may then place that
+// group's metadata differently; the mask's own metadata with a stored 0 is equally right.) If the
+// check ever fails (another library version packing differently), the layer falls back to expanding
+// the values into a dense bf16 scratch and calling cusparseLtSpMMACompress every step
+// (PackRoute::Recompress), and says so.
+//
+// Topology refresh round-trips through the CPU engine: values and indices are downloaded, the
+// CPU TopologyRefresher (CHTs24 Alg. 1) moves them to the new mask and returns the SlotMap, the
+// values are uploaded, the Adam moments follow on the device (cuda::Adam::remap), and the packed
+// weights and slot maps are rebuilt. bench_cuda measures what this costs.
+#ifndef SPARSENM_CUDA_SPARSE_LINEAR24_CUH
+#define SPARSENM_CUDA_SPARSE_LINEAR24_CUH
+
+#if defined(SPARSENM_HAS_CUSPARSELT)
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include "../core/types.hpp"
+#include "../core/validate.hpp"
+#include "../mask/compress.hpp"
+#include "../optim/adam.hpp"
+#include "../topology/refresh.hpp"
+#include "adam.cuh"
+#include "detail/linear24_kernels.cuh"
+#include "error.cuh"
+#include "memory.cuh"
+#include "sparse24.cuh"
+
+namespace sparsenm {
+namespace cuda {
+
+/// How dX = dY W is computed.
+enum class DxRoute { SparseTransposed, DenseFallback };
+/// How new values reach the packed weights each step.
+enum class PackRoute { InPlace, Recompress };
+
+/// Settings of cuda::SparseLinear24.
+///
+/// | field            | meaning                                                    | default |
+/// |------------------|------------------------------------------------------------|---------|
+/// | adam             | optimizer of the values and the bias (sparsenm::AdamConfig) | {}      |
+/// | search           | cusparseLtMatmulSearch for each plan at construction        | true    |
+/// | dw_scratch_bytes | fp32 tile of the dW products (rows of at least 16)          | 64 MiB  |
+struct Linear24Config {
+  AdamConfig adam{};
+  bool search = true;
+  std::size_t dw_scratch_bytes = std::size_t(64) << 20;
+  void validate() const {
+    adam.validate();
+    SPARSENM_CHECK(dw_scratch_bytes >= 1024,
+                   "Linear24Config::dw_scratch_bytes = ", dw_scratch_bytes, " must be >= 1024");
+  }
+};
+
+class SparseLinear24 {
+ public:
+  /// From a 2:4 compressed weight (out x in, e.g. SparseLinear<float>::weight()) and a bias
+  /// (length out, or empty for none), for `tokens` activation rows per step. out, in and tokens
+  /// must be multiples of 16 (cuSPARSELt's alignment for 16-bit types). Throws sparsenm::Error.
+  SparseLinear24(const NMCompressed<float>& weight, const Vector<float>& bias, Index tokens,
+                 Linear24Config cfg = {}, cudaStream_t stream = nullptr)
+      : m_cfg(cfg) {
+    m_cfg.validate();
+    check_compressed(weight, "cuda::SparseLinear24: weight");
+    SPARSENM_CHECK(weight.nm == (NM{2, 4}), "cuda::SparseLinear24: weight.nm = ", weight.nm,
+                   " must be NM{2,4}");
+    SPARSENM_CHECK(weight.rows > 0 && weight.cols > 0 && tokens > 0,
+                   "cuda::SparseLinear24: out = ", weight.rows, ", in = ", weight.cols,
+                   ", tokens = ", tokens, " must be positive");
+    check_divisible(weight.rows, 16, "cuda::SparseLinear24: out", "16");
+    check_divisible(weight.cols, 16, "cuda::SparseLinear24: in", "16");
+    check_divisible(tokens, 16, "cuda::SparseLinear24: tokens", "16");
+    SPARSENM_CHECK(bias.size() == 0 || bias.size() == weight.rows,
+                   "cuda::SparseLinear24: bias has length ", bias.size(),
+                   " but out = ", weight.rows);
+    SPARSENM_CHECK(double(weight.rows) * double(weight.cols) < 4.0e9,
+                   "cuda::SparseLinear24: out x in = ", weight.rows, " x ", weight.cols,
+                   " exceeds the 32-bit slot maps");
+    m_out = weight.rows;
+    m_in = weight.cols;
+    m_tokens = tokens;
+    m_indices = weight.indices;
+    m_values.upload(
+        std::vector<float>(weight.values.data(), weight.values.data() + weight.values.size()),
+        stream);
+    m_grad.resize(nnz());
+    m_grad.fill_bytes(0, stream);
+    m_idx.resize(nnz());
+    m_opt = std::make_unique<Adam<float>>(m_out, m_in / 2, m_cfg.adam);
+    if (bias.size()) {
+      m_bias.upload(std::vector<float>(bias.data(), bias.data() + bias.size()), stream);
+      m_grad_bias.resize(std::size_t(m_out));
+      m_grad_bias.fill_bytes(0, stream);
+      m_opt_bias = std::make_unique<Adam<float>>(1, m_out, m_cfg.adam);
+    }
+    const std::size_t rows =
+        std::max<std::size_t>(16, m_cfg.dw_scratch_bytes / (sizeof(float) * std::size_t(m_in)));
+    m_dw_rows = Index(std::min<std::size_t>(rows, std::size_t(m_out)));
+    m_dw_tile.resize(std::size_t(m_dw_rows) * std::size_t(m_in));
+    m_blas_ws.resize(std::size_t(32) << 20);  // fixed: cuBLAS never allocates in graph capture
+    SPARSENM_CUBLAS_CHECK(cublasSetWorkspace(m_blas, m_blas_ws.data(), m_blas_ws.size()));
+    rebuild(stream);
+  }
+
+  SparseLinear24(const SparseLinear24&) = delete;
+  SparseLinear24& operator=(const SparseLinear24&) = delete;
+
+  /// y (tokens x out, row-major bf16) = x (tokens x in, row-major bf16) Wᵀ + b. `x` must stay
+  /// valid and unchanged until backward().
+  void forward(const __nv_bfloat16* x, __nv_bfloat16* y, cudaStream_t stream = nullptr) {
+    SPARSENM_CHECK(x && y, "cuda::SparseLinear24::forward: x and y must be device pointers");
+    m_x = x;
+    m_fwd->matmul(x, y, stream);
+    if (has_bias()) {
+      detail::bias_add_kernel<float><<<detail::grid_for(outputs(), 256), 256, 0, stream>>>(
+          y, m_bias.data(), std::size_t(m_tokens), std::size_t(m_out));
+      SPARSENM_CUDA_CHECK_LAUNCH("bias_add_kernel");
+    }
+  }
+
+  /// dY (tokens x out, bf16) of the last forward -> dX (tokens x in, bf16; skipped when null),
+  /// dW on the active entries (grad_data(), fp32) and db (fp32).
+  void backward(const __nv_bfloat16* dy, __nv_bfloat16* dx, cudaStream_t stream = nullptr) {
+    SPARSENM_CHECK(m_x, "cuda::SparseLinear24::backward called before forward");
+    SPARSENM_CHECK(dy, "cuda::SparseLinear24::backward: dy must be a device pointer");
+    SPARSENM_CUBLAS_CHECK(cublasSetStream(m_blas, stream));
+    const float one = 1.f, zero = 0.f;
+    if (dx) {
+      if (m_dx_route == DxRoute::SparseTransposed) {
+        m_bwd->matmul(dy, dx, stream);  // (tokens x in) = dY (tokens x out) (Wᵀ)ᵀ
+      } else {
+        // Column-major view: dXᵀ (in x tokens) = W (col-major in x out) dYᵀ (out x tokens).
+        SPARSENM_CUBLAS_CHECK(cublasGemmEx(
+            m_blas, CUBLAS_OP_N, CUBLAS_OP_N, int(m_in), int(m_tokens), int(m_out), &one,
+            m_dense_w.data(), CUDA_R_16BF, int(m_in), dy, CUDA_R_16BF, int(m_out), &zero, dx,
+            CUDA_R_16BF, int(m_in), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+      }
+    }
+    // dW rows [o0, o0 + r): tile (col-major in x r) = Xᵀ (in x tokens) dY[:, o0:o0+r].
+    for (Index o0 = 0; o0 < m_out; o0 += m_dw_rows) {
+      const Index r = std::min(m_dw_rows, m_out - o0);
+      SPARSENM_CUBLAS_CHECK(cublasGemmEx(
+          m_blas, CUBLAS_OP_N, CUBLAS_OP_T, int(m_in), int(r), int(m_tokens), &one, m_x,
+          CUDA_R_16BF, int(m_in), dy + o0, CUDA_R_16BF, int(m_out), &zero, m_dw_tile.data(),
+          CUDA_R_32F, int(m_in), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+      const std::size_t n = std::size_t(r) * std::size_t(m_in / 2);
+      detail::sample_tile_kernel<float><<<detail::grid_for(n, 256), 256, 0, stream>>>(
+          m_dw_tile.data(), m_idx.data(), std::size_t(o0), std::size_t(r), std::size_t(m_in),
+          m_grad.data());
+      SPARSENM_CUDA_CHECK_LAUNCH("sample_tile_kernel");
+    }
+    if (has_bias()) {
+      detail::bias_grad_kernel<float><<<unsigned((m_out + 31) / 32), dim3(32, 16), 0, stream>>>(
+          dy, std::size_t(m_tokens), std::size_t(m_out), m_grad_bias.data());
+      SPARSENM_CUDA_CHECK_LAUNCH("bias_grad_kernel");
+    }
+  }
+
+  /// One Adam step on the active values (and the bias) with the gradients of the last
+  /// backward, then the re-pack of the bf16 weights. Allocates nothing; capturable.
+  void step(cudaStream_t stream = nullptr) {
+    m_opt->step(m_values.data(), m_grad.data(), nullptr, stream);
+    if (has_bias()) m_opt_bias->step(m_bias.data(), m_grad_bias.data(), nullptr, stream);
+    pack(stream);
+  }
+
+  /// One topology refresh at `step` through the CPU engine (see the file comment); the values
+  /// move to the new mask, the Adam moments follow, the gradient is zeroed, and the packed
+  /// weights are rebuilt when the mask changed. The refresher's nm must be 2:4. Synchronous.
+  RefreshResult refresh(TopologyRefresher<float>& topology, long step,
+                        cudaStream_t stream = nullptr) {
+    NMCompressed<float> w = download(stream);
+    RefreshResult res = topology.refresh(w, step);
+    const bool changed = res.stats.changed_count > 0;
+    m_indices = w.indices;
+    m_values.upload(w.values.data(), nnz(), stream);
+    m_opt->remap(res.slots, stream);
+    m_grad.fill_bytes(0, stream);
+    if (changed)
+      rebuild(stream);
+    else
+      pack(stream);
+    SPARSENM_CUDA_CHECK(cudaStreamSynchronize(stream));
+    return res;
+  }
+
+  /// Replaces the weight (same shape, 2:4): values and mask; moments of entries active in both
+  /// masks are kept (the SlotMap of move_to_mask), others start at 0. Returns that map.
+  SlotMap set_compressed(const NMCompressed<float>& weight, cudaStream_t stream = nullptr) {
+    check_compressed(weight, "cuda::SparseLinear24::set_compressed: weight");
+    SPARSENM_CHECK(weight.nm == (NM{2, 4}) && weight.rows == m_out && weight.cols == m_in,
+                   "cuda::SparseLinear24::set_compressed: weight is ", weight.rows, "x",
+                   weight.cols, " ", weight.nm, " but the layer is ", m_out, "x", m_in, " 2:4");
+    NMCompressed<float> old = download(stream);
+    const SlotMap map = slot_map(old, mask_of(weight));
+    m_indices = weight.indices;
+    m_values.upload(weight.values.data(), nnz(), stream);
+    m_opt->remap(map, stream);
+    m_grad.fill_bytes(0, stream);
+    rebuild(stream);
+    return map;
+  }
+
+  /// Values and indices on the host (synchronous).
+  NMCompressed<float> download(cudaStream_t stream = nullptr) const {
+    NMCompressed<float> w;
+    w.nm = NM{2, 4};
+    w.rows = m_out;
+    w.cols = m_in;
+    w.values.resize(m_out, m_in / 2);
+    m_values.download(w.values.data(), nnz(), stream);
+    w.indices = m_indices;
+    return w;
+  }
+  Matrix<float> grad_values(cudaStream_t stream = nullptr) const {
+    return to_host(m_grad, m_out, m_in / 2, stream);
+  }
+  Vector<float> bias(cudaStream_t stream = nullptr) const { return vec(m_bias, stream); }
+  Vector<float> grad_bias(cudaStream_t stream = nullptr) const { return vec(m_grad_bias, stream); }
+
+  float* values_data() { return m_values.data(); }
+  float* grad_data() { return m_grad.data(); }
+  const Adam<float>& optimizer() const { return *m_opt; }
+  bool has_bias() const { return m_bias.size() > 0; }
+  Index in() const { return m_in; }
+  Index out() const { return m_out; }
+  Index tokens() const { return m_tokens; }
+  DxRoute dx_route() const { return m_dx_route; }
+  PackRoute pack_route() const { return m_pack_route; }
+  /// Times the packed weights and slot maps were rebuilt (construction, mask changes).
+  long rebuilds() const { return m_rebuilds; }
+  /// The cuSPARSELt plans: forward (W), and backward (Wᵀ; null unless the mask is transposable).
+  Sparse24& forward_plan() { return *m_fwd; }
+  Sparse24* backward_plan() { return m_bwd.get(); }
+  /// Bytes of training state on the device between steps (values, gradient, moments, indices,
+  /// packed weights, slot maps, the dense fallback copy if any, bias and its state; not the
+  /// dW tile or the workspaces).
+  std::size_t state_bytes() const {
+    std::size_t b = m_values.bytes() + m_grad.bytes() + 2 * m_values.bytes() + m_idx.bytes() +
+                    m_fwd->compressed_bytes() + m_map_fwd.bytes() + m_map_bwd.bytes() +
+                    m_dense_w.bytes() + m_dense_wt.bytes() + 4 * m_bias.bytes();
+    if (m_bwd) b += m_bwd->compressed_bytes();
+    return b;
+  }
+
+ private:
+  std::size_t nnz() const { return std::size_t(m_out) * std::size_t(m_in / 2); }
+  std::size_t outputs() const { return std::size_t(m_tokens) * std::size_t(m_out); }
+  static Vector<float> vec(const DeviceBuffer<float>& d, cudaStream_t stream) {
+    Vector<float> v(Index(d.size()));
+    if (d.size()) d.download(v.data(), d.size(), stream);
+    return v;
+  }
+
+  /// True when every column of the mask is 2:4 along rows too (Wᵀ is 2:4 along its rows).
+  bool columns_are_24() const {
+    if (m_out % 16 != 0) return false;
+    const Index nnzr = m_in / 2;
+    std::vector<std::uint8_t> count(static_cast<std::size_t>(m_in));
+    for (Index r0 = 0; r0 < m_out; r0 += 4) {
+      std::fill(count.begin(), count.end(), std::uint8_t(0));
+      for (Index r = r0; r < r0 + 4; ++r) {
+        const std::uint8_t* ix = m_indices.data() + r * nnzr;
+        for (Index j = 0; j < nnzr; ++j) ++count[std::size_t((j >> 1) * 4 + ix[j])];
+      }
+      for (std::uint8_t c : count)
+        if (c != 2) return false;
+    }
+    return true;
+  }
+
+  void expand(bool transpose, detail::Expand what, int digit, __nv_bfloat16* dst,
+              cudaStream_t stream) {
+    detail::expand_slots_kernel<float><<<detail::grid_for(nnz(), 256), 256, 0, stream>>>(
+        m_values.data(), m_idx.data(), std::size_t(m_out), std::size_t(m_in), transpose, what,
+        digit, dst);
+    SPARSENM_CUDA_CHECK_LAUNCH("expand_slots_kernel");
+  }
+
+  /// Finds where `plan`'s packing puts every slot (file comment) and checks it against a fresh
+  /// packing (true: the map holds; `plan` then has the mask's packing, values still to write;
+  /// false: `plan` holds the packing of the real values). `pruned` is the zeroed dense
+  /// scratch of this orientation (its kept positions are overwritten).
+  bool build_slot_map(Sparse24& plan, bool transpose, __nv_bfloat16* pruned,
+                      DeviceBuffer<std::uint32_t>& map, cudaStream_t stream) {
+    const std::size_t bytes = plan.compressed_bytes(), words = bytes / 2;
+    const auto* packed16 = reinterpret_cast<const std::uint16_t*>(plan.compressed_data());
+    DeviceBuffer<unsigned char> ones(bytes);
+    DeviceBuffer<std::uint32_t> slot(words);
+    DeviceBuffer<unsigned long long> counters(4);
+    counters.fill_bytes(0, stream);
+    const unsigned gw = detail::grid_for(words, 256);
+    expand(transpose, detail::Expand::One, 0, pruned, stream);
+    plan.recompress(pruned, stream);
+    SPARSENM_CUDA_CHECK(cudaMemcpyAsync(ones.data(), plan.compressed_data(), bytes,
+                                        cudaMemcpyDeviceToDevice, stream));
+    expand(transpose, detail::Expand::Two, 0, pruned, stream);
+    plan.recompress(pruned, stream);
+    detail::mark_value_words_kernel<std::uint16_t><<<gw, 256, 0, stream>>>(
+        reinterpret_cast<const std::uint16_t*>(ones.data()), packed16, words, slot.data());
+    SPARSENM_CUDA_CHECK_LAUNCH("mark_value_words_kernel");
+    for (int d = 0; d < 4; ++d) {
+      expand(transpose, detail::Expand::Digit, d, pruned, stream);
+      plan.recompress(pruned, stream);
+      detail::add_digit_kernel<std::uint16_t>
+          <<<gw, 256, 0, stream>>>(packed16, words, d, slot.data(), counters.data() + 2);
+      SPARSENM_CUDA_CHECK_LAUNCH("add_digit_kernel");
+    }
+    map.resize(nnz());
+    map.fill_bytes(0xff, stream);
+    detail::invert_slots_kernel<std::uint32_t>
+        <<<gw, 256, 0, stream>>>(slot.data(), words, nnz(), map.data(), counters.data());
+    SPARSENM_CUDA_CHECK_LAUNCH("invert_slots_kernel");
+    // The check: the packing of a nonzero pattern that varies with the slot must equal the
+    // all-ones packing with that pattern scattered in through the map, byte for byte. (Not the
+    // real values: a kept weight may be exactly 0, e.g. regrown, and the library may then put
+    // that group's metadata elsewhere; the mask's metadata with a stored 0 is just as right.)
+    expand(transpose, detail::Expand::Check, 0, pruned, stream);
+    plan.recompress(pruned, stream);
+    std::vector<unsigned long long> c(4);
+    counters.download(c.data(), 4, stream);
+    if (c[0] != nnz() || c[1] != 0 || c[2] != 0) {
+      expand(transpose, detail::Expand::Values, 0, pruned, stream);
+      plan.recompress(pruned, stream);
+      return false;
+    }
+    detail::scatter_values_kernel<float><<<detail::grid_for(nnz(), 256), 256, 0, stream>>>(
+        nullptr, nnz(), map.data(), reinterpret_cast<__nv_bfloat16*>(ones.data()), nullptr,
+        nullptr);
+    SPARSENM_CUDA_CHECK_LAUNCH("scatter_values_kernel");
+    detail::count_diff_kernel<unsigned char><<<detail::grid_for(bytes, 256), 256, 0, stream>>>(
+        ones.data(), plan.compressed_data(), bytes, counters.data() + 3);
+    SPARSENM_CUDA_CHECK_LAUNCH("count_diff_kernel");
+    counters.download(c.data(), 4, stream);
+    if (c[3] == 0) return true;  // the plan holds the mask's packing; pack() writes the values
+    expand(transpose, detail::Expand::Values, 0, pruned, stream);
+    plan.recompress(pruned, stream);
+    return false;
+  }
+
+  /// Packed weights, plans (first time), slot maps and routes for the current mask.
+  void rebuild(cudaStream_t stream) {
+    m_idx.upload(m_indices.data(), nnz(), stream);
+    const bool transposable = columns_are_24();
+    m_dx_route = transposable ? DxRoute::SparseTransposed : DxRoute::DenseFallback;
+    DeviceBuffer<__nv_bfloat16> pruned(std::size_t(m_out) * std::size_t(m_in));
+    pruned.fill_bytes(0, stream);
+    expand(false, detail::Expand::Values, 0, pruned.data(), stream);
+    if (!m_fwd)
+      m_fwd =
+          std::make_unique<Sparse24>(pruned.data(), m_out, m_in, m_tokens, m_cfg.search, stream);
+    bool in_place = build_slot_map(*m_fwd, false, pruned.data(), m_map_fwd, stream);
+    DeviceBuffer<__nv_bfloat16> pruned_t;
+    if (transposable) {
+      pruned_t.resize(pruned.size());
+      pruned_t.fill_bytes(0, stream);
+      expand(true, detail::Expand::Values, 0, pruned_t.data(), stream);
+      if (!m_bwd)
+        m_bwd = std::make_unique<Sparse24>(pruned_t.data(), m_in, m_out, m_tokens, m_cfg.search,
+                                           stream);
+      in_place = build_slot_map(*m_bwd, true, pruned_t.data(), m_map_bwd, stream) && in_place;
+    } else {
+      m_map_bwd = DeviceBuffer<std::uint32_t>();
+    }
+    m_pack_route = in_place ? PackRoute::InPlace : PackRoute::Recompress;
+    // Dense bf16 copies persist only where a route needs them (file comment).
+    m_dense_w = (!transposable || !in_place) ? std::move(pruned) : DeviceBuffer<__nv_bfloat16>();
+    m_dense_wt = (transposable && !in_place) ? std::move(pruned_t) : DeviceBuffer<__nv_bfloat16>();
+    pack(stream);
+    SPARSENM_CUDA_CHECK(cudaStreamSynchronize(stream));
+    ++m_rebuilds;
+  }
+
+  /// The bf16 weights from the fp32 master values (the masks are unchanged).
+  void pack(cudaStream_t stream) {
+    const bool transposable = m_dx_route == DxRoute::SparseTransposed;
+    if (m_pack_route == PackRoute::InPlace) {
+      detail::scatter_values_kernel<float><<<detail::grid_for(nnz(), 256), 256, 0, stream>>>(
+          m_values.data(), nnz(), m_map_fwd.data(),
+          reinterpret_cast<__nv_bfloat16*>(m_fwd->compressed_data()),
+          transposable ? m_map_bwd.data() : nullptr,
+          transposable ? reinterpret_cast<__nv_bfloat16*>(m_bwd->compressed_data()) : nullptr);
+      SPARSENM_CUDA_CHECK_LAUNCH("scatter_values_kernel");
+      if (!transposable) expand(false, detail::Expand::Values, 0, m_dense_w.data(), stream);
+    } else {
+      expand(false, detail::Expand::Values, 0, m_dense_w.data(), stream);
+      m_fwd->recompress(m_dense_w.data(), stream);
+      if (transposable) {
+        expand(true, detail::Expand::Values, 0, m_dense_wt.data(), stream);
+        m_bwd->recompress(m_dense_wt.data(), stream);
+      }
+    }
+  }
+
+  Linear24Config m_cfg;
+  Index m_out = 0, m_in = 0, m_tokens = 0, m_dw_rows = 0;
+  Mask m_indices;  ///< host copy of the indices (out x in/2): they change only on a refresh
+  DeviceBuffer<float> m_values, m_grad, m_bias, m_grad_bias, m_dw_tile;
+  DeviceBuffer<std::uint8_t> m_idx;
+  DeviceBuffer<std::uint32_t> m_map_fwd, m_map_bwd;
+  DeviceBuffer<__nv_bfloat16> m_dense_w, m_dense_wt;
+  DeviceBuffer<unsigned char> m_blas_ws;
+  CublasHandle m_blas;
+  std::unique_ptr<Sparse24> m_fwd, m_bwd;
+  std::unique_ptr<Adam<float>> m_opt, m_opt_bias;
+  DxRoute m_dx_route = DxRoute::DenseFallback;
+  PackRoute m_pack_route = PackRoute::Recompress;
+  const __nv_bfloat16* m_x = nullptr;
+  long m_rebuilds = 0;
+};
+
+}  // namespace cuda
+}  // namespace sparsenm
+
+#endif  // SPARSENM_HAS_CUSPARSELT
+#endif  // SPARSENM_CUDA_SPARSE_LINEAR24_CUH

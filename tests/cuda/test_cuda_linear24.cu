@@ -1,0 +1,243 @@
+// SPDX-License-Identifier: Apache-2.0
+// cuda::SparseLinear24 (2:4 training layer on sparse tensor cores) against independent host
+// references: y, dX, dW and db in fp64 from the same bf16-rounded operands (bf16 outputs: 1e-2
+// relative; fp32 outputs of exact bf16 products: 1e-4), the Adam step against the CPU compressed
+// Adam (sparsenm::Adam on NMCompressed, same arithmetic: 1e-5 relative), the refresh against the
+// CPU TopologyRefresher run on the same weight (values and indices bit-identical, moments of kept
+// slots moved exactly, fresh ones 0). Outputs are poisoned (NaN) before each run.
+#include <cstdint>
+#include <vector>
+
+#include <cuda_bf16.h>
+#include <gtest/gtest.h>
+
+#include <sparsenm/cuda.cuh>
+#include <sparsenm/mask.hpp>
+#include <sparsenm/optim/adam.hpp>
+#include <sparsenm/topology/refresh.hpp>
+
+#include "cuda/cuda_test_util.cuh"
+
+#if defined(SPARSENM_HAS_CUSPARSELT)
+
+namespace {
+
+using sparsenm::Index;
+using sparsenm::Layout;
+using sparsenm::Mask;
+using sparsenm::Matrix;
+using sparsenm::NM;
+using sparsenm::NMCompressed;
+using sparsenm::Philox;
+using sparsenm::Vector;
+namespace sc = sparsenm::cuda;
+namespace st = sparsenm::test;
+using bf16 = __nv_bfloat16;
+
+double bf(float x) { return double(__bfloat162float(__float2bfloat16(x))); }
+
+/// Rounds to bf16 on the host and uploads; returns the rounded values in fp64.
+Matrix<double> upload_bf16(sc::DeviceBuffer<bf16>& d, const Matrix<float>& m) {
+  std::vector<bf16> h(std::size_t(m.size()));
+  Matrix<double> r(m.rows(), m.cols());
+  for (Index k = 0; k < m.size(); ++k) {
+    h[std::size_t(k)] = __float2bfloat16(m.data()[k]);
+    r.data()[k] = double(__bfloat162float(h[std::size_t(k)]));
+  }
+  d.upload(h);
+  return r;
+}
+
+Matrix<double> download_bf16(const sc::DeviceBuffer<bf16>& d, Index rows, Index cols) {
+  const std::vector<bf16> h = d.to_host();
+  Matrix<double> out(rows, cols);
+  for (Index k = 0; k < out.size(); ++k)
+    out.data()[k] = double(__bfloat162float(h[std::size_t(k)]));
+  return out;
+}
+
+/// Dense bf16-rounded weight in fp64 from compressed fp32 values.
+Matrix<double> dense_bf16(const NMCompressed<float>& c) {
+  return sparsenm::decompress(c).unaryExpr([](float v) { return bf(v); });
+}
+
+Vector<float> as_vector(const std::vector<float>& v) {
+  return Eigen::Map<const Vector<float>>(v.data(), Index(v.size()));
+}
+
+struct Fixture {
+  Index out, in, tokens;
+  NMCompressed<float> w;
+  Vector<float> bias;
+};
+
+Fixture make(Index out, Index in, Index tokens, Layout layout, std::uint64_t seed) {
+  Fixture f{out, in, tokens, {}, {}};
+  const Mask mask = sparsenm::random_mask(out, in, NM{2, 4}, layout, Philox(seed));
+  f.w = sparsenm::compress(st::random_matrix<float>(out, in, seed + 1), mask, NM{2, 4});
+  f.bias = st::random_matrix<float>(out, 1, seed + 2).col(0);
+  return f;
+}
+
+/// One forward + backward on fresh random x, dY; checks y, dX, dW, db against fp64.
+void check_pass(sc::SparseLinear24& layer, const NMCompressed<float>& w, const Vector<float>& b,
+                std::uint64_t seed) {
+  const Index out = layer.out(), in = layer.in(), tokens = layer.tokens();
+  sc::DeviceBuffer<bf16> x, dy, y(std::size_t(tokens * out)), dx(std::size_t(tokens * in));
+  const Matrix<double> xd = upload_bf16(x, st::random_matrix<float>(tokens, in, seed));
+  const Matrix<double> dyd = upload_bf16(dy, st::random_matrix<float>(tokens, out, seed + 1));
+  y.fill_bytes(0xff);  // NaN poison
+  dx.fill_bytes(0xff);
+  layer.forward(x.data(), y.data());
+  layer.backward(dy.data(), dx.data());
+  SPARSENM_CUDA_CHECK(cudaDeviceSynchronize());
+  const Matrix<double> wd = dense_bf16(w);
+  Matrix<double> yref = xd * wd.transpose();
+  if (b.size()) yref.rowwise() += b.cast<double>().transpose();
+  const Matrix<double> y_gpu = download_bf16(y, tokens, out);
+  EXPECT_LT(st::fro_rel_err(y_gpu, yref), 1e-2);
+  EXPECT_LT(st::max_abs_rel(y_gpu, yref), 2e-2);
+  const Matrix<double> dxref = dyd * wd;
+  const Matrix<double> dx_gpu = download_bf16(dx, tokens, in);
+  EXPECT_LT(st::fro_rel_err(dx_gpu, dxref), 1e-2);
+  EXPECT_LT(st::max_abs_rel(dx_gpu, dxref), 2e-2);
+  // dW on the active entries: slot (o, j) is column (j/2)*4 + indices(o, j).
+  const Matrix<double> dwd = dyd.transpose() * xd;
+  Matrix<double> gref(out, in / 2);
+  for (Index o = 0; o < out; ++o)
+    for (Index j = 0; j < in / 2; ++j) gref(o, j) = dwd(o, (j / 2) * 4 + w.indices(o, j));
+  EXPECT_LT(st::max_abs_rel(layer.grad_values(), gref), 1e-4);
+  if (b.size()) {
+    const Vector<double> dbref = dyd.colwise().sum().transpose();
+    EXPECT_LT(st::max_abs_rel(layer.grad_bias(), dbref), 1e-4);
+  }
+}
+
+TEST(CudaSparseLinear24, ForwardBackwardMatchFp64BothLayouts) {
+  if (sc::device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  for (Layout layout : {Layout::Transposable, Layout::RowWise})
+    for (bool with_bias : {true, false}) {
+      SCOPED_TRACE(std::string(sparsenm::to_string(layout)) + (with_bias ? " bias" : ""));
+      const Fixture f = make(64, 128, 48, layout, 5 + std::uint64_t(with_bias));
+      const Vector<float> b = with_bias ? f.bias : Vector<float>();
+      sc::Linear24Config cfg;
+      cfg.search = false;
+      cfg.dw_scratch_bytes = 16 * 128 * 4 * 3;  // 48-row dW tiles: two products, one partial
+      sc::SparseLinear24 layer(f.w, b, f.tokens, cfg);
+      EXPECT_EQ(layer.dx_route(), layout == Layout::Transposable ? sc::DxRoute::SparseTransposed
+                                                                 : sc::DxRoute::DenseFallback);
+      EXPECT_EQ(layer.pack_route(), sc::PackRoute::InPlace);
+      check_pass(layer, f.w, b, 40);
+    }
+}
+
+TEST(CudaSparseLinear24, AdamStepMatchesCpuCompressedAdamAndRepacks) {
+  if (sc::device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  for (Layout layout : {Layout::Transposable, Layout::RowWise}) {
+    SCOPED_TRACE(sparsenm::to_string(layout));
+    const Fixture f = make(96, 64, 32, layout, 11);
+    sc::Linear24Config cfg;
+    cfg.search = false;
+    cfg.adam.lr = 1e-2;
+    cfg.adam.weight_decay = 1e-2;
+    sc::SparseLinear24 layer(f.w, f.bias, f.tokens, cfg);
+    NMCompressed<float> cpu = f.w;
+    Matrix<float> cpu_bias = f.bias.transpose();
+    sparsenm::Adam<float> adam(cpu, cfg.adam);
+    sparsenm::Adam<float> adam_bias(1, f.out, cfg.adam);
+    const long rebuilds = layer.rebuilds();
+    for (int it = 0; it < 3; ++it) {
+      check_pass(layer, cpu, cpu_bias.row(0).transpose(), 100 + std::uint64_t(it));
+      const Matrix<float> g = layer.grad_values();
+      const Matrix<float> gb = layer.grad_bias().transpose();
+      adam.step(cpu, g);
+      adam_bias.step(cpu_bias, gb);
+      layer.step();
+      const NMCompressed<float> gpu = layer.download();
+      EXPECT_EQ(gpu.indices, cpu.indices);
+      EXPECT_LT(st::max_rel_err(gpu.values, cpu.values, 1e-2), 1e-5) << "step " << it;
+      EXPECT_LT(st::max_rel_err(layer.bias(), cpu_bias.row(0).transpose(), 1e-2), 1e-5);
+      EXPECT_LT(
+          st::max_rel_err(
+              as_vector(layer.optimizer().exp_avg().to_host()),
+              Eigen::Map<const Vector<float>>(adam.exp_avg().data(), adam.exp_avg().size()), 1e-2),
+          1e-5);
+    }
+    EXPECT_EQ(layer.rebuilds(), rebuilds) << "a step must not rebuild the packed weights";
+    check_pass(layer, cpu, cpu_bias.row(0).transpose(), 200);  // re-packed values in use
+  }
+}
+
+TEST(CudaSparseLinear24, RefreshMatchesCpuEngineAndMovesMoments) {
+  if (sc::device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  for (Layout layout : {Layout::Transposable, Layout::RowWise}) {
+    SCOPED_TRACE(sparsenm::to_string(layout));
+    const Fixture f = make(64, 64, 16, layout, 21);
+    sc::Linear24Config cfg;
+    cfg.search = false;
+    cfg.adam.lr = 1e-2;
+    sc::SparseLinear24 layer(f.w, Vector<float>(), f.tokens, cfg);
+    for (int it = 0; it < 2; ++it) {
+      check_pass(layer, layer.download(), Vector<float>(), 300 + std::uint64_t(it));
+      layer.step();
+    }
+    sparsenm::RefreshConfig rc;
+    rc.layout = layout;
+    rc.zeta = 0.3;
+    rc.interval = 1;
+    rc.soft_remove = false;  // magnitude removal, so the kept set is easy to reason about
+    NMCompressed<float> before = layer.download();
+    const std::vector<float> m0 = layer.optimizer().exp_avg().to_host();
+    const std::vector<float> v0 = layer.optimizer().exp_avg_sq().to_host();
+    sparsenm::TopologyRefresher<float> topo_gpu(rc, 77), topo_cpu(rc, 77);
+    const long rebuilds = layer.rebuilds();
+    const sparsenm::RefreshResult r = layer.refresh(topo_gpu, 1);
+    const sparsenm::RefreshResult rcpu = topo_cpu.refresh(before, 1);
+    ASSERT_GT(r.stats.changed_count, 0);
+    EXPECT_EQ(layer.rebuilds(), rebuilds + 1);
+    const NMCompressed<float> after = layer.download();
+    EXPECT_EQ(after.indices, before.indices);  // `before` now holds the CPU engine's result
+    EXPECT_EQ(after.values, before.values);
+    EXPECT_EQ(r.slots.source, rcpu.slots.source);
+    const std::vector<float> m1 = layer.optimizer().exp_avg().to_host();
+    const std::vector<float> v1 = layer.optimizer().exp_avg_sq().to_host();
+    Index kept = 0, fresh = 0;
+    for (Index o = 0; o < f.out; ++o)
+      for (Index j = 0; j < f.in / 2; ++j) {
+        const int src = r.slots.source(o, j);
+        const std::size_t k = std::size_t(o * (f.in / 2) + j);
+        const std::size_t from = std::size_t(o * (f.in / 2) + (j / 2) * 2 + src);
+        if (src >= 0) {
+          ++kept;
+          EXPECT_EQ(m1[k], m0[from]);
+          EXPECT_EQ(v1[k], v0[from]);
+        } else {
+          ++fresh;
+          EXPECT_EQ(m1[k], 0.f);
+          EXPECT_EQ(v1[k], 0.f);
+        }
+      }
+    EXPECT_GT(kept, 0);
+    EXPECT_GT(fresh, 0);
+    EXPECT_EQ(layer.dx_route(), layout == Layout::Transposable ? sc::DxRoute::SparseTransposed
+                                                               : sc::DxRoute::DenseFallback);
+    check_pass(layer, after, Vector<float>(), 400);  // the rebuilt packing serves the new mask
+    EXPECT_EQ(layer.pack_route(), sc::PackRoute::InPlace);
+  }
+}
+
+TEST(CudaSparseLinear24, RejectsBadShapes) {
+  const Fixture f = make(64, 64, 16, Layout::RowWise, 31);
+  EXPECT_THROW(sc::SparseLinear24(f.w, f.bias, 24), sparsenm::Error);            // tokens % 16
+  EXPECT_THROW(sc::SparseLinear24(f.w, Vector<float>(3), 16), sparsenm::Error);  // bias length
+  const Mask m14 = sparsenm::random_rowwise(64, 64, NM{1, 4}, Philox(1));
+  const auto c14 = sparsenm::compress(st::random_matrix<float>(64, 64, 2), m14, NM{1, 4});
+  EXPECT_THROW(sc::SparseLinear24(c14, Vector<float>(), 16), sparsenm::Error);  // not 2:4
+  const Mask m = sparsenm::random_rowwise(24, 64, NM{2, 4}, Philox(1));
+  const auto c = sparsenm::compress(st::random_matrix<float>(24, 64, 2), m, NM{2, 4});
+  EXPECT_THROW(sc::SparseLinear24(c, Vector<float>(), 16), sparsenm::Error);  // out % 16
+}
+
+}  // namespace
+
+#endif  // SPARSENM_HAS_CUSPARSELT
