@@ -63,8 +63,8 @@ if(SPARSENM_BUILD_EXAMPLES AND EXISTS "/usr/share/games/fortunes/fortunes")
   set(_tl_methods dense ste srste chts24 chtsnm chtsnm-lora chtsnm-adam chtsnm-nompr
                   post-magnitude post-ste post-cast post-sparseforge)
   add_test(NAME example_llama_smoke
-           COMMAND tiny_llama --method all --steps 12 --post-steps 20 --batch 2 --d-model 32
-                   --layers 1 --heads 2 --hidden 64 --context 32 --eval-tokens 512 --evals 2
+           COMMAND tiny_llama --method all --steps 10 --post-steps 20 --batch 2 --d-model 16
+                   --layers 1 --heads 2 --hidden 32 --context 16 --eval-tokens 256 --evals 1
                    --out ${_tl_out})
   set_tests_properties(example_llama_smoke PROPERTIES FIXTURES_SETUP tiny_llama_export
                        ENVIRONMENT "OMP_NUM_THREADS=2" TIMEOUT 300)
