@@ -27,7 +27,9 @@ add_custom_target(docs
 # are all documented; the goal is the whole of include/sparsenm.
 set(SPARSENM_DOXYGEN_STRICT_HEADERS
   config.hpp version.hpp mpi.hpp core mask kernels sampling topology optim hessian io
-  train/loss.hpp)
+  nn.hpp nn/sparse_linear.hpp nn/comolora.hpp nn/checkpoint.hpp nn/sparse_trainer.hpp
+  train.hpp train/loss.hpp train/batching.hpp train/csv.hpp train/dense_linear.hpp train/idx.hpp
+  train/progress.hpp train/svg_plot.hpp)
 set(_strict "")
 foreach(_h IN LISTS SPARSENM_DOXYGEN_STRICT_HEADERS)
   string(APPEND _strict " \"${PROJECT_SOURCE_DIR}/include/sparsenm/${_h}\"")

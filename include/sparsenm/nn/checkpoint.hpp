@@ -24,11 +24,23 @@ namespace sparsenm {
 /// A visit_state() callback that adds every piece of state to `file` as `prefix + name`:
 /// matrices as 2-D tensors of S, integer counters as one-element I64 tensors, reals as F64.
 template <class S>
+/// Used by SparseTrainer::checkpoint(); usable for any object with visit_state():
+/// \code
+///   SafetensorsFile f;
+///   StateWriter<float> w{f, "opt."};
+///   adam.visit_state(w);           // -> "opt.exp_avg", "opt.exp_avg_sq", "opt.steps", ...
+///   save_safetensors("adam.safetensors", f);
+/// \endcode
 struct StateWriter {
-  SafetensorsFile& file;
-  std::string prefix;
+  SafetensorsFile& file;  ///< the file the tensors are added to (held by reference)
+  std::string prefix;     ///< prepended to every state name (e.g. "sparse.0.opt.")
 
+  /// Adds matrix `m` as the 2-D tensor `prefix + name` (dtype of S, shape [rows, cols]). Throws
+  /// sparsenm::Error if the file already holds that name.
   void operator()(const char* name, const Matrix<S>& m) { file.add(prefix + name, m); }
+  /// Adds a scalar as the one-element tensor `prefix + name`: integers (step counters, seeds) as
+  /// I64 (a uint64 seed keeps all 64 bits, two's complement), floating point as F64. Throws
+  /// sparsenm::Error if the file already holds that name.
   template <class T, class = std::enable_if_t<std::is_arithmetic<T>::value>>
   void operator()(const char* name, const T& v) {
     if constexpr (std::is_integral<T>::value) {
@@ -47,12 +59,20 @@ struct StateWriter {
 /// every tensor exists with the dtype and shape of the object's current state (and that counters
 /// fit their type); with `assign` true it copies. Throws sparsenm::Error naming the tensor.
 template <class S>
+/// Restoring is two visits, so a bad file changes nothing:
+/// \code
+///   StateReader<float> check{f, "opt.", false};
+///   adam.visit_state(check);       // throws on a missing or mismatched tensor
+///   StateReader<float> apply{f, "opt.", true};
+///   adam.visit_state(apply);       // copies
+/// \endcode
 struct StateReader {
-  const SafetensorsFile& file;
-  std::string prefix;
-  bool assign = false;
+  const SafetensorsFile& file;   ///< the checkpoint read from (held by reference)
+  std::string prefix;            ///< prepended to every state name (e.g. "sparse.0.opt.")
+  bool assign = false;           ///< false: check only; true: check and copy into the object
   mutable std::size_t seen = 0;  ///< tensors read (a loader compares it with the file's count)
 
+  /// The tensor `prefix + name`, counted in `seen`; throws sparsenm::Error if it is missing.
   const Tensor& get(const char* name) const {
     const std::string key = prefix + name;
     ++seen;
@@ -60,6 +80,9 @@ struct StateReader {
     return file.at(key);
   }
 
+  /// Checks that `prefix + name` is a 2-D tensor of S with m's current shape (the object's shapes
+  /// are authoritative: a checkpoint never resizes state) and, with `assign`, copies it into m.
+  /// Throws sparsenm::Error naming the tensor, its dtype and shape, and the expected ones.
   void operator()(const char* name, Matrix<S>& m) const {
     const Tensor& t = get(name);
     SPARSENM_CHECK(t.dtype == dtype_of<S>() && t.shape.size() == 2 && t.shape[0] == m.rows() &&
@@ -70,6 +93,10 @@ struct StateReader {
     if (assign) m = t.to_matrix<S>();
   }
 
+  /// Reads a scalar written by StateWriter: a one-element I64 tensor for integers, F64 for
+  /// floating point. Integer counters must lie in [0, max(T) / 2] (so they can keep
+  /// counting after a resume); a std::uint64_t (a seed) takes all 64 bits; reals must be finite.
+  /// With `assign` the value is stored into v. Throws sparsenm::Error naming the tensor otherwise.
   template <class T, class = std::enable_if_t<std::is_arithmetic<T>::value>>
   void operator()(const char* name, T& v) const {
     const Tensor& t = get(name);
@@ -96,6 +123,7 @@ struct StateReader {
     }
   }
 
+  /// "[d0, d1, ...]": a tensor's shape for error messages.
   static std::string shape_string(const Tensor& t) {
     std::string s = "[";
     for (std::size_t i = 0; i < t.shape.size(); ++i)

@@ -30,6 +30,27 @@ SPARSENM_SIMD_WARNINGS_PUSH
 
 namespace sparsenm {
 
+/// CoMoLoRA: the contextually modulated low-rank residual branch of CHTsNM (Sec. 3.3, App. D.5,
+/// App. K eq. (A3)-(A4)), added to the output of a sparse layer to compensate what the N:M
+/// backbone cannot represent. For x of shape (batch, in):
+/// \code
+///   z    = x Aᵀ                          (batch x r)
+///   G(x) = SiLU(x W1ᵀ + b1) W2ᵀ + b2     (batch x r; controller MLP with h hidden units)
+///   m(x) = 1 + γ tanh(G(x))              (rank-space gate around identity, App. D.7)
+///   Δy   = (α / r) (m ⊙ z) Bᵀ            (batch x out)
+/// \endcode
+/// Initialisation: A and W1, b1 ~ U(-1/sqrt(in), 1/sqrt(in)) (LoRA's A and nn.Linear defaults),
+/// B = 0, W2 = 0, b2 = 0, so Δy = 0 and m = 1 at the start: the branch begins as plain LoRA
+/// (App. D.5). The canonical setting is r = 7, h = 2, γ = 0.5, α = 7. With the gate disabled the
+/// branch is plain LoRA, Δy = (α/r) x Aᵀ Bᵀ (the "ADD" ablation of App. K). All parameters are
+/// dense and trained with Adam (Sec. 3.2: TANS is for the sparse backbone only), e.g. through
+/// SparseTrainer::add(CoMoLoRA&). Typical use, y = sparse(x) + branch(x):
+/// \code
+///   Matrix<float> y = sparse.forward(x) + lora.forward(x);
+///   ...
+///   Matrix<float> dx = sparse.backward(dy) + lora.backward(dy);
+/// \endcode
+/// NaN/Inf inputs are not checked: they propagate to the output and the gradients.
 template <class S>
 class CoMoLoRA {
  public:
@@ -49,14 +70,22 @@ class CoMoLoRA {
   Matrix<S> backward(const Eigen::MatrixBase<Derived>& grad_y);
 
   /// Gate on (CoMoLoRA, the default) or off (plain LoRA: m = 1).
+  /// With the gate off, backward() gives zero gradients for W1, b1, W2 and b2.
   void set_gate_enabled(bool enabled) { m_gate = enabled; }
+  /// Whether the gate m(x) is applied (true after construction).
   bool gate_enabled() const { return m_gate; }
 
+  /// Input features (columns of x and of A).
   Index in() const { return m_a.cols(); }
+  /// Output features (columns of Δy, rows of B).
   Index out() const { return m_b.rows(); }
+  /// Rank r of the low-rank path (rows of A).
   int rank() const { return int(m_a.rows()); }
+  /// Hidden units h of the controller MLP G (rows of W1).
   int hidden() const { return int(m_w1.rows()); }
+  /// Gate strength γ: m(x) stays in [1 - γ, 1 + γ].
   S gamma() const { return m_gamma; }
+  /// LoRA scale numerator α (the output is scaled by α / r).
   S alpha() const { return m_alpha; }
   /// α / r.
   S scale() const { return m_alpha / S(rank()); }
@@ -68,20 +97,22 @@ class CoMoLoRA {
   Matrix<S>& b1() { return m_b1; }  ///< 1 x hidden
   Matrix<S>& W2() { return m_w2; }  ///< rank x hidden
   Matrix<S>& b2() { return m_b2; }  ///< 1 x rank
-  const Matrix<S>& A() const { return m_a; }
-  const Matrix<S>& B() const { return m_b; }
-  const Matrix<S>& W1() const { return m_w1; }
-  const Matrix<S>& b1() const { return m_b1; }
-  const Matrix<S>& W2() const { return m_w2; }
-  const Matrix<S>& b2() const { return m_b2; }
-  const Matrix<S>& grad_A() const { return m_ga; }
-  const Matrix<S>& grad_B() const { return m_gb; }
-  const Matrix<S>& grad_W1() const { return m_gw1; }
-  const Matrix<S>& grad_b1() const { return m_gb1; }
-  const Matrix<S>& grad_W2() const { return m_gw2; }
-  const Matrix<S>& grad_b2() const { return m_gb2; }
-  /// {A, B, W1, b1, W2, b2} and the matching gradients, for an optimizer loop.
+
+  const Matrix<S>& A() const { return m_a; }          ///< down-projection, rank x in
+  const Matrix<S>& B() const { return m_b; }          ///< up-projection, out x rank
+  const Matrix<S>& W1() const { return m_w1; }        ///< controller input layer, hidden x in
+  const Matrix<S>& b1() const { return m_b1; }        ///< controller input bias, 1 x hidden
+  const Matrix<S>& W2() const { return m_w2; }        ///< controller output layer, rank x hidden
+  const Matrix<S>& b2() const { return m_b2; }        ///< controller output bias, 1 x rank
+  const Matrix<S>& grad_A() const { return m_ga; }    ///< dL/dA (rank x in), last backward
+  const Matrix<S>& grad_B() const { return m_gb; }    ///< dL/dB (out x rank), last backward
+  const Matrix<S>& grad_W1() const { return m_gw1; }  ///< dL/dW1 (hidden x in); 0 gate off
+  const Matrix<S>& grad_b1() const { return m_gb1; }  ///< dL/db1 (1 x hidden); 0 gate off
+  const Matrix<S>& grad_W2() const { return m_gw2; }  ///< dL/dW2 (rank x hidden); 0 gate off
+  const Matrix<S>& grad_b2() const { return m_gb2; }  ///< dL/db2 (1 x rank); 0 gate off
+  /// {A, B, W1, b1, W2, b2}, mutable, for an optimizer loop (pairs with gradients()).
   std::vector<Matrix<S>*> parameters() { return {&m_a, &m_b, &m_w1, &m_b1, &m_w2, &m_b2}; }
+  /// {dA, dB, dW1, db1, dW2, db2} of the last backward(), in the order of parameters().
   std::vector<const Matrix<S>*> gradients() const {
     return {&m_ga, &m_gb, &m_gw1, &m_gb1, &m_gw2, &m_gb2};
   }

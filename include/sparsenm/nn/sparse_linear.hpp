@@ -55,15 +55,23 @@ class SparseLinear {
   template <class Derived>
   Matrix<S> backward(const Eigen::MatrixBase<Derived>& grad_y);
 
+  /// The compressed weight: values (out x in/m*n) and their in-group positions (indices), the
+  /// only form W has during training. Build compressed-route optimizers (Adam, Tans, Muon) from it.
   const NMCompressed<S>& weight() const { return m_weight; }
   /// The active values (out x in/m*n), for an optimizer to update in place. The shape must stay.
   Matrix<S>& values() { return m_weight.values; }
+  /// The active values (out x in/m*n), read-only.
   const Matrix<S>& values() const { return m_weight.values; }
+  /// dL/dW on the active entries only (out x in/m*n, the layout of weight().values), written by
+  /// backward() (overwritten, not accumulated) and zeroed by every mask change.
   const Matrix<S>& grad_values() const { return m_grad_values; }
+  /// Whether the layer was built with a bias.
   bool has_bias() const { return m_has_bias; }
   /// Bias (length out; empty without bias).
   Vector<S>& bias() { return m_bias; }
+  /// Bias (length out; empty without bias), read-only.
   const Vector<S>& bias() const { return m_bias; }
+  /// dL/db (length out) from the last backward(): the column sums of grad_y. Empty without bias.
   const Vector<S>& grad_bias() const { return m_grad_bias; }
 
   /// The current 0/1 mask (out x in), rebuilt from the indices.
@@ -110,9 +118,14 @@ class SparseLinear {
   /// Bytes of the activations kept from forward for backward (x and dY, packed).
   std::size_t activation_bytes() const { return m_x.bytes() + m_dy.bytes(); }
 
+  /// Input features (columns of W).
   Index in() const { return m_weight.cols; }
+  /// Output features (rows of W).
   Index out() const { return m_weight.rows; }
+  /// The N:M pattern: n kept of every m consecutive weights of a row.
   NM nm() const { return m_weight.nm; }
+  /// Row-wise N:M, or transposable: the columns of W are N:M too (CHTs24 Sec. 3.1), so the
+  /// backward product dX = dY W is N:M-sparse on hardware as well.
   Layout layout() const { return m_layout; }
 
  private:

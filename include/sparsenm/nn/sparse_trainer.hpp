@@ -8,20 +8,8 @@
 // active entries only; every `interval` steps a TopologyRefresher (CHTs24 Alg. 1, CHTsNM Sec. 3.4)
 // moves the layer to a new topology and the optimizer remaps its state (kept entries keep it,
 // regrown ones start from zero). Biases and dense parameters (an output head, CoMoLoRA, ...) take
-// Adam. A whole model needs one trainer, not one optimizer object per tensor:
-// \code
-//   SparseTrainerConfig cfg;                         // Adam on the sparse values, refresh on
-//   cfg.topology.layout = Layout::Transposable;  cfg.topology.nm = {1, 4};
-//   cfg.topology.total_steps = steps;
-//   SparseTrainer<float> trainer(cfg);
-//   trainer.add(hidden1);  trainer.add(hidden2);      // SparseLinear: values, bias, topology
-//   trainer.add(head.weight(), head.grad_weight());   // dense parameters: Adam
-//   for (long step = 1; step <= steps; ++step) {
-//     ... forward, loss, backward ...
-//     trainer.step(step);                             // optimizers, then due refreshes
-//   }
-//   trainer.save("run.ckpt");                         // and trainer.load("run.ckpt") to resume
-// \endcode
+// Adam. A whole model needs one trainer, not one optimizer object per tensor (example in the
+// comment of SparseTrainer).
 #ifndef SPARSENM_NN_SPARSE_TRAINER_HPP
 #define SPARSENM_NN_SPARSE_TRAINER_HPP
 
@@ -68,13 +56,13 @@ enum class WeightOptimizer {
 /// | topology  | refresh settings; nm and layout must match every layer's   | RefreshConfig{} |
 /// | seed      | refresher seeds: layer i uses Philox(seed).split(i).stream() | 0     |
 struct SparseTrainerConfig {
-  WeightOptimizer weights = WeightOptimizer::Adam;
-  AdamConfig adam;
-  TansConfig tans;
-  MuonConfig muon;
-  bool refresh = true;
-  RefreshConfig topology;
-  std::uint64_t seed = 0;
+  WeightOptimizer weights = WeightOptimizer::Adam;  ///< optimizer of the sparse layers' values
+  AdamConfig adam;         ///< sparse values (weights = Adam), every bias and dense parameter
+  TansConfig tans;         ///< used when weights = Tans (CHTsNM Sec. 3.2)
+  MuonConfig muon;         ///< used when weights = Muon (CHTsNM App. H)
+  bool refresh = true;     ///< dynamic topology; false keeps every layer's mask fixed
+  RefreshConfig topology;  ///< refresh schedule and n:m / layout (CHTs24 Alg. 1, CHTsNM Sec. 3.4)
+  std::uint64_t seed = 0;  ///< refresher seeds: layer k gets Philox(seed).split(k).stream()
 
   /// Throws sparsenm::Error naming the first bad field.
   void validate() const {
@@ -85,12 +73,31 @@ struct SparseTrainerConfig {
   }
 };
 
-/// Optimizer steps, topology refresh and checkpoints for every registered parameter of a model
-/// (see the file comment). Parameters are held by reference: they must outlive the trainer and
-/// keep their shapes. Bit-identical for any thread count (every piece is).
+/// Optimizer steps, topology refresh and checkpoints for every registered parameter of a model.
+/// Sparse layers train in compressed form (CHTs24 App. J; CHTsNM Sec. 3.1) with the weight
+/// optimizer on their active values; every cfg.topology.interval steps (until stop_fraction of
+/// total_steps) a TopologyRefresher moves each layer to a new topology and the optimizer state
+/// follows (kept entries keep it, regrown ones start from zero). Biases and dense parameters
+/// take Adam:
+/// \code
+///   SparseTrainerConfig cfg;                         // Adam on the sparse values, refresh on
+///   cfg.topology.layout = Layout::Transposable;  cfg.topology.nm = {1, 4};
+///   cfg.topology.total_steps = steps;
+///   SparseTrainer<float> trainer(cfg);
+///   trainer.add(hidden1);  trainer.add(hidden2);      // SparseLinear: values, bias, topology
+///   trainer.add(head.weight(), head.grad_weight());   // dense parameters: Adam
+///   for (long step = 1; step <= steps; ++step) {
+///     ... forward, loss, backward ...
+///     trainer.step(step);                             // optimizers, then due refreshes
+///   }
+///   trainer.save("run.ckpt");                         // and trainer.load("run.ckpt") to resume
+/// \endcode
+/// Parameters are held by reference: they must outlive the trainer and keep their shapes.
+/// Bit-identical for any thread count (every piece is).
 template <class S>
 class SparseTrainer {
  public:
+  /// An empty trainer; throws sparsenm::Error naming the first bad field of `cfg` (validate()).
   explicit SparseTrainer(SparseTrainerConfig cfg = {}) : m_cfg(std::move(cfg)) { m_cfg.validate(); }
 
   /// Registers a sparse layer: its values take the weight optimizer (compressed route), its bias
@@ -184,6 +191,7 @@ class SparseTrainer {
 
   /// The last step passed to step() (0 before the first).
   long last_step() const { return m_step; }
+  /// Number of sparse layers registered with add(SparseLinear&).
   std::size_t sparse_layers() const { return m_sparse.size(); }
   /// The k-th registered sparse layer.
   const SparseLinear<S>& sparse_layer(std::size_t k) const { return *m_sparse.at(k).layer; }
@@ -214,9 +222,12 @@ class SparseTrainer {
     visit_gradients([&](const Eigen::Map<Matrix<S>>& g) { n += std::size_t(g.size()); });
     return n;
   }
+  /// The refresher of the `layer`-th sparse layer (its count, seed and config), or nullptr with
+  /// cfg.refresh false. Throws std::out_of_range for layer >= sparse_layers().
   const TopologyRefresher<S>* refresher(std::size_t layer) const {
     return m_sparse.at(layer).topology.get();
   }
+  /// The configuration (validated).
   const SparseTrainerConfig& config() const { return m_cfg; }
 
   /// Everything needed to resume bit for bit: the sparse layers' compressed weights (values and

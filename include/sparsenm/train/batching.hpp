@@ -25,16 +25,33 @@ inline std::vector<Index> random_permutation(Index n, const Philox& rng);
 
 /// Splits a shuffled epoch into mini-batches: `begin(epoch)` reshuffles with rng.split(epoch),
 /// then `next(images, labels, x, y)` fills the next batch (the last one may be smaller) until it
-/// returns false.
+/// returns false. The order depends only on (rng, epoch), so a resumed run sees the same batches.
+/// \code
+///   BatchSampler sampler(train.images.rows(), 128, Philox(seed));
+///   for (std::uint64_t epoch = 0; epoch < epochs; ++epoch) {
+///     sampler.begin(epoch);
+///     while (sampler.next(train.images, train.labels, x, y)) { ... }
+///   }
+/// \endcode
 class BatchSampler {
  public:
+  /// `samples` rows in the data set, `batch` rows per mini-batch (both >= 1, else
+  /// sparsenm::Error); starts at epoch 0 (begin(0)).
   BatchSampler(Index samples, Index batch, const Philox& rng);
+  /// Starts `epoch`: a fresh permutation from rng.split(epoch), position back to the first batch.
   void begin(std::uint64_t epoch);
+  /// Gathers the next mini-batch of the epoch: x = the images rows (min(batch, remaining), cols)
+  /// in shuffled order and y their labels. Returns false, leaving x and y unchanged, once the
+  /// epoch is exhausted. Throws sparsenm::Error unless images has `samples` rows and labels
+  /// `samples` entries.
   template <class S>
   bool next(const Matrix<S>& images, const std::vector<int>& labels, Matrix<S>& x,
             std::vector<int>& y);
+  /// ceil(samples / batch): calls of next() that return true per epoch.
   Index batches_per_epoch() const { return (m_samples + m_batch - 1) / m_batch; }
+  /// Rows in the data set.
   Index samples() const { return m_samples; }
+  /// Rows per mini-batch (the last batch of an epoch may be smaller).
   Index batch() const { return m_batch; }
 
  private:

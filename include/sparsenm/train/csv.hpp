@@ -26,6 +26,8 @@ inline std::string csv_escape(const std::string& field) {
 /// Collects rows with a fixed number of columns; `str()` gives the text, `save()` writes it.
 class CsvWriter {
  public:
+  /// Starts the table with its header row, which fixes the column count; throws sparsenm::Error
+  /// on an empty header.
   explicit CsvWriter(std::vector<std::string> header) : m_columns(header.size()) {
     SPARSENM_CHECK(!header.empty(), "CsvWriter: header must not be empty");
     add_row(header);
@@ -38,7 +40,10 @@ class CsvWriter {
       m_text << (k ? "," : "") << csv_escape(fields[k]);
     m_text << "\n";
   }
+  /// The CSV text so far: header and rows, each line ending in "\n".
   std::string str() const { return m_text.str(); }
+  /// Writes str() to `path` (created or truncated); throws sparsenm::Error naming the path if it
+  /// cannot be opened or written.
   void save(const std::string& path) const {
     std::FILE* f = std::fopen(path.c_str(), "wb");
     SPARSENM_CHECK(f != nullptr, "cannot open '", path, "' for writing");

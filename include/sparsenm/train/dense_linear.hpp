@@ -25,6 +25,8 @@ namespace sparsenm {
 template <class S>
 class DenseLinear {
  public:
+  /// W (out x in) from counters of `rng`, b (out) from rng.split(1); in, out >= 1, else
+  /// sparsenm::Error.
   DenseLinear(Index in, Index out, const Philox& rng);
 
   /// x: (batch, in) -> (batch, out). Keeps x for backward.
@@ -39,16 +41,26 @@ class DenseLinear {
   /// Straight-through masking: forward and backward use W ⊙ mask; pass nullptr for dense.
   /// The mask is copied; it must have W's shape and hold only 0/1.
   void set_forward_mask(const Mask* mask);
+  /// Whether a forward mask is set (STE mode).
   bool has_forward_mask() const { return m_masked; }
+  /// The forward mask (out x in); meaningful only when has_forward_mask().
   const Mask& forward_mask() const { return m_mask; }
 
+  /// Input features (columns of W).
   Index in() const { return m_weight.cols(); }
+  /// Output features (rows of W).
   Index out() const { return m_weight.rows(); }
+  /// The dense (latent) weight W (out x in), for an optimizer to update in place.
   Matrix<S>& weight() { return m_weight; }
+  /// The dense (latent) weight W (out x in), read-only.
   const Matrix<S>& weight() const { return m_weight; }
+  /// The bias b (length out), for an optimizer to update in place.
   Vector<S>& bias() { return m_bias; }
+  /// The bias b (length out), read-only.
   const Vector<S>& bias() const { return m_bias; }
+  /// dL/dW = grad_yᵀ x (out x in) from the last backward(); dense, also at masked entries.
   const Matrix<S>& grad_weight() const { return m_grad_weight; }
+  /// dL/db (length out): the column sums of grad_y from the last backward().
   const Vector<S>& grad_bias() const { return m_grad_bias; }
   /// The weight the forward pass uses (W, or W ⊙ M with a forward mask).
   Matrix<S> effective_weight() const;
@@ -72,6 +84,7 @@ class DenseLinear {
 template <class S>
 class Relu {
  public:
+  /// x <- max(x, 0) in place; NaN becomes 0 (a dead unit). Remembers where x > 0 for backward().
   void forward(Matrix<S>& x);
   /// grad ⊙ [x > 0], in place.
   void backward(Matrix<S>& grad) const;

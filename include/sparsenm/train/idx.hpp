@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// IDX files (the MNIST / Fashion-MNIST container, http://yann.lecun.com/exdb/mnist/), plain or
-// gzip-compressed. NEEDS ZLIB: link with -lz (CMake: ZLIB::ZLIB). This is the only sparsenm
-// header with a dependency beyond Eigen; it is not included by train.hpp or sparsenm.hpp.
+// IDX files (the MNIST / Fashion-MNIST container), plain or gzip-compressed. NEEDS ZLIB: link with
+// -lz (CMake: ZLIB::ZLIB). This is the only sparsenm header with a dependency beyond Eigen; it is
+// not included by train.hpp or sparsenm.hpp.
 //
 // Format: a big-endian magic 0x0000 <type> <ndims>, ndims big-endian uint32 extents, then the
 // data. Only unsigned-byte data (type 0x08), which every MNIST-style file uses, is supported.
@@ -22,8 +22,8 @@ namespace sparsenm {
 
 /// An unsigned-byte IDX array: its extents and its data in C order.
 struct IdxArray {
-  std::vector<std::int64_t> dims;
-  std::vector<std::uint8_t> data;
+  std::vector<std::int64_t> dims;  ///< extents, outermost first (e.g. {count, rows, cols})
+  std::vector<std::uint8_t> data;  ///< the product of dims bytes, last extent fastest
 };
 
 /// Parses IDX bytes (already decompressed); throws sparsenm::Error on a bad magic, an unsupported
@@ -36,9 +36,10 @@ inline IdxArray read_idx(const std::string& path);
 
 /// Images and labels of an MNIST-style split: images (count, rows*cols) scaled to [0, 1].
 struct IdxDataset {
-  Matrix<float> images;
-  std::vector<int> labels;
-  Index rows = 0, cols = 0;  ///< image height and width
+  Matrix<float> images;     ///< (count, rows*cols), pixel / 255, each image row-major
+  std::vector<int> labels;  ///< count class labels as stored (0..9 for MNIST-style files)
+  /// Image height in pixels.
+  Index rows = 0, cols = 0;  ///< image width in pixels
 };
 
 /// Reads an image file (3-D IDX) and a label file (1-D IDX) of the same length; keeps the first

@@ -33,8 +33,11 @@ inline bool is_terminal(std::FILE* f) {
 /// Wall-clock stopwatch in seconds.
 class Stopwatch {
  public:
+  /// Starts timing now.
   Stopwatch() : m_start(std::chrono::steady_clock::now()) {}
+  /// Restarts timing now.
   void reset() { m_start = std::chrono::steady_clock::now(); }
+  /// Seconds since construction or the last reset() (monotonic std::chrono::steady_clock).
   double seconds() const {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - m_start).count();
   }
@@ -54,16 +57,27 @@ inline std::string format_duration(double seconds) {
   return buf;
 }
 
+/// A progress bar for one training epoch. On a terminal it redraws one line in place (at most ten
+/// times a second): label, bar, samples done, running loss and accuracy, samples/s and ETA.
+/// Otherwise (a pipe, a log file, ctest) it prints nothing until finish(), which prints one plain
+/// line, so logs stay readable.
+/// \code
+///   ProgressBar bar(n, "chtsnm  epoch 3/8");
+///   for (...) { ...; bar.update(done, mean_loss, accuracy); }
+///   bar.finish("test 88.1%");
+/// \endcode
 class ProgressBar {
  public:
   /// `total` samples in this epoch; `label` starts the line (e.g. "chtsnm  epoch 3/8").
-  /// `interactive` defaults to is_terminal(out).
+  /// `interactive`: 1 redraws in place, 0 prints only at finish(), -1 (default) is_terminal(out).
+  /// Throws sparsenm::Error for total < 1 or a null `out`.
   ProgressBar(Index total, std::string label, std::FILE* out = stdout, int interactive = -1);
   /// Reports `done` samples so far and the running mean loss and accuracy (in [0, 1]).
   void update(Index done, double loss, double accuracy);
   /// Prints the final line; `extra` is appended (e.g. "test 88.1%").
   void finish(const std::string& extra = "");
-  /// The text of the current line, without '\r' (used by tests and by finish()).
+  /// The text of the current line without the carriage return, with a `width`-character bar
+  /// (used by tests and by finish()).
   std::string line(int width = 24) const;
 
  private:
