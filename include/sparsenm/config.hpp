@@ -44,6 +44,9 @@
 #else
 #define SPARSENM_HAS_AVX512_VPOPCNTDQ 0
 #endif
+// 1 only in the runtime-dispatched AVX-512 bodies (core/detail/isa_passes.inc): kernels that can
+// use VPOPCNTDQ compile it under their own target and check the CPU before calling it.
+#define SPARSENM_VPOPCNTDQ_AT_RUNTIME 0
 // The same, as literals: isa_passes.inc redefines SPARSENM_HAS_* while it compiles wider bodies.
 #if SPARSENM_HAS_AVX512
 #define SPARSENM_COMPILED_AVX512 1

@@ -155,6 +155,13 @@ TEST(Dispatch, SpmmSpmmTransposedAndSddmm) {
 }
 
 TEST(Dispatch, ChScoresAreExactOnEveryRoute) {
+  // 512 x 512: large enough for the interleaved Gram route, whose scratch has only the
+  // translation unit's Eigen alignment (16 bytes in this plain build).
+  const Mask big = random_rowwise(512, 512, NM{1, 4}, Philox(31));
+  on_every_route([&] { return ch2_l3n_scores<float>(big); },
+                 [](const Matrix<float>& ref, const Matrix<float>& got, SimdIsa isa) {
+                   EXPECT_EQ(ref, got) << to_string(isa);
+                 });
   const Mask mask = random_rowwise(64, 96, NM{1, 4}, Philox(30));
   on_every_route([&] { return ch2_l3n_scores<float>(mask); },
                  [](const Matrix<float>& ref, const Matrix<float>& got, SimdIsa isa) {

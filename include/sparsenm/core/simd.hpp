@@ -128,6 +128,16 @@ inline SimdIsa initial_active_isa() {
   return clamp_isa(want);
 }
 
+/// Whether the CPU has AVX-512 VPOPCNTDQ (Ice Lake, Zen 4 and later), checked once.
+inline bool cpu_has_avx512_vpopcntdq() {
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+  static const bool has = __builtin_cpu_supports("avx512vpopcntdq");
+  return has;
+#else
+  return false;
+#endif
+}
+
 inline SimdIsa& active_isa_storage() {
   static SimdIsa isa = initial_active_isa();
   return isa;
