@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <vector>
 
@@ -243,3 +244,26 @@ TEST(Transformer, OneTrainerStepLowersTheLoss) {
   const double after = m.loss(kTokens, kLabels, false);
   EXPECT_LT(after, before - 1e-3);
 }
+
+TEST(Transformer, NonFiniteInputsPropagate) {
+  // Documented behaviour: NaN inputs are not checked (hot path) and reach the outputs.
+  RmsNorm<double> norm(4);
+  Mat x = Mat::Ones(2, 4);
+  x(1, 2) = std::nan("");
+  const Mat y = norm.forward(x);
+  EXPECT_TRUE(std::isfinite(y(0, 0)));
+  EXPECT_TRUE(std::isnan(y(1, 0)));
+  CausalSelfAttention<double> core(4, 2, 2);
+  Mat q = Mat::Ones(2, 4), k = q, v = q;
+  v(0, 0) = std::numeric_limits<double>::infinity();
+  const Mat c = core.forward(q, k, v);
+  EXPECT_FALSE(std::isfinite(c(0, 0)));
+  EXPECT_TRUE(std::isfinite(c(0, 2)));  // the other head is untouched
+}
+
+// Both scalar types compile (the example trains in float, the tests above run in double).
+template class sparsenm::Embedding<float>;
+template class sparsenm::RmsNorm<float>;
+template class sparsenm::Rope<float>;
+template class sparsenm::CausalSelfAttention<float>;
+template class sparsenm::SwiGlu<float>;
