@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <string>
@@ -494,6 +495,7 @@ void bench_layer24(cudaStream_t s, cublasHandle_t h) {
     const PairTiming pb = alternate_ms([&] { d_dx(), d_dw(); }, s_bwd, 2, reps, s);
     const PairTiming pw = alternate_ms(d_dw, s_dw, 2, reps, s);
     const PairTiming po = alternate_ms(d_opt, s_opt, 2, reps, s);
+    const double ms_pack = median_ms([&](int) { layer.pack(s); }, 2, reps, s);
     std::printf(
         "%-44s %9.3f / %7.3f ms  speedup %.2fx (median of pair ratios)\n",
         ("layer step 2:4T " + std::to_string(out) + "x" + std::to_string(in) + ": dense / sparse")
@@ -515,6 +517,8 @@ void bench_layer24(cudaStream_t s, cublasHandle_t h) {
     result(k + "_sparse_dw_ms", pw.b_ms);
     result(k + "_sparse_opt_ms", po.b_ms);
     result(k + "_dense_opt_ms", po.a_ms);
+    result(k + "_sparse_pack_ms", ms_pack);
+    std::printf("  of which re-pack (gather into the packed weights) %.3f ms\n", ms_pack);
     // Host overhead: wall time to enqueue a step (the device runs behind).
     SPARSENM_CUDA_CHECK(cudaStreamSynchronize(s));
     const int n_host = 10;
@@ -560,7 +564,8 @@ void bench_layer24(cudaStream_t s, cublasHandle_t h) {
     result(k + "_graph_step_ms", graph_ms);
     // One topology refresh through the CPU engine (download, CHTs24 refresh, remap, upload,
     // rebuild of packing and slot maps), amortised over the default interval of 100 steps.
-    if (out == 4096) {  // the CPU engine runs single-threaded in this build
+    const char* skip_refresh = std::getenv("SPARSENM_BENCH_NO_REFRESH");
+    if (out == 4096 && !skip_refresh) {  // the CPU engine runs single-threaded in this build
       sparsenm::RefreshConfig rc;
       rc.layout = sparsenm::Layout::Transposable;
       rc.interval = 100;

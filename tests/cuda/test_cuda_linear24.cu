@@ -122,6 +122,7 @@ TEST(CudaSparseLinear24, ForwardBackwardMatchFp64BothLayouts) {
       const Vector<float> b = with_bias ? f.bias : Vector<float>();
       sc::Linear24Config cfg;
       cfg.search = false;
+      cfg.tune = with_bias;  // a re-planned layer must still read the same packing
       cfg.dw_scratch_bytes = 16 * 128 * 4 * 3;  // 48-row dW tiles: two products, one partial
       sc::SparseLinear24 layer(f.w, b, f.tokens, cfg);
       EXPECT_EQ(layer.dx_route(), layout == Layout::Transposable ? sc::DxRoute::SparseTransposed
@@ -138,6 +139,7 @@ TEST(CudaSparseLinear24, AdamStepMatchesCpuCompressedAdamAndRepacks) {
     const Fixture f = make(96, 64, 32, layout, 11);
     sc::Linear24Config cfg;
     cfg.search = false;
+    cfg.tune = false;
     cfg.adam.lr = 1e-2;
     cfg.adam.weight_decay = 1e-2;
     sc::SparseLinear24 layer(f.w, f.bias, f.tokens, cfg);
@@ -175,6 +177,7 @@ TEST(CudaSparseLinear24, RefreshMatchesCpuEngineAndMovesMoments) {
     const Fixture f = make(64, 64, 16, layout, 21);
     sc::Linear24Config cfg;
     cfg.search = false;
+    cfg.tune = false;
     cfg.adam.lr = 1e-2;
     sc::SparseLinear24 layer(f.w, Vector<float>(), f.tokens, cfg);
     for (int it = 0; it < 2; ++it) {

@@ -24,13 +24,13 @@
 // (refresh(), set_compressed()). Each step re-packs the new values in place: a slot map found at
 // rebuild time says where cuSPARSELt's packing puts every slot (probe packs: all-ones and
 // all-twos locate the value words; four packs carrying the bytes of each slot's index locate the
-// slots), checked byte for byte against a fresh compress of the real values; then a step is one
-// scatter pass (PackRoute::InPlace). (The check uses a nonzero pattern, not the real values: a
-// kept weight may be exactly 0, regrown ones start so, and the library may then place that
-// group's metadata differently; the mask's own metadata with a stored 0 is equally right.) If the
-// check ever fails (another library version packing differently), the layer falls back to expanding
-// the values into a dense bf16 scratch and calling cusparseLtSpMMACompress every step
-// (PackRoute::Recompress), and says so.
+// slots), checked byte for byte against a fresh compress; then a step is one gather pass per
+// packed weight with coalesced writes (PackRoute::InPlace). (The check uses a nonzero pattern, not
+// the real values: a kept weight may be exactly 0, regrown ones start so, and the library may then
+// place that group's metadata differently; the mask's own metadata with a stored 0 is equally
+// right.) If the check ever fails (another library version packing differently), the layer falls
+// back to expanding the values into a dense bf16 scratch and calling cusparseLtSpMMACompress every
+// step (PackRoute::Recompress), and says so.
 //
 // Topology refresh round-trips through the CPU engine: values and indices are downloaded, the
 // CPU TopologyRefresher (CHTs24 Alg. 1) moves them to the new mask and returns the SlotMap, the
@@ -41,6 +41,7 @@
 
 #if defined(SPARSENM_HAS_CUSPARSELT)
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -74,10 +75,12 @@ enum class PackRoute { InPlace, Recompress };
 /// |------------------|------------------------------------------------------------|---------|
 /// | adam             | optimizer of the values and the bias (sparsenm::AdamConfig) | {}      |
 /// | search           | cusparseLtMatmulSearch for each plan at construction        | true    |
+/// | tune             | then Sparse24::tune() (every algorithm id, timed) per plan  | true    |
 /// | dw_scratch_bytes | fp32 tile of the dW products (rows of at least 16)          | 64 MiB  |
 struct Linear24Config {
   AdamConfig adam{};
   bool search = true;
+  bool tune = true;
   std::size_t dw_scratch_bytes = std::size_t(64) << 20;
   void validate() const {
     adam.validate();
@@ -134,6 +137,7 @@ class SparseLinear24 {
     m_blas_ws.resize(std::size_t(32) << 20);  // fixed: cuBLAS never allocates in graph capture
     SPARSENM_CUBLAS_CHECK(cublasSetWorkspace(m_blas, m_blas_ws.data(), m_blas_ws.size()));
     rebuild(stream);
+    if (m_cfg.tune) tune_plans(stream);
   }
 
   SparseLinear24(const SparseLinear24&) = delete;
@@ -316,11 +320,12 @@ class SparseLinear24 {
   /// false: `plan` holds the packing of the real values). `pruned` is the zeroed dense
   /// scratch of this orientation (its kept positions are overwritten).
   bool build_slot_map(Sparse24& plan, bool transpose, __nv_bfloat16* pruned,
-                      DeviceBuffer<std::uint32_t>& map, cudaStream_t stream) {
+                      DeviceBuffer<std::uint32_t>& slot, cudaStream_t stream) {
     const std::size_t bytes = plan.compressed_bytes(), words = bytes / 2;
     const auto* packed16 = reinterpret_cast<const std::uint16_t*>(plan.compressed_data());
     DeviceBuffer<unsigned char> ones(bytes);
-    DeviceBuffer<std::uint32_t> slot(words);
+    DeviceBuffer<std::uint32_t> map;  // slot -> word: only for the bijection check
+    slot.resize(words);
     DeviceBuffer<unsigned long long> counters(4);
     counters.fill_bytes(0, stream);
     const unsigned gw = detail::grid_for(words, 256);
@@ -405,16 +410,35 @@ class SparseLinear24 {
     ++m_rebuilds;
   }
 
-  /// The bf16 weights from the fp32 master values (the masks are unchanged).
-  void pack(cudaStream_t stream) {
+  /// Sparse24::tune() of both plans on pseudo-random activations (never zeros), after the
+  /// library's own search: on the H100 it found 1.52-1.53x cuBLAS where the search gave
+  /// 1.42-1.47x (bench/RESULTS.md). The values are unchanged: the packing is the algorithm's.
+  void tune_plans(cudaStream_t stream) {
+    const std::size_t rows = std::size_t(m_tokens);
+    const std::size_t cols = std::size_t(std::max(m_in, m_out));
+    DeviceBuffer<__nv_bfloat16> a(rows * cols), b(rows * cols);
+    detail::fill_search_input<__nv_bfloat16>
+        <<<detail::grid_for(a.size(), 256), 256, 0, stream>>>(a.data(), a.size());
+    SPARSENM_CUDA_CHECK_LAUNCH("fill_search_input");
+    m_fwd->tune(a.data(), b.data(), 5, stream);
+    if (m_bwd) m_bwd->tune(a.data(), b.data(), 5, stream);
+  }
+
+  void gather(const DeviceBuffer<std::uint32_t>& slot_of, Sparse24& plan, cudaStream_t stream) {
+    detail::gather_values_kernel<float><<<detail::grid_for(slot_of.size(), 256), 256, 0, stream>>>(
+        m_values.data(), slot_of.data(), slot_of.size(),
+        reinterpret_cast<__nv_bfloat16*>(plan.compressed_data()));
+    SPARSENM_CUDA_CHECK_LAUNCH("gather_values_kernel");
+  }
+
+ public:
+  /// The bf16 weights from the fp32 master values (the mask unchanged): what step() runs after
+  /// the optimizer; call it after changing values_data() directly.
+  void pack(cudaStream_t stream = nullptr) {
     const bool transposable = m_dx_route == DxRoute::SparseTransposed;
     if (m_pack_route == PackRoute::InPlace) {
-      detail::scatter_values_kernel<float><<<detail::grid_for(nnz(), 256), 256, 0, stream>>>(
-          m_values.data(), nnz(), m_map_fwd.data(),
-          reinterpret_cast<__nv_bfloat16*>(m_fwd->compressed_data()),
-          transposable ? m_map_bwd.data() : nullptr,
-          transposable ? reinterpret_cast<__nv_bfloat16*>(m_bwd->compressed_data()) : nullptr);
-      SPARSENM_CUDA_CHECK_LAUNCH("scatter_values_kernel");
+      gather(m_map_fwd, *m_fwd, stream);
+      if (transposable) gather(m_map_bwd, *m_bwd, stream);
       if (!transposable) expand(false, detail::Expand::Values, 0, m_dense_w.data(), stream);
     } else {
       expand(false, detail::Expand::Values, 0, m_dense_w.data(), stream);
@@ -426,12 +450,13 @@ class SparseLinear24 {
     }
   }
 
+ private:
   Linear24Config m_cfg;
   Index m_out = 0, m_in = 0, m_tokens = 0, m_dw_rows = 0;
   Mask m_indices;  ///< host copy of the indices (out x in/2): they change only on a refresh
   DeviceBuffer<float> m_values, m_grad, m_bias, m_grad_bias, m_dw_tile;
   DeviceBuffer<std::uint8_t> m_idx;
-  DeviceBuffer<std::uint32_t> m_map_fwd, m_map_bwd;
+  DeviceBuffer<std::uint32_t> m_map_fwd, m_map_bwd;  ///< packed word -> slot (kNoSlot: metadata)
   DeviceBuffer<__nv_bfloat16> m_dense_w, m_dense_wt;
   DeviceBuffer<unsigned char> m_blas_ws;
   CublasHandle m_blas;

@@ -123,6 +123,21 @@ __global__ void scatter_values_kernel(const S* __restrict__ values, std::size_t 
   }
 }
 
+/// The per-step re-pack, gather form (what pack() runs): every 16-bit word of the packed buffer
+/// that holds a value takes its slot's fp32 master value rounded to bf16 (`slot_of` from the probe
+/// packs; kNoSlot marks metadata and padding, left as they are). The writes are coalesced; the
+/// reads gather within cuSPARSELt's small tiles, which the caches absorb.
+template <class S>
+__global__ void gather_values_kernel(const S* __restrict__ values,
+                                     const std::uint32_t* __restrict__ slot_of, std::size_t words,
+                                     __nv_bfloat16* __restrict__ packed) {
+  for (std::size_t p = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; p < words;
+       p += std::size_t(gridDim.x) * blockDim.x) {
+    const std::uint32_t s = slot_of[p];
+    if (s != kNoSlot) packed[p] = __float2bfloat16(float(values[s]));
+  }
+}
+
 /// Counts differing bytes of two buffers (the check of the slot map against a fresh compress).
 template <class T>
 __global__ void count_diff_kernel(const T* __restrict__ a, const T* __restrict__ b, std::size_t n,
