@@ -527,30 +527,17 @@ void bench_layer24(cudaStream_t s, cublasHandle_t h) {
     auto h1 = std::chrono::steady_clock::now();
     SPARSENM_CUDA_CHECK(cudaStreamSynchronize(s));
     const double host_us = std::chrono::duration<double, std::micro>(h1 - h0).count() / n_host;
-    // The same step captured once as a CUDA graph and replayed.
+    // The same step captured once as a CUDA graph (SparseLinear24::capture_step) and replayed.
     double graph_ms = -1, graph_host_us = -1;
     try {
-      cudaGraph_t g;
-      cudaGraphExec_t e;
-      SPARSENM_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
-      try {
-        sparse_step();
-      } catch (...) {
-        cudaGraph_t dummy;
-        (void)cudaStreamEndCapture(s, &dummy);
-        throw;
-      }
-      SPARSENM_CUDA_CHECK(cudaStreamEndCapture(s, &g));
-      SPARSENM_CUDA_CHECK(cudaGraphInstantiate(&e, g, 0));
-      SPARSENM_CUDA_CHECK(cudaGraphDestroy(g));
-      graph_ms = median_ms([&](int) { SPARSENM_CUDA_CHECK(cudaGraphLaunch(e, s)); }, 2, reps, s);
+      auto g = layer.capture_step(x.data(), y.data(), dy.data(), dx.data(), s);
+      graph_ms = median_ms([&](int) { g.replay(s); }, 2, reps, s);
       SPARSENM_CUDA_CHECK(cudaStreamSynchronize(s));
       auto g0 = std::chrono::steady_clock::now();
-      for (int i = 0; i < n_host; ++i) SPARSENM_CUDA_CHECK(cudaGraphLaunch(e, s));
+      for (int i = 0; i < n_host; ++i) g.replay(s);
       auto g1 = std::chrono::steady_clock::now();
       SPARSENM_CUDA_CHECK(cudaStreamSynchronize(s));
       graph_host_us = std::chrono::duration<double, std::micro>(g1 - g0).count() / n_host;
-      SPARSENM_CUDA_CHECK(cudaGraphExecDestroy(e));
     } catch (const std::exception& ex) {
       std::printf("  graph capture failed: %s\n", ex.what());
       (void)cudaGetLastError();

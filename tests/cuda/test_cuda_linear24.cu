@@ -229,6 +229,31 @@ TEST(CudaSparseLinear24, RefreshMatchesCpuEngineAndMovesMoments) {
   }
 }
 
+TEST(CudaSparseLinear24, CapturedStepEqualsEagerSteps) {
+  if (sc::device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  const Fixture f = make(64, 128, 32, Layout::Transposable, 41);
+  sc::Linear24Config cfg;
+  cfg.search = false;
+  cfg.tune = false;
+  cfg.adam.lr = 1e-2;
+  sc::SparseLinear24 eager(f.w, f.bias, f.tokens, cfg), graphed(f.w, f.bias, f.tokens, cfg);
+  sc::Stream stream;
+  sc::DeviceBuffer<bf16> x, dy, y(std::size_t(f.tokens * f.out)), dx(std::size_t(f.tokens * f.in));
+  upload_bf16(x, st::random_matrix<float>(f.tokens, f.in, 42));
+  upload_bf16(dy, st::random_matrix<float>(f.tokens, f.out, 43));
+  auto g = graphed.capture_step(x.data(), y.data(), dy.data(), dx.data(), stream);
+  for (int i = 0; i < 3; ++i) {
+    eager.forward(x.data(), y.data(), stream);
+    eager.backward(dy.data(), dx.data(), stream);
+    eager.step(stream);
+    g.replay(stream);
+  }
+  stream.synchronize();
+  EXPECT_LT(st::max_rel_err(graphed.download().values, eager.download().values, 1e-2), 1e-6);
+  EXPECT_LT(st::max_rel_err(graphed.bias(), eager.bias(), 1e-2), 1e-6);
+  EXPECT_NE(graphed.download().values, f.w.values);  // the replays did step
+}
+
 TEST(CudaSparseLinear24, RejectsBadShapes) {
   const Fixture f = make(64, 64, 16, Layout::RowWise, 31);
   EXPECT_THROW(sc::SparseLinear24(f.w, f.bias, 24), sparsenm::Error);            // tokens % 16
