@@ -23,13 +23,14 @@ add_custom_target(docs
   COMMENT "Doxygen: sparsenm API reference"
   VERBATIM)
 
-# The headers held to zero warnings. Add a header (or a directory) here once its public entities
-# are all documented; the goal is the whole of include/sparsenm.
+# The headers held to zero warnings: every public C++ header (*.hpp) of include/sparsenm, each
+# layer directory whole, so a new header there is held to it from its first commit. (cuda/ is
+# *.cuh, which FILE_PATTERNS leaves out of both runs.)
 set(SPARSENM_DOXYGEN_STRICT_HEADERS
-  config.hpp version.hpp mpi.hpp core mask kernels sampling topology optim hessian io
-  nn.hpp nn/sparse_linear.hpp nn/comolora.hpp nn/checkpoint.hpp nn/sparse_trainer.hpp
-  train.hpp train/loss.hpp train/batching.hpp train/csv.hpp train/dense_linear.hpp train/idx.hpp
-  train/progress.hpp train/svg_plot.hpp)
+  config.hpp version.hpp mpi.hpp sparsenm.hpp
+  core.hpp mask.hpp kernels.hpp sampling.hpp topology.hpp optim.hpp hessian.hpp io.hpp nn.hpp
+  train.hpp
+  core mask kernels sampling topology optim hessian io nn train)
 set(_strict "")
 foreach(_h IN LISTS SPARSENM_DOXYGEN_STRICT_HEADERS)
   string(APPEND _strict " \"${PROJECT_SOURCE_DIR}/include/sparsenm/${_h}\"")

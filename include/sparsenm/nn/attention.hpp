@@ -27,22 +27,46 @@ namespace sparsenm {
 ///   dV = Pᵀ dO,  dP = dO Vᵀ,  dS = P ⊙ (dP − rowsum(P ⊙ dP)),  dQ = dS K / √hd,  dK = dSᵀ Q / √hd,
 /// then the inverse rotation on dQ and dK. (sequence, head) pairs run in parallel, each on its
 /// own output blocks, so results do not depend on the thread count.
+///
+/// Per sequence and head the forward pass is scaled dot-product attention (Vaswani et al. 2017,
+/// Eq. 1) with a causal mask, as in the LLaMA blocks of the papers' models (CHTsNM Sec. 4):
+///   S = RoPE(Q) RoPE(K)ᵀ / √hd,  P = softmax_row(S + M),  O = P V,
+/// M(i, j) = −∞ for j > i (position i attends to positions 0..i of its own sequence only). The
+/// softmax is max-shifted, so large logits do not overflow; NaN/Inf inputs propagate to the
+/// outputs and gradients (not checked: a hot path).
+/// \code
+/// CausalSelfAttention<float> attn(d_model, heads, seq_len);
+/// Matrix<float> ctx = attn.forward(q, k, v);  // q, k, v: (batch * seq_len, d_model)
+/// attn.backward(d_ctx, dq, dk, dv);           // same shapes as q, k, v
+/// \endcode
 template <class S>
 class CausalSelfAttention {
  public:
-  /// d_model divisible by heads, head width even; seq_len >= 1; rope_base > 1.
+  /// d_model >= 1 divisible by heads >= 1, head width d_model / heads even (>= 2); seq_len >= 1;
+  /// rope_base finite and > 1 (the RoPE base θ, LLaMA's 10000). Throws sparsenm::Error naming the
+  /// first bad argument.
   CausalSelfAttention(Index d_model, Index heads, Index seq_len, double rope_base = 10000.0);
 
   /// q, k, v: (tokens, d_model), tokens a multiple of seq_len. Returns the context
-  /// (tokens, d_model), the input of the o projection. Keeps what backward needs.
+  /// (tokens, d_model), the input of the o projection. Keeps what backward needs (the rotated q
+  /// and k, v, and every softmax P: batch · heads matrices of seq_len²). Throws sparsenm::Error
+  /// when the shapes differ, d_model does not match or tokens is 0 or not a multiple of seq_len.
   Matrix<S> forward(const Matrix<S>& q, const Matrix<S>& k, const Matrix<S>& v);
-  /// d_ctx (tokens, d_model) of the last forward -> gradients of the (unrotated) q, k, v.
+  /// d_ctx (tokens, d_model) of the last forward -> gradients of the (unrotated) q, k, v, each
+  /// resized to (tokens, d_model) and overwritten. Does not change the kept state, so it may be
+  /// called again for another d_ctx. Throws sparsenm::Error before the first forward or when
+  /// d_ctx is not the shape of the last forward's context.
   void backward(const Matrix<S>& d_ctx, Matrix<S>& dq, Matrix<S>& dk, Matrix<S>& dv);
 
+  /// Model width: the columns of q, k, v and of the context.
   Index d_model() const { return m_d; }
+  /// Number of attention heads.
   Index heads() const { return m_heads; }
+  /// Width hd of one head, d_model / heads; head h owns columns [h · hd, (h + 1) · hd).
   Index head_dim() const { return m_d / m_heads; }
+  /// Tokens per sequence; the rows of every input are a whole number of sequences.
   Index seq_len() const { return m_rope.seq_len(); }
+  /// The rotary tables applied to q and k (head_dim, seq_len and base of this layer).
   const Rope<S>& rope() const { return m_rope; }
 
  private:
@@ -54,10 +78,15 @@ class CausalSelfAttention {
 
 /// q, k, v, o projections around a CausalSelfAttention: y = o(Attn(q(x), k(x), v(x))). `Linear`
 /// is any layer with Matrix-returning forward(x) and backward(dy) (SparseLinear, or the caller's
-/// dense layer); the layers are the caller's and must outlive this object.
+/// dense layer); the layers are the caller's and must outlive this object. `Linear` also needs
+/// in() and out() (its (out, in) weight shape), which the constructor checks.
 template <class S, class Linear>
 class MultiHeadAttention {
  public:
+  /// Wraps the projections q, k, v, o, each d_model × d_model with d_model = o.out(), around a
+  /// CausalSelfAttention(d_model, heads, seq_len, rope_base). Keeps pointers, not copies. Throws
+  /// sparsenm::Error when a projection is not d_model × d_model, or on a bad heads, seq_len or
+  /// rope_base (as CausalSelfAttention).
   MultiHeadAttention(Linear& q, Linear& k, Linear& v, Linear& o, Index heads, Index seq_len,
                      double rope_base = 10000.0)
       : m_q(&q), m_k(&k), m_v(&v), m_o(&o), m_core(o.out(), heads, seq_len, rope_base) {
@@ -66,12 +95,17 @@ class MultiHeadAttention {
                      "MultiHeadAttention: every projection must be ", m_core.d_model(), "x",
                      m_core.d_model(), " but one is ", l->out(), "x", l->in());
   }
-  /// x (tokens, d_model) -> (tokens, d_model).
+  /// x (tokens, d_model), tokens a multiple of seq_len -> (tokens, d_model). Runs the q, k, v
+  /// forwards on x, the attention core, then o; each layer keeps what its backward needs. Throws
+  /// sparsenm::Error (from the layers) on a shape mismatch.
   Matrix<S> forward(const Matrix<S>& x) {
     const Matrix<S> q = m_q->forward(x), k = m_k->forward(x), v = m_v->forward(x);
     return m_o->forward(m_core.forward(q, k, v));
   }
-  /// dy -> dx; every projection keeps its own parameter gradient.
+  /// dy (tokens, d_model) of the last forward -> dx = q.backward(dq) + k.backward(dk) +
+  /// v.backward(dv) (x feeds all three). Every projection keeps its own parameter gradient, with
+  /// that layer's semantics (overwritten or accumulated). Throws sparsenm::Error (from the layers
+  /// and the core) before a forward or when dy is not the shape of the last output.
   Matrix<S> backward(const Matrix<S>& dy) {
     const Matrix<S> d_ctx = m_o->backward(dy);
     Matrix<S> dq, dk, dv;
@@ -81,6 +115,7 @@ class MultiHeadAttention {
     dx += m_v->backward(dv);
     return dx;
   }
+  /// The attention core between the projections (its d_model, heads, seq_len, RoPE tables).
   const CausalSelfAttention<S>& core() const { return m_core; }
 
  private:

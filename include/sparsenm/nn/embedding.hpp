@@ -17,7 +17,10 @@
 
 namespace sparsenm {
 
-/// y(i, :) = W(tokens[i], :) with W (vocab, dim) row-major.
+/// y(i, :) = W(tokens[i], :) with W (vocab, dim) row-major: a table look-up, dense in the papers'
+/// models (only the block projections are N:M sparse). Backward is the scatter-add
+///   dW(t, :) = Σ_{i : tokens[i] = t} dy(i, :),
+/// serial in token order, so the gradient is bit-identical for any thread count.
 ///
 /// Initialisation: W ~ U(-a, a) with a = sqrt(3) * stddev (variance stddev², LLaMA's 0.02 by
 /// default), the element index as Philox counter of rng.
@@ -28,16 +31,25 @@ class Embedding {
   Embedding(Index vocab, Index dim, const Philox& rng, double stddev = 0.02);
 
   /// tokens (any length >= 1, each in [0, vocab)) -> (tokens, dim). Keeps the ids for backward.
+  /// Throws sparsenm::Error on an empty list or an id out of range (naming its position).
   Matrix<S> forward(const std::vector<int>& tokens);
   /// grad_y (tokens, dim) of the last forward: grad_weight() = sum over positions of the rows
-  /// (overwritten, not accumulated; ids repeated in the batch add up).
+  /// (overwritten, not accumulated; ids repeated in the batch add up). Throws sparsenm::Error
+  /// before the first forward or when grad_y is not (tokens, dim).
   template <class Derived>
   void backward(const Eigen::MatrixBase<Derived>& grad_y);
 
+  /// Number of token ids: the rows of the table.
   Index vocab() const { return m_weight.rows(); }
+  /// Embedding width: the columns of the table and of forward's output.
   Index dim() const { return m_weight.cols(); }
+  /// The table W (vocab, dim), writable for the optimizer and for loading a checkpoint (keep the
+  /// shape: forward and backward read vocab() and dim() from it).
   Matrix<S>& weight() { return m_weight; }
+  /// The table W (vocab, dim).
   const Matrix<S>& weight() const { return m_weight; }
+  /// dL/dW (vocab, dim) of the last backward; zero before it. Rows of ids absent from the batch
+  /// are zero.
   const Matrix<S>& grad_weight() const { return m_grad; }
 
  private:

@@ -14,27 +14,38 @@
 
 namespace sparsenm {
 
-/// Row-wise RMSNorm with a learnable gain g (length dim, initialised to 1).
+/// Row-wise RMSNorm (Zhang & Sennrich 2019, as in LLaMA: no mean subtraction, no bias) with a
+/// learnable gain g (length dim, initialised to 1): for each row x of (tokens, dim),
+///   y = x / sqrt(mean(x²) + eps) ⊙ g,
+/// eps inside the square root (LLaMA's convention). The sum of squares is taken in double.
 /// Backward, with r = 1 / sqrt(mean(x²) + eps) and x̂ = r x per row:
 ///   dg = Σ_rows dy ⊙ x̂,   dx = r (dy ⊙ g − x̂ · mean(dy ⊙ g ⊙ x̂)).
 /// NaN/Inf inputs propagate to outputs and gradients (not checked: a hot path).
 template <class S>
 class RmsNorm {
  public:
-  /// dim >= 1, eps finite and > 0. Throws sparsenm::Error.
+  /// dim >= 1, eps finite and > 0 (1e-6 as in LLaMA). Throws sparsenm::Error.
   explicit RmsNorm(Index dim, double eps = 1e-6);
 
-  /// x (tokens, dim) -> y (tokens, dim). Keeps x̂ and r for backward.
+  /// x (tokens, dim) -> y (tokens, dim). Keeps x̂ and r for backward. Throws sparsenm::Error
+  /// when x does not have dim columns.
   template <class Derived>
   Matrix<S> forward(const Eigen::MatrixBase<Derived>& x);
-  /// grad_y (tokens, dim) of the last forward -> dx; fills grad_weight() (overwritten).
+  /// grad_y (tokens, dim) of the last forward -> dx (tokens, dim); fills grad_weight()
+  /// (overwritten, not accumulated). Throws sparsenm::Error when grad_y is not the shape of the
+  /// last forward's output.
   template <class Derived>
   Matrix<S> backward(const Eigen::MatrixBase<Derived>& grad_y);
 
+  /// Feature width: the columns normalised together.
   Index dim() const { return m_gain.size(); }
+  /// The constant added to mean(x²) before the square root.
   double eps() const { return m_eps; }
+  /// The gain g (dim), writable for the optimizer and for loading a checkpoint (keep its length).
   Vector<S>& weight() { return m_gain; }
+  /// The gain g (dim).
   const Vector<S>& weight() const { return m_gain; }
+  /// dL/dg (dim) of the last backward, Σ_rows dy ⊙ x̂; zero before it.
   const Vector<S>& grad_weight() const { return m_grad; }
 
  private:

@@ -18,7 +18,12 @@ namespace sparsenm {
 
 /// RoPE tables for head width `head_dim` (even) and positions [0, seq_len).
 /// Activations are (tokens, heads * head_dim) with tokens = batch · seq_len, row r at position
-/// r % seq_len (sequences stored one after another).
+/// r % seq_len (sequences stored one after another). Rotary position embedding (Su et al. 2021,
+/// RoFormer) in the LLaMA layout: for head column i < head_dim / 2 and position p,
+///   θ_i = base^(−2i / head_dim),
+///   x'_i      = x_i cos(p θ_i) − x_{i+hd/2} sin(p θ_i),
+///   x'_{i+hd/2} = x_i sin(p θ_i) + x_{i+hd/2} cos(p θ_i)   (hd = head_dim).
+/// cos and sin are tabulated once in double and stored as S.
 template <class S>
 class Rope {
  public:
@@ -26,11 +31,15 @@ class Rope {
   Rope(Index head_dim, Index seq_len, double base = 10000.0);
 
   /// Rotates x in place (inverse = true: by the opposite angles, which is the backward pass).
-  /// x.cols() must be a multiple of head_dim and x.rows() of seq_len.
+  /// x.cols() must be a multiple of head_dim and x.rows() of seq_len, else sparsenm::Error. Each
+  /// head of width head_dim is rotated independently with the same tables.
   void apply(Eigen::Ref<Matrix<S>> x, bool inverse = false) const;
 
+  /// Width of one head (even): pairs (i, i + head_dim / 2) rotate together.
   Index head_dim() const { return m_hd; }
+  /// Number of positions tabulated; row r of an activation is at position r % seq_len().
   Index seq_len() const { return m_cos.rows(); }
+  /// The frequency base (θ_i = base^(−2i / head_dim)); LLaMA uses 10000.
   double base() const { return m_base; }
 
  private:

@@ -22,13 +22,24 @@ namespace sparsenm {
 
 /// The parts of a distillation loss (means over rows).
 struct DistillLoss {
-  double total = 0, ce = 0, kl = 0;
+  double total = 0;  ///< ce + eta · T² · kl: the loss the gradient belongs to
+  double ce = 0;     ///< cross-entropy of the student (at temperature 1) on the labels, in nats
+  double kl = 0;     ///< KL(softmax(t / T) ‖ softmax(s / T)) in nats, without eta · T²
 };
 
+/// CAST's distillation objective (CAST Sec. 3: CE on the labels plus eta times the KL divergence
+/// from the dense teacher; a larger eta weights the teacher more; CAST tunes it per model):
 /// L = CE(student, labels) + eta · T² · KL(p_t ‖ p_s), p = softmax(logits / T), for logits
 /// (rows, classes). With `grad`, dL/dstudent = (softmax(s) − onehot) / rows + eta · T · (p_s − p_t)
 /// / rows. Throws sparsenm::Error on shape mismatch, a label out of range, eta < 0 or T <= 0.
-/// NaN logits give a NaN loss (not checked, as softmax_cross_entropy).
+/// NaN logits give a NaN loss (not checked, as softmax_cross_entropy). Log-softmaxes are
+/// max-shifted and computed in double. eta = 0 is plain cross-entropy (the teacher only enters kl).
+/// \param student  student logits (rows, classes), row-major, one row per token
+/// \param teacher  teacher logits, same shape (the dense model's output; no gradient flows to it)
+/// \param labels   target class of each row, in [0, classes)
+/// \param eta      weight of the KL term, finite and >= 0
+/// \param grad     if not null, resized to (rows, classes) and set to dL/dstudent
+/// \param temperature  T, finite and > 0 (1: CAST's setting)
 template <class S>
 DistillLoss distillation_loss(const Matrix<S>& student, const Matrix<S>& teacher,
                               const std::vector<int>& labels, double eta,

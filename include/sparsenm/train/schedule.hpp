@@ -13,9 +13,12 @@
 
 namespace sparsenm {
 
-/// Linear warm-up + cosine decay. Steps count from 1.
+/// Linear warm-up + cosine decay. Steps count from 1:
+///   lr(s) = peak · s / warmup                                    for s <= warmup,
+///   lr(s) = peak · (m + (1 − m) · (1 + cos(π (s − warmup) / (total − warmup))) / 2)  after,
+/// m = min_ratio. Aggregate-initialise the fields, then validate().
 struct WarmupCosine {
-  double peak = 1e-3;
+  double peak = 1e-3;      ///< largest lr, at step `warmup` (warmup = 0: lr(1) just below it)
   long warmup = 0;         ///< steps of linear warm-up (0: none)
   long total = 1;          ///< last step; lr(total) = min_ratio · peak
   double min_ratio = 0.1;  ///< final lr / peak
