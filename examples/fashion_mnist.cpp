@@ -19,6 +19,8 @@
 //   edsrt        train dense, prune to the legal N:M mask, then dynamic retraining (refresh + Adam)
 //   sparseforge  Hutchinson-guided soft-mask annealing from dense to N:M (SparseForge Alg. 1)
 #include <sparsenm/sparsenm.hpp>
+
+#include "example_util.hpp"
 #include <sparsenm/train/idx.hpp>  // IDX + gzip reader (needs zlib)
 
 #include <malloc.h>
@@ -37,6 +39,10 @@
 
 using namespace sparsenm;
 using Mat = Matrix<float>;
+using example_util::fmt;
+using example_util::json_number;
+using example_util::make_dirs;
+using example_util::split;
 
 // =============================================================================================
 // 1. Command line
@@ -66,14 +72,6 @@ struct Options {
   Index test_limit = 0;   // 0: all 10,000 test images
   bool export_models = true;
 };
-
-std::vector<std::string> split(const std::string& s, char sep) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  for (std::string item; std::getline(ss, item, sep);)
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
 
 void usage() {
   std::printf(
@@ -614,20 +612,6 @@ RunResult run_method(const std::string& method, const Options& o, const Data& da
 // =============================================================================================
 // 5. Export: model.safetensors + one .npy per tensor + manifest.json (numpy needs nothing else)
 // =============================================================================================
-std::string json_number(double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.10g", v);
-  return buf;
-}
-
-void make_dirs(const std::string& path) {
-  std::string acc;
-  for (const std::string& part : split(path, '/')) {
-    acc += (acc.empty() && path[0] != '/') ? part : "/" + part;
-    mkdir(acc.c_str(), 0755);
-  }
-}
-
 void export_model(Model& model, const std::string& method, const Options& o,
                   const RunResult& result, std::uint64_t seed) {
   const std::string dir =
@@ -732,12 +716,6 @@ struct Summary {
     return refreshed ? double(changed) / double(refreshed) : std::nan("");
   }
 };
-
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
 
 // Writes results.csv and the plots; prints the table when `print` (called after every method, so
 // a long run leaves usable files behind even if it is interrupted).

@@ -27,6 +27,8 @@
 //   post-sparseforge Hutchinson Hessian diagonal + soft-mask annealing (SparseForge Alg. 1)
 #include <sparsenm/sparsenm.hpp>
 
+#include "example_util.hpp"
+
 #include <dirent.h>
 #include <sys/stat.h>
 
@@ -44,6 +46,10 @@
 
 using namespace sparsenm;
 using Mat = Matrix<float>;
+using example_util::fmt;
+using example_util::json_number;
+using example_util::make_dirs;
+using example_util::split;
 
 // =============================================================================================
 // 1. Command line
@@ -72,14 +78,6 @@ struct Options {
   int threads = 0;
   bool export_models = true;
 };
-
-std::vector<std::string> split(const std::string& s, char sep) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  for (std::string item; std::getline(ss, item, sep);)
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
 
 bool is_post(const std::string& m) { return m.rfind("post-", 0) == 0; }
 
@@ -788,20 +786,6 @@ RunResult run_method(const std::string& method, const Options& o, const Corpus& 
 // =============================================================================================
 // 5. Export: model.safetensors + one .npy per tensor + manifest.json (numpy needs nothing else)
 // =============================================================================================
-std::string json_number(double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.10g", v);
-  return buf;
-}
-
-void make_dirs(const std::string& path) {
-  std::string acc;
-  for (const std::string& part : split(path, '/')) {
-    acc += (acc.empty() && path[0] != '/') ? part : "/" + part;
-    mkdir(acc.c_str(), 0755);
-  }
-}
-
 void export_model(Model& m, const RunResult& r, const Recipe& rc, const Options&,
                   const std::string& dir) {
   make_dirs(dir);
@@ -904,12 +888,6 @@ struct Summary {
     return std::sqrt(s / double(runs.size() - 1));
   }
 };
-
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
 
 std::string nm_string(NM nm) { return std::to_string(nm.n) + ":" + std::to_string(nm.m); }
 
