@@ -236,11 +236,17 @@ TEST(CudaSparseLinear24, CapturedStepEqualsEagerSteps) {
   cfg.search = false;
   cfg.tune = false;
   cfg.adam.lr = 1e-2;
-  sc::SparseLinear24 eager(f.w, f.bias, f.tokens, cfg), graphed(f.w, f.bias, f.tokens, cfg);
   sc::Stream stream;
   sc::DeviceBuffer<bf16> x, dy, y(std::size_t(f.tokens * f.out)), dx(std::size_t(f.tokens * f.in));
   upload_bf16(x, st::random_matrix<float>(f.tokens, f.in, 42));
   upload_bf16(dy, st::random_matrix<float>(f.tokens, f.out, 43));
+  {  // with bias correction a replay would repeat the captured step's correction: refused
+    sc::SparseLinear24 corrected(f.w, f.bias, f.tokens, cfg);
+    EXPECT_THROW(corrected.capture_step(x.data(), y.data(), dy.data(), dx.data(), stream),
+                 sparsenm::Error);
+  }
+  cfg.adam.bias_correction = false;
+  sc::SparseLinear24 eager(f.w, f.bias, f.tokens, cfg), graphed(f.w, f.bias, f.tokens, cfg);
   auto g = graphed.capture_step(x.data(), y.data(), dy.data(), dx.data(), stream);
   for (int i = 0; i < 3; ++i) {
     eager.forward(x.data(), y.data(), stream);

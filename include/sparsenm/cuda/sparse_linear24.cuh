@@ -205,7 +205,7 @@ class SparseLinear24 {
 
   /// A whole training step (forward, backward, step) on fixed buffers, captured once as a CUDA
   /// graph: replay() launches it for 7-11 us of host time per step on the H100 where the eager
-  /// calls take 65-96 us (bench/RESULTS.md). The packed buffers and maps may move when the mask
+  /// calls take 63-102 us (bench/RESULTS.md). The packed buffers and maps may move when the mask
   /// changes: replay() throws after a rebuild (refresh(), set_compressed()); capture again.
   class StepGraph {
    public:
@@ -234,10 +234,18 @@ class SparseLinear24 {
 
   /// Captures forward(x, y), backward(dy, dx), step() on `stream` (not the legacy default
   /// stream: capture needs a created stream). Nothing in a step allocates or synchronises.
+  /// Needs AdamConfig::bias_correction = false: cuda::Adam computes the bias correction and the
+  /// step counter on the host at each call, so a replayed graph would repeat the captured step's
+  /// correction (seen on the H100: 0.88 relative difference after three replays); the step
+  /// counter and set_lr() changes are not seen by replays either.
   StepGraph capture_step(const __nv_bfloat16* x, __nv_bfloat16* y, const __nv_bfloat16* dy,
                          __nv_bfloat16* dx, cudaStream_t stream) {
     SPARSENM_CHECK(stream != nullptr,
                    "cuda::SparseLinear24::capture_step: pass a created stream (cuda::Stream)");
+    SPARSENM_CHECK(!m_cfg.adam.bias_correction,
+                   "cuda::SparseLinear24::capture_step: AdamConfig::bias_correction must be "
+                   "false (the device Adam's bias correction is computed on the host per step "
+                   "and would be frozen into the graph)");
     cudaGraph_t graph = nullptr;
     SPARSENM_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
     try {
