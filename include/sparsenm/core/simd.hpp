@@ -185,10 +185,13 @@ __attribute__((target("arch=x86-64")))
 inline bool
 check_cpu_has_compiled_isa() {
   if (static_cast<int>(compiled_isa()) > static_cast<int>(runtime_isa())) {
-    std::fprintf(stderr,
-                 "sparsenm: this program was compiled for %s but this CPU supports only %s; "
-                 "rebuild it for this CPU (without -march=native from another machine)\n",
-                 to_string(compiled_isa()), to_string(runtime_isa()));
+    // fputs, not fprintf: with _FORTIFY_SOURCE (Ubuntu's default) fprintf is an always_inline
+    // wrapper that cannot be inlined into this baseline-target function under -march=native.
+    std::fputs("sparsenm: this program was compiled for ", stderr);
+    std::fputs(to_string(compiled_isa()), stderr);
+    std::fputs(" but this CPU supports only ", stderr);
+    std::fputs(to_string(runtime_isa()), stderr);
+    std::fputs("; rebuild it for this CPU (without -march=native from another machine)\n", stderr);
     std::abort();
   }
   return true;
