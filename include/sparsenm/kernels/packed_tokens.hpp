@@ -81,7 +81,7 @@ class PackedTokens {
 
  private:
   Index m_tokens = 0, m_features = 0, m_tile = 0, m_tiles = 0;
-  std::vector<S, Eigen::aligned_allocator<S>> m_data;
+  std::vector<S, detail::CacheAlignedAllocator<S>> m_data;
 };
 
 template <class S>

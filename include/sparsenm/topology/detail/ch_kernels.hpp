@@ -49,9 +49,9 @@ struct ChWorkspace {
   BitRows bits_cols;               // rows of Mᵀ
   std::vector<std::int32_t> gram;  // DD or TT, n x n
   // The Gram's rows interleaved by octets (gram_weight_panels), 64-byte aligned.
-  std::vector<std::uint64_t, Eigen::aligned_allocator<std::uint64_t>> interleaved;
+  std::vector<std::uint64_t, detail::CacheAlignedAllocator<std::uint64_t>> interleaved;
   // 64-byte aligned (Eigen's allocator with AVX-512): panel entries are whole cache lines.
-  using Buffer = std::vector<S, Eigen::aligned_allocator<S>>;
+  using Buffer = std::vector<S, detail::CacheAlignedAllocator<S>>;
   Buffer weights;                      // F_D or F_T in row panels (see ch_weight_panels)
   std::vector<std::uint16_t> offsets;  // table-entry offsets of the binary factor (table_offsets)
   Buffer row_stream;                   // F_D M in panels of 16 (float) / 8 (double) rows
