@@ -4,6 +4,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <limits>
 #include <new>
 #include <ostream>
 
@@ -64,11 +66,22 @@ struct CacheAlignedAllocator {
   CacheAlignedAllocator() = default;
   template <class U>
   CacheAlignedAllocator(const CacheAlignedAllocator<U>&) noexcept {}
+  // malloc + manual alignment (as Eigen's handmade_aligned_malloc), not aligned operator new:
+  // glibc serves large aligned requests from fresh mmaps, and per-call buffers (PackedTokens in
+  // the convenience kernels) then page-fault on every call.
   T* allocate(std::size_t n) {
-    return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(kAlignment)));
+    if (n > (std::numeric_limits<std::size_t>::max() - kAlignment) / sizeof(T))
+      throw std::bad_alloc();
+    void* raw = std::malloc(n * sizeof(T) + kAlignment);
+    if (raw == nullptr) throw std::bad_alloc();
+    const std::uintptr_t at =
+        (reinterpret_cast<std::uintptr_t>(raw) + kAlignment) & ~std::uintptr_t(kAlignment - 1);
+    void* aligned = reinterpret_cast<void*>(at);
+    static_cast<void**>(aligned)[-1] = raw;  // malloc aligns to 16, so at - raw >= 16
+    return static_cast<T*>(aligned);
   }
   void deallocate(T* p, std::size_t) noexcept {
-    ::operator delete(p, std::align_val_t(kAlignment));
+    if (p != nullptr) std::free(reinterpret_cast<void**>(p)[-1]);
   }
   template <class U>
   bool operator==(const CacheAlignedAllocator<U>&) const noexcept {
