@@ -230,34 +230,78 @@ TEST(CudaSparseLinear24, RefreshMatchesCpuEngineAndMovesMoments) {
 }
 
 TEST(CudaSparseLinear24, CapturedStepEqualsEagerSteps) {
+  // With Adam's bias correction (the default) and an lr change between steps: every replay must
+  // take its own step's correction and the new lr from the device clock, so the graph equals the
+  // eager steps, and both equal the CPU compressed Adam fed the same gradients (1 - beta^t of a
+  // frozen step 1 would differ by ~0.9 relative: the defect this guards).
   if (sc::device_count() == 0) GTEST_SKIP() << "no CUDA device";
   const Fixture f = make(64, 128, 32, Layout::Transposable, 41);
   sc::Linear24Config cfg;
   cfg.search = false;
   cfg.tune = false;
   cfg.adam.lr = 1e-2;
+  ASSERT_TRUE(cfg.adam.bias_correction);
   sc::Stream stream;
   sc::DeviceBuffer<bf16> x, dy, y(std::size_t(f.tokens * f.out)), dx(std::size_t(f.tokens * f.in));
   upload_bf16(x, st::random_matrix<float>(f.tokens, f.in, 42));
   upload_bf16(dy, st::random_matrix<float>(f.tokens, f.out, 43));
-  {  // with bias correction a replay would repeat the captured step's correction: refused
-    sc::SparseLinear24 corrected(f.w, f.bias, f.tokens, cfg);
-    EXPECT_THROW(corrected.capture_step(x.data(), y.data(), dy.data(), dx.data(), stream),
-                 sparsenm::Error);
-  }
-  cfg.adam.bias_correction = false;
   sc::SparseLinear24 eager(f.w, f.bias, f.tokens, cfg), graphed(f.w, f.bias, f.tokens, cfg);
   auto g = graphed.capture_step(x.data(), y.data(), dy.data(), dx.data(), stream);
-  for (int i = 0; i < 3; ++i) {
+  EXPECT_EQ(graphed.optimizer().steps(stream), 0) << "capturing must not step";
+  NMCompressed<float> cpu = f.w;
+  sparsenm::Adam<float> adam(cpu, cfg.adam);
+  const double lrs[4] = {1e-2, 1e-2, 5e-3, 5e-3};
+  for (int i = 0; i < 4; ++i) {
+    eager.set_lr(lrs[i], stream);
+    graphed.set_lr(lrs[i], stream);
     eager.forward(x.data(), y.data(), stream);
     eager.backward(dy.data(), dx.data(), stream);
+    stream.synchronize();
+    const Matrix<float> grad = eager.grad_values(stream);  // the same x, dY: the same dW
+    adam.set_lr(lrs[i]);
+    adam.step(cpu, grad);
     eager.step(stream);
     g.replay(stream);
   }
   stream.synchronize();
-  EXPECT_LT(st::max_rel_err(graphed.download().values, eager.download().values, 1e-2), 1e-6);
-  EXPECT_LT(st::max_rel_err(graphed.bias(), eager.bias(), 1e-2), 1e-6);
-  EXPECT_NE(graphed.download().values, f.w.values);  // the replays did step
+  EXPECT_EQ(graphed.optimizer().steps(stream), 4);
+  EXPECT_EQ(eager.optimizer().steps(stream), 4);
+  const NMCompressed<float> gv = graphed.download(stream), ev = eager.download(stream);
+  EXPECT_LT(st::max_rel_err(gv.values, ev.values, 1e-2), 1e-6);
+  EXPECT_LT(st::max_rel_err(graphed.bias(stream), eager.bias(stream), 1e-2), 1e-6);
+  EXPECT_LT(st::max_rel_err(gv.values, cpu.values, 1e-2), 1e-5);
+  EXPECT_NE(gv.values, f.w.values);  // the replays did step
+}
+
+TEST(CudaAdam, DeviceClockSetStepsAndRemapKeepT) {
+  // set_steps(t) resumes the bias correction at t + 1 (checkpoint restore). Reference: a CPU Adam
+  // that took t steps on zero gradients (m, v and w stay as they were; only t advances).
+  if (sc::device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  const Index R = 8, C = 12;
+  sparsenm::AdamConfig cfg;
+  cfg.lr = 1e-2;
+  sparsenm::Adam<float> cpu(R, C, cfg);
+  sc::Adam<float> gpu(R, C, cfg);
+  Matrix<float> w = st::random_matrix<float>(R, C, 5);
+  const Matrix<float> zero = Matrix<float>::Zero(R, C);
+  for (int t = 0; t < 7; ++t) cpu.step(w, zero);  // w unchanged (m = 0), t = 7
+  gpu.set_steps(7);
+  EXPECT_EQ(gpu.steps(), 7);
+  auto d_w = sc::to_device(w);
+  const Matrix<float> g = st::random_matrix<float>(R, C, 6);
+  auto d_g = sc::to_device(g);
+  cpu.step(w, g);
+  gpu.step(d_w.data(), d_g.data());
+  EXPECT_EQ(gpu.steps(), 8);
+  EXPECT_LT(st::max_rel_err(sc::to_host(d_w, R, C), w, 1e-2), 1e-6);
+  sparsenm::SlotMap slots;  // identity remap (2 slots per group): t must survive
+  slots.nm = NM{2, 4};
+  slots.source.resize(R, C);
+  for (Index r = 0; r < R; ++r)
+    for (Index c = 0; c < C; ++c) slots.source(r, c) = std::int8_t(c % 2);
+  gpu.remap(slots);
+  EXPECT_EQ(gpu.steps(), 8);
+  EXPECT_THROW(gpu.set_steps(-1), sparsenm::Error);
 }
 
 TEST(CudaSparseLinear24, RejectsBadShapes) {

@@ -4,6 +4,12 @@
 // CAST Algorithm 1: proportional L1 decay mixed into the first moment of pruned entries).
 // One fused pass per step (read g, mask, m, v, W; write m, v, W); nothing is allocated in step().
 // Gradients are not screened for NaN/Inf on the device (AdamConfig::nonfinite is ignored).
+//
+// The step counter t and the step size live in device memory (cuda::Adam): each step first runs
+// a one-thread kernel that increments t and computes lr / (1 - beta1^t), 1 / sqrt(1 - beta2^t)
+// and the AdamW decay in double, then the fused pass reads them. A step captured into a CUDA graph
+// (cuda::SparseLinear24::capture_step) therefore replays with the bias correction of each replay's
+// own t, and sees set_lr() changes made between replays.
 #ifndef SPARSENM_CUDA_ADAM_CUH
 #define SPARSENM_CUDA_ADAM_CUH
 
@@ -39,31 +45,35 @@ class Adam {
     m_v.resize(size());
     m_m.fill_bytes(0);
     m_v.fill_bytes(0);
+    m_clock.resize(1);
+    m_coef.resize(1);
+    m_host_clock = detail::AdamClock{0, m_cfg.lr};
+    m_clock.upload(&m_host_clock, 1);
     SPARSENM_CUDA_CHECK(cudaDeviceSynchronize());
   }
 
   /// One step on device `weight` with device `grad`; `mask` (device, optional): entries with 0
-  /// are frozen (weight and moments keep their bits).
+  /// are frozen (weight and moments keep their bits). Two launches: the clock tick (t + 1 and the
+  /// step's coefficients, on the device) and the fused pass. Capturable into a CUDA graph.
   void step(S* weight, const S* grad, const std::uint8_t* mask = nullptr,
             cudaStream_t stream = nullptr) {
     SPARSENM_CHECK(weight && grad, "cuda::Adam::step: weight and grad must be device pointers");
-    ++m_t;
-    const double bc1 = m_cfg.bias_correction ? 1.0 - std::pow(m_cfg.beta1, double(m_t)) : 1.0;
-    const double bc2 = m_cfg.bias_correction ? 1.0 - std::pow(m_cfg.beta2, double(m_t)) : 1.0;
-    const S step = S(m_cfg.lr / bc1), inv = S(1.0 / std::sqrt(bc2));
+    detail::adam_tick_kernel<S><<<1, 32, 0, stream>>>(
+        m_clock.data(), m_coef.data(), m_cfg.beta1, m_cfg.beta2, m_cfg.weight_decay,
+        m_cfg.bias_correction, m_cfg.decoupled_weight_decay);
+    SPARSENM_CUDA_CHECK_LAUNCH("adam_tick_kernel");
     const S l2 = m_cfg.decoupled_weight_decay ? S(0) : S(m_cfg.weight_decay);
-    const S decay = m_cfg.decoupled_weight_decay ? S(1.0 - m_cfg.lr * m_cfg.weight_decay) : S(1);
     const S b1 = S(m_cfg.beta1), b2 = S(m_cfg.beta2), eps = S(m_cfg.eps);
     const S ob1 = S(1.0 - m_cfg.beta1), ob2 = S(1.0 - m_cfg.beta2);
     const unsigned grid = detail::grid_for((size() + 3) / 4, 256);
     if (mask)
       detail::adam_kernel<true, S><<<grid, 256, 0, stream>>>(grad, mask, m_m.data(), m_v.data(),
-                                                             weight, size(), b1, b2, ob1, ob2, step,
-                                                             inv, eps, l2, decay);
+                                                             weight, size(), b1, b2, ob1, ob2,
+                                                             m_coef.data(), eps, l2);
     else
       detail::adam_kernel<false, S><<<grid, 256, 0, stream>>>(grad, mask, m_m.data(), m_v.data(),
                                                               weight, size(), b1, b2, ob1, ob2,
-                                                              step, inv, eps, l2, decay);
+                                                              m_coef.data(), eps, l2);
     SPARSENM_CUDA_CHECK_LAUNCH("adam_kernel");
   }
 
@@ -91,13 +101,32 @@ class Adam {
   }
 
   const AdamConfig& config() const { return m_cfg; }
-  void set_lr(double lr) {
+  /// New step size from the next step on, written to the device clock in stream order on
+  /// `stream` (no synchronisation): a captured step graph replayed after this call uses it.
+  void set_lr(double lr, cudaStream_t stream = nullptr) {
     check_finite_positive(lr, "cuda::Adam::set_lr: lr");
     m_cfg.lr = lr;
+    m_host_lr = lr;  // a member, not a local: the copy may read it after the call returns
+    SPARSENM_CUDA_CHECK(cudaMemcpyAsync(&m_clock.data()->lr, &m_host_lr, sizeof(double),
+                                        cudaMemcpyHostToDevice, stream));
   }
   const DeviceBuffer<S>& exp_avg() const { return m_m; }
   const DeviceBuffer<S>& exp_avg_sq() const { return m_v; }
-  long steps() const { return m_t; }
+  /// Steps taken (t), read from the device after the work queued on `stream` (synchronises it;
+  /// pass the stream the steps ran on). Counts graph replays too.
+  long steps(cudaStream_t stream = nullptr) const {
+    detail::AdamClock c{};
+    m_clock.download(&c, 1, stream);
+    return long(c.t);
+  }
+  /// Sets the step counter (e.g. from a checkpoint of sparsenm::Adam, whose visit_state names it
+  /// "steps"): the next step is t + 1 and takes that step's bias correction. Synchronous.
+  /// A remap (topology refresh) keeps t, as sparsenm::Adam::remap does.
+  void set_steps(long t, cudaStream_t stream = nullptr) {
+    SPARSENM_CHECK(t >= 0, "cuda::Adam::set_steps: t = ", t, " must be >= 0");
+    m_host_clock = detail::AdamClock{static_cast<long long>(t), m_cfg.lr};
+    m_clock.upload(&m_host_clock, 1, stream);
+  }
 
  private:
   std::size_t size() const { return std::size_t(m_rows) * std::size_t(m_cols); }
@@ -105,7 +134,10 @@ class Adam {
   Index m_rows, m_cols;
   DeviceBuffer<S> m_m, m_v;
   DeviceBuffer<std::int8_t> m_source;
-  long m_t = 0;
+  DeviceBuffer<detail::AdamClock> m_clock;   ///< t and lr on the device (one element)
+  DeviceBuffer<detail::AdamCoef<S>> m_coef;  ///< the current step's coefficients
+  detail::AdamClock m_host_clock{0, 0.0};    ///< staging for set_steps / construction
+  double m_host_lr = 0.0;                    ///< staging for set_lr
 };
 
 /// Device AdamS (counterpart of sparsenm::AdamS, optim/adams.hpp, with the same AdamSConfig) for

@@ -234,18 +234,15 @@ class SparseLinear24 {
 
   /// Captures forward(x, y), backward(dy, dx), step() on `stream` (not the legacy default
   /// stream: capture needs a created stream). Nothing in a step allocates or synchronises.
-  /// Needs AdamConfig::bias_correction = false: cuda::Adam computes the bias correction and the
-  /// step counter on the host at each call, so a replayed graph would repeat the captured step's
-  /// correction (seen on the H100: 0.88 relative difference after three replays); the step
-  /// counter and set_lr() changes are not seen by replays either.
+  /// The capture itself runs nothing (the optimizer's step counter is unchanged by it). Each
+  /// replay is a full step with its own bias correction: cuda::Adam keeps t and lr in device
+  /// memory and computes the correction on the device (an earlier host-side correction was
+  /// frozen into the graph: 0.88 relative difference after three replays on the H100); set_lr()
+  /// between replays takes effect.
   StepGraph capture_step(const __nv_bfloat16* x, __nv_bfloat16* y, const __nv_bfloat16* dy,
                          __nv_bfloat16* dx, cudaStream_t stream) {
     SPARSENM_CHECK(stream != nullptr,
                    "cuda::SparseLinear24::capture_step: pass a created stream (cuda::Stream)");
-    SPARSENM_CHECK(!m_cfg.adam.bias_correction,
-                   "cuda::SparseLinear24::capture_step: AdamConfig::bias_correction must be "
-                   "false (the device Adam's bias correction is computed on the host per step "
-                   "and would be frozen into the graph)");
     cudaGraph_t graph = nullptr;
     SPARSENM_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
     try {
@@ -320,6 +317,12 @@ class SparseLinear24 {
   Vector<float> bias(cudaStream_t stream = nullptr) const { return vec(m_bias, stream); }
   Vector<float> grad_bias(cudaStream_t stream = nullptr) const { return vec(m_grad_bias, stream); }
 
+  /// Step size of the values' and the bias's Adam from the next step on (stream-ordered on
+  /// `stream`, no synchronisation; captured step graphs see it).
+  void set_lr(double lr, cudaStream_t stream = nullptr) {
+    m_opt->set_lr(lr, stream);
+    if (m_opt_bias) m_opt_bias->set_lr(lr, stream);
+  }
   float* values_data() { return m_values.data(); }
   float* grad_data() { return m_grad.data(); }
   const Adam<float>& optimizer() const { return *m_opt; }

@@ -255,11 +255,47 @@ __device__ __forceinline__ void adam_one(S g, bool on, S& m, S& v, S& w, S b1, S
   }
 }
 
+/// The step's scalars, computed on the device from the device step counter so that a captured
+/// CUDA graph replays every step with its own bias correction (and the current lr).
+template <class S>
+struct AdamCoef {
+  S step;          ///< lr / (1 - beta1^t)
+  S inv_sqrt_bc2;  ///< 1 / sqrt(1 - beta2^t)
+  S decay;         ///< AdamW: 1 - lr * weight_decay; otherwise 1
+};
+
+/// The device clock of cuda::Adam: steps taken and the current step size.
+struct AdamClock {
+  long long t;
+  double lr;
+};
+
+/// One thread: ++t, then the coefficients of step t in double, rounded to S exactly as the host
+/// route does (optim/adam.hpp: S(lr / bc1), S(1 / sqrt(bc2)), S(1 - lr wd)).
+template <class S>
+__global__ void adam_tick_kernel(AdamClock* __restrict__ clock, AdamCoef<S>* __restrict__ coef,
+                                 double beta1, double beta2, double weight_decay,
+                                 bool bias_correction, bool decoupled) {
+  if (blockIdx.x != 0 || threadIdx.x != 0) return;
+  const long long t = clock->t + 1;
+  clock->t = t;
+  const double lr = clock->lr;
+  const double bc1 = bias_correction ? 1.0 - pow(beta1, double(t)) : 1.0;
+  const double bc2 = bias_correction ? 1.0 - pow(beta2, double(t)) : 1.0;
+  AdamCoef<S> c;
+  c.step = S(lr / bc1);
+  c.inv_sqrt_bc2 = S(1.0 / sqrt(bc2));
+  c.decay = decoupled ? S(1.0 - lr * weight_decay) : S(1);
+  *coef = c;
+}
+
 template <bool MASKED, class S>
 __global__ void adam_kernel(const S* __restrict__ g, const std::uint8_t* __restrict__ mask,
                             S* __restrict__ M, S* __restrict__ V, S* __restrict__ W, std::size_t n,
-                            S b1, S b2, S ob1, S ob2, S step, S inv_sqrt_bc2, S eps, S l2,
-                            S decay) {
+                            S b1, S b2, S ob1, S ob2, const AdamCoef<S>* __restrict__ coef, S eps,
+                            S l2) {
+  const AdamCoef<S> c = *coef;
+  const S step = c.step, inv_sqrt_bc2 = c.inv_sqrt_bc2, decay = c.decay;
   for_each4(
       n,
       [&](std::size_t i) {
