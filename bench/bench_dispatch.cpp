@@ -112,6 +112,21 @@ int main(int argc, char** argv) {
          auto c = std::make_shared<NMCompressed<float>>(inputs().c);
          return [adam, c] { adam->step(*c, inputs().gv); };
        }},
+      // Scalar route: OpenBLAS ?syrk/?symm (this target links sparsenm::blas); AVX-512: the
+      // library's packed GEMM with half products of symmetric factors.
+      {"newton_schulz/1024x1024",
+       [] {
+         return [] {
+           Matrix<float> o = newton_schulz(inputs().w);
+           benchmark::DoNotOptimize(o.data());
+         };
+       }},
+      {"tans_step/compressed/1:4/1024x1024",
+       [] {
+         auto tans = std::make_shared<Tans<float>>(inputs().c);
+         auto c = std::make_shared<NMCompressed<float>>(inputs().c);
+         return [tans, c] { tans->step(*c, inputs().gv); };
+       }},
   };
   for (const auto& k : kernels)
     for (SimdIsa isa : {SimdIsa::Scalar, SimdIsa::Avx2, SimdIsa::Avx512}) {

@@ -154,6 +154,45 @@ TEST(Dispatch, SpmmSpmmTransposedAndSddmm) {
   }
 }
 
+// Newton-Schulz: the AVX-512 route runs the packed GEMM (half products of symmetric factors), the
+// others Eigen's products. Reference: the iteration X <- a X + (b A + c A^2) X, A = X X^T, in
+// double with plain Eigen products (chtsnm App. C, Table A4). 40 x 72 takes the square-side
+// iteration, 24 x 96 the Gram form (long side >= 2 x short side).
+TEST(Dispatch, NewtonSchulzOnEveryRouteMatchesTheDoubleIteration) {
+  for (const auto& shape : {std::pair<Index, Index>{40, 72}, std::pair<Index, Index>{96, 24}}) {
+    const Matrix<float> x = random_matrix<float>(shape.first, shape.second, 50);
+    Matrix<double> ref = x.cast<double>() / (x.cast<double>().norm() + kNsNormEps);
+    const bool wide = ref.rows() <= ref.cols();
+    for (int t = 0; t < 5; ++t) {
+      const NsTriple tr = ns_coefficients(NsCoefficients::TansTableA4, t);
+      if (wide) {
+        const Matrix<double> a = ref * ref.transpose();
+        ref = (tr.a * ref + (tr.b * a + tr.c * a * a) * ref).eval();
+      } else {
+        const Matrix<double> a = ref.transpose() * ref;
+        ref = (tr.a * ref + ref * (tr.b * a + tr.c * a * a)).eval();
+      }
+    }
+    on_every_route([&] { return newton_schulz(x); },
+                   [&](const Matrix<float>& scalar, const Matrix<float>& got, SimdIsa isa) {
+                     EXPECT_EQ(detail::ns_packed_route(), isa == SimdIsa::Avx512);
+                     EXPECT_LT(max_rel_diff(ref, got), 2e-5) << to_string(isa);
+                     EXPECT_LT(max_rel_diff(ref, scalar), 2e-5);
+                   });
+    if (runtime_isa() == SimdIsa::Avx512) {  // the packed route: same bits for 1 and 2 threads
+      IsaGuard guard;
+      set_active_isa(SimdIsa::Avx512);
+      const int saved = thread_count();
+      set_thread_count(1);
+      const Matrix<float> one = newton_schulz(x);
+      set_thread_count(2);
+      const Matrix<float> two = newton_schulz(x);
+      set_thread_count(saved);
+      EXPECT_EQ(one, two);
+    }
+  }
+}
+
 TEST(Dispatch, ChScoresAreExactOnEveryRoute) {
   // 512 x 512: large enough for the interleaved Gram route, whose scratch has only the
   // translation unit's Eigen alignment (16 bytes in this plain build).

@@ -21,13 +21,18 @@
 #include "detail/elementwise.hpp"
 #include "detail/ns_kernels.hpp"
 
-/// 1 (default on AVX-512 builds): the Newton-Schulz products run on the library's packed
-/// register-blocked GEMM (kernels/detail/dense_gemm.hpp), which reads symmetric factors from their
-/// lower triangle, computes symmetric results as half products, and is bit-identical for any
-/// thread count. 0: BLAS ?syrk/?symm/?gemm (with EIGEN_USE_BLAS) or Eigen's products.
+/// 1 (default): whenever the running ISA route is AVX-512 (compiled with -march, or chosen at run
+/// time by the dispatch of core/simd.hpp in a plain build), the Newton-Schulz products run on the
+/// library's packed register-blocked GEMM (kernels/detail/dense_gemm.hpp), which reads symmetric
+/// factors from their lower triangle, computes symmetric results as half products, and is
+/// bit-identical for any thread count. On other routes, or with 0: BLAS ?syrk/?symm/?gemm (with
+/// EIGEN_USE_BLAS) or Eigen's products (the packed GEMM is tuned for 16-wide vectors only).
 #ifndef SPARSENM_NS_PACKED_GEMM
-#define SPARSENM_NS_PACKED_GEMM SPARSENM_HAS_AVX512
+#define SPARSENM_NS_PACKED_GEMM 1
 #endif
+
+#define SPARSENM_ISA_BODY "../../optim/detail/ns_packed_body.inc"
+#include "../core/detail/isa_passes.inc"
 
 namespace sparsenm {
 
@@ -87,10 +92,25 @@ struct NsWorkspace {
 
 namespace detail {
 
+/// Whether Newton-Schulz runs on the packed GEMM in this process: SPARSENM_NS_PACKED_GEMM and an
+/// AVX-512 route (compiled, or the active route of a runtime-dispatch build; SPARSENM_FORCE_ISA /
+/// set_active_isa() below AVX-512 select the BLAS / Eigen products).
+inline bool ns_packed_route() {
+#if !SPARSENM_NS_PACKED_GEMM
+  return false;
+#elif SPARSENM_HAS_AVX512
+  return true;
+#elif SPARSENM_RUNTIME_DISPATCH
+  return active_isa() == SimdIsa::Avx512;
+#else
+  return false;
+#endif
+}
+
 /// Whether an optimizer's elementwise passes after newton_schulz_run may run in parallel, given
 /// `par` for the passes before it (see kSerialAfterBlas): the packed-GEMM route runs on OpenMP, so
 /// no BLAS pool is left spinning when it returns.
-constexpr bool parallel_after_ns(bool par) { return par || SPARSENM_NS_PACKED_GEMM; }
+inline bool parallel_after_ns(bool par) { return par || ns_packed_route(); }
 
 // The O(g^2) passes between the BLAS calls of the iteration run on the calling thread only.
 // OpenBLAS (pthreads) keeps its worker threads spinning for a while after each call; an OpenMP
@@ -154,48 +174,6 @@ void ns_combine(const S* A, S* A2, Index n, S a, S b, S c, bool parallel = false
     columns(0, n);
 }
 
-#if SPARSENM_NS_PACKED_GEMM
-// The same two iterations on the library's packed GEMM (kernels/detail/dense_gemm.hpp). Symmetric
-// factors are read from their lower triangle by the packing routines (no mirror pass), and
-// products known to be symmetric (X X^T, A A, and in the Gram form P Q and P^2 A, polynomials in
-// A_0 that commute) are computed as their lower triangle only, half the flops of a GEMM. Everything
-// runs on OpenMP with a thread-count-independent summation order, so the O(g^2) combine runs in
-// parallel too (no BLAS threads to compete with).
-
-/// Lower triangle of C (g x g) = alpha * L L^T, L = the short-side view of the iterate: X X^T
-/// (rows side, Y^T Y for the column-major view Y = X^T) or X^T X (Y Y^T).
-template <class S>
-void ns_gram_packed(bool col_side, Index g, Index k, S alpha, const S* y, Index ld, S* c) {
-  const GemmOperand<S> plain{y, ld, GemmRead::Plain}, trans{y, ld, GemmRead::Transposed};
-  if (!col_side)
-    packed_gemm<S>(g, g, k, alpha, trans, plain, c, g, true);
-  else
-    packed_gemm<S>(g, g, k, alpha, plain, trans, c, g, true);
-}
-
-/// Y_out = alpha Y S (rows side) or alpha S Y (columns side) for a symmetric g x g factor S stored
-/// as its lower triangle; Y is the cols x rows column-major view of the iterate.
-template <class S>
-void ns_apply_packed(bool col_side, Index rows, Index cols, S alpha, const S* sym, const S* y,
-                     S* out) {
-  const GemmOperand<S> ys{y, cols, GemmRead::Plain};
-  if (!col_side)
-    packed_gemm<S>(cols, rows, rows, alpha, ys, {sym, rows, GemmRead::SymmetricLower}, out, cols,
-                   false);
-  else
-    packed_gemm<S>(cols, rows, cols, alpha, {sym, cols, GemmRead::SymmetricLower}, ys, out, cols,
-                   false);
-}
-
-/// Lower triangle of C = P Q for symmetric P, Q (lower triangles) whose product is symmetric.
-template <class S>
-void ns_sym_product_packed(Index g, const S* p, const S* q, S* c) {
-  packed_gemm<S>(g, g, g, S(1), {p, g, GemmRead::SymmetricLower}, {q, g, GemmRead::SymmetricLower},
-                 c, g, true);
-}
-
-#endif  // SPARSENM_NS_PACKED_GEMM
-
 /// Gram-matrix form of the same iteration for strongly rectangular inputs (long side k >= 2 g).
 /// Every P_k = a_k I + b_k A_k + c_k A_k^2 is a polynomial in A_0 = X0 X0^T, so all of them commute
 /// and X_k = Q_k X0 with Q_k = P_{k-1} ... P_0, and A_{k+1} = P_k A_k P_k = P_k^2 A_k. The loop
@@ -221,31 +199,39 @@ const Matrix<S>& newton_schulz_gram(const S* in, Index rows, Index cols, S scale
   // matrices are computed as lower triangles only, so nothing is ever mirrored. BLAS / Eigen:
   // squares are ?syrk (lower), other products full ?gemm, and a lower triangle is mirrored
   // wherever the next product reads the whole matrix.
-#if SPARSENM_NS_PACKED_GEMM
-  constexpr bool par_combine = true;
+  const bool packed = ns_packed_route();
+  const bool par_combine = packed;
   auto gram0 = [&] {
-    ns_gram_packed(col_side, Index(g), Index(k), scale * scale, in, Index(ld), A);
+    if (packed)
+      SPARSENM_DISPATCH(ns_gram_packed<S>)
+      (col_side, Index(g), Index(k), scale * scale, in, Index(ld), A);
+    else
+      ns_backend::syrk_lower(!col_side, g, k, scale * scale, in, ld, A, g);
   };
-  auto square = [&](const S* x, S* o) { ns_sym_product_packed(Index(g), x, x, o); };
-  auto product = [&](const S* x, const S* y, S* o) { ns_sym_product_packed(Index(g), x, y, o); };
-  auto full = [](S*) {};
-  auto apply = [&] { ns_apply_packed(col_side, rows, cols, scale, Q, in, out); };
-#else
-  constexpr bool par_combine = false;
-  auto gram0 = [&] { ns_backend::syrk_lower(!col_side, g, k, scale * scale, in, ld, A, g); };
-  auto square = [&](const S* x, S* o) { ns_backend::syrk_lower(false, g, g, S(1), x, g, o, g); };
+  auto square = [&](const S* x, S* o) {
+    if (packed)
+      SPARSENM_DISPATCH(ns_sym_product_packed<S>)(Index(g), x, x, o);
+    else
+      ns_backend::syrk_lower(false, g, g, S(1), x, g, o, g);
+  };
   auto product = [&](const S* x, const S* y, S* o) {
-    ns_backend::gemm_nn(g, g, g, S(1), x, g, y, g, o, g);
+    if (packed)
+      SPARSENM_DISPATCH(ns_sym_product_packed<S>)(Index(g), x, y, o);
+    else
+      ns_backend::gemm_nn(g, g, g, S(1), x, g, y, g, o, g);
   };
-  auto full = [&](S* m) { mirror_lower(m, g); };
+  auto full = [&](S* m) {
+    if (!packed) mirror_lower(m, g);
+  };
   auto apply = [&] {  // Y_K = Y Q (rows side) or Q Y (cols side), alpha = scale
     const int R = static_cast<int>(rows), C = static_cast<int>(cols);
-    if (!col_side)
+    if (packed)
+      SPARSENM_DISPATCH(ns_apply_packed<S>)(col_side, rows, cols, scale, Q, in, out);
+    else if (!col_side)
       ns_backend::gemm_nn(C, R, R, scale, in, ld, Q, g, out, ld);
     else
       ns_backend::gemm_nn(C, R, C, scale, Q, g, in, ld, out, ld);
   };
-#endif
   gram0();  // A_0
   full(A);
   for (int t = 0; t < steps; ++t) {
@@ -333,29 +319,32 @@ const Matrix<S>& newton_schulz_run(const S* in, Index rows, Index cols, S scale,
   const S* cur = in;
   S alpha = scale;
   int which = 0;
+  const bool packed = ns_packed_route();
   for (int t = 0; t < steps; ++t) {
     const NsTriple tr = ns_coefficients(coeffs, t);
     S* out = ws.x[which].data();
-#if SPARSENM_NS_PACKED_GEMM
-    ns_gram_packed(col_side, Index(g), Index(k), alpha * alpha, cur, Index(ld), A);  // X X^T
-    ns_sym_product_packed(Index(g), A, A, A2);                                       // A^2
-    ns_combine(A, A2, Index(g), S(tr.a), S(tr.b), S(tr.c), true);  // B' = a I + b A + c A^2
-    ns_apply_packed(col_side, rows, cols, alpha, A2, cur, out);    // X <- B' X
-#else
-    // A = X X^T (rows side: Y^T Y) or X^T X (cols side: Y Y^T): symmetric, half the flops.
-    ns_backend::syrk_lower(!col_side, g, k, alpha * alpha, cur, ld, A, g);
-    mirror_lower(A, g);
-    // A^2 = A A^T since A is symmetric: a second rank-k update instead of a GEMM.
-    ns_backend::syrk_lower(false, g, g, S(1), A, g, A2, g);
-    ns_combine(A, A2, Index(g), S(tr.a), S(tr.b), S(tr.c));
-    // X <- (a I + B) X: the a X term is folded into the symmetric factor (one product, no pass),
-    // which is read from its lower triangle only (?symm).
-    const int R = static_cast<int>(rows), C = static_cast<int>(cols);
-    if (!col_side)
-      ns_backend::symm_lower(true, C, R, alpha, A2, g, cur, ld, out, ld);  // Y <- Y B'
-    else
-      ns_backend::symm_lower(false, C, R, alpha, A2, g, cur, ld, out, ld);  // Y <- B' Y
-#endif
+    if (packed) {
+      SPARSENM_DISPATCH(ns_gram_packed<S>)
+      (col_side, Index(g), Index(k), alpha * alpha, cur, Index(ld), A);  // X X^T
+      SPARSENM_DISPATCH(ns_sym_product_packed<S>)(Index(g), A, A, A2);   // A^2
+      ns_combine(A, A2, Index(g), S(tr.a), S(tr.b), S(tr.c), true);      // B' = a I + b A + c A^2
+      SPARSENM_DISPATCH(ns_apply_packed<S>)
+      (col_side, rows, cols, alpha, A2, cur, out);  // X <- B' X
+    } else {
+      // A = X X^T (rows side: Y^T Y) or X^T X (cols side: Y Y^T): symmetric, half the flops.
+      ns_backend::syrk_lower(!col_side, g, k, alpha * alpha, cur, ld, A, g);
+      mirror_lower(A, g);
+      // A^2 = A A^T since A is symmetric: a second rank-k update instead of a GEMM.
+      ns_backend::syrk_lower(false, g, g, S(1), A, g, A2, g);
+      ns_combine(A, A2, Index(g), S(tr.a), S(tr.b), S(tr.c));
+      // X <- (a I + B) X: the a X term is folded into the symmetric factor (one product, no
+      // pass), which is read from its lower triangle only (?symm).
+      const int R = static_cast<int>(rows), C = static_cast<int>(cols);
+      if (!col_side)
+        ns_backend::symm_lower(true, C, R, alpha, A2, g, cur, ld, out, ld);  // Y <- Y B'
+      else
+        ns_backend::symm_lower(false, C, R, alpha, A2, g, cur, ld, out, ld);  // Y <- B' Y
+    }
     cur = out;
     which ^= 1;
     alpha = S(1);
@@ -378,14 +367,14 @@ const Matrix<S>& newton_schulz_run(const S* in, Index rows, Index cols, S scale,
 /// triangle: a step costs g^2 k + g^3 + 2 g^2 k flops (g = short side, k = long side) instead of
 /// 4 g^2 k + 2 g^3 for three GEMMs. When k >= 2 g the iteration runs on g x g Gram matrices only
 /// (see detail::newton_schulz_gram): 3 g^2 k + ~25 g^3 flops in total (~17 g^3 with the packed
-/// GEMM's half products). Products: on AVX-512 builds the library's packed GEMM
-/// (SPARSENM_NS_PACKED_GEMM, default there), bit-identical for any OpenMP thread count and safe
-/// inside a parallel region (it then runs serially); otherwise BLAS ?syrk/?symm/?gemm when
-/// EIGEN_USE_BLAS is defined (deterministic for a fixed BLAS thread count; not inside a parallel
-/// region) or Eigen's products. Programs that alternate OpenBLAS (pthreads) calls and OpenMP code
-/// at millisecond granularity pay a hand-over cost either way: OpenBLAS's workers keep spinning for
-/// a while after each call (see bench/RESULTS.md, optim). Throws sparsenm::Error for non-finite
-/// entries or steps outside [0, 1000].
+/// GEMM's half products). Products: on the AVX-512 route (compiled, or picked at run time in a
+/// plain build) the library's packed GEMM (SPARSENM_NS_PACKED_GEMM, default), bit-identical for any
+/// OpenMP thread count and safe inside a parallel region (it then runs serially); otherwise BLAS
+/// ?syrk/?symm/?gemm when EIGEN_USE_BLAS is defined (deterministic for a fixed BLAS thread count;
+/// not inside a parallel region) or Eigen's products. Programs that alternate OpenBLAS (pthreads)
+/// calls and OpenMP code at millisecond granularity pay a hand-over cost either way: OpenBLAS's
+/// workers keep spinning for a while after each call (see bench/RESULTS.md, optim). Throws
+/// sparsenm::Error for non-finite entries or steps outside [0, 1000].
 ///
 /// `S` may be given explicitly (newton_schulz<float>(x)) or deduced from x.
 template <class S = void, class Derived>
