@@ -15,6 +15,8 @@ template class sc::NewtonSchulz<float>;
 template class sc::NewtonSchulz<double>;
 template class sc::Tans<float>;
 template class sc::Tans<double>;
+template class sc::TansCompressed<float>;
+template class sc::TansCompressed<double>;
 template class sc::Adam<float>;
 template class sc::Adam<double>;
 template class sc::AdamS<float>;

@@ -229,6 +229,38 @@ TEST(CudaSparseLinear24, RefreshMatchesCpuEngineAndMovesMoments) {
   }
 }
 
+TEST(CudaSparseLinear24, TansOnCompressedStateMatchesCpuAndRepacks) {
+  // TANS (chtsnm Sec. 3.2) on the layer's device state: cuda::TansCompressed steps values_data()
+  // with grad_data() and indices_data(), pack() re-packs; reference: the CPU Tans compressed
+  // route fed the same slot gradients (fp32 Newton-Schulz: updates within 1e-5).
+  if (sc::device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  const Fixture f = make(64, 128, 32, Layout::Transposable, 51);
+  sc::Linear24Config cfg;
+  cfg.search = false;
+  cfg.tune = false;
+  sc::SparseLinear24 layer(f.w, Vector<float>(), f.tokens, cfg);
+  sparsenm::TansConfig tc;
+  tc.lr = 1e-2;
+  tc.ramp_steps = 1;  // the first step without Newton-Schulz, then gamma = gamma_NS
+  sc::TansCompressed<float> tans(f.out, f.in, NM{2, 4}, tc);
+  NMCompressed<float> cpu = f.w;
+  sparsenm::Tans<float> ctans(cpu, tc);
+  sc::CublasHandle handle;
+  for (int it = 0; it < 3; ++it) {
+    check_pass(layer, cpu, Vector<float>(), 600 + std::uint64_t(it));
+    const Matrix<float> g = layer.grad_values();
+    ctans.step(cpu, g);
+    tans.step(layer.values_data(), layer.grad_data(), layer.indices_data(), handle);
+    layer.pack();
+    const Matrix<float> du_gpu = layer.download().values - f.w.values;
+    const Matrix<float> du_cpu = cpu.values - f.w.values;
+    EXPECT_LT(st::fro_rel_err(du_gpu, du_cpu), 1e-5) << "step " << it;
+    EXPECT_LT(st::max_abs_rel(du_gpu, du_cpu), 1e-5) << "step " << it;
+  }
+  EXPECT_GT(ctans.last_rms_scale(), 0.0);
+  check_pass(layer, cpu, Vector<float>(), 700);  // the re-packed TANS values serve the products
+}
+
 TEST(CudaSparseLinear24, CapturedStepEqualsEagerSteps) {
   // With Adam's bias correction (the default) and an lr change between steps: every replay must
   // take its own step's correction and the new lr from the device clock, so the graph equals the

@@ -135,6 +135,77 @@ TEST(CudaTans, MatchesCpuDoubleTf32Bf16) {
   run_tans_case<float>(cfg, sc::NsPrecision::Bf16, 3e-2);
 }
 
+/// cuda::TansCompressed against the CPU Tans compressed route (optim/tans.hpp) on the same
+/// NMCompressed weight and slot gradients, with a topology refresh (SlotMap remap) midway.
+template <class S>
+void run_tans_compressed_case(sparsenm::TansConfig cfg, sc::NsPrecision prec, double tol) {
+  const Index R = 64, C = 96;
+  const NM nm{2, 4};
+  const Philox rng(4048);
+  const Mask mask = sparsenm::random_transposable(R, C, nm, rng.split(1));
+  sparsenm::NMCompressed<S> w =
+      sparsenm::compress(Matrix<S>(st::random_matrix<S>(R, C, 12) * S(0.01)), mask, nm);
+  const Index k = w.values.cols();
+  const std::size_t nk = std::size_t(R * k);
+  sparsenm::Tans<S> cpu(w, cfg);
+  sc::TansCompressed<S> gpu(R, C, nm, cfg, prec);
+  sc::CublasHandle handle;
+  sc::Stream stream;
+  auto d_v = sc::to_device(w.values, stream);
+  sc::DeviceBuffer<std::uint8_t> d_i(nk);
+  d_i.upload(w.indices.data(), nk, stream);
+  sc::DeviceBuffer<S> d_g(nk);
+  Matrix<S> base = w.values;
+  for (int t = 0; t < 10; ++t) {
+    if (t == 5) {  // refresh: a new transposable mask, kept slots keep values and state
+      const Mask next = sparsenm::random_transposable(R, C, nm, rng.split(100));
+      sparsenm::NMCompressed<S> cur = w;
+      cur.values = sc::to_host(d_v, R, k, stream);  // the device's values move, as the CPU's
+      const sparsenm::SlotMap map = sparsenm::move_to_mask(w, next);
+      EXPECT_EQ(sparsenm::move_to_mask(cur, next).source, map.source);
+      cpu.remap(map);
+      gpu.remap(map, stream);
+      d_v.upload(cur.values.data(), nk, stream);
+      d_i.upload(w.indices.data(), nk, stream);
+      base = w.values;
+      EXPECT_EQ(gpu.steps_since_refresh(), 0);
+    }
+    const Matrix<S> g = st::random_matrix<S>(R, k, 900 + std::uint64_t(t));
+    d_g.upload(g.data(), nk, stream);
+    cpu.step(w, g);
+    gpu.step(d_v.data(), d_g.data(), d_i.data(), handle, stream);
+  }
+  const Matrix<S> v_gpu = sc::to_host(d_v, R, k, stream);
+  const Matrix<S> du_gpu = v_gpu - base, du_cpu = w.values - base;
+  EXPECT_LT(st::fro_rel_err(du_gpu, du_cpu), tol) << sc::to_string(prec);
+  EXPECT_EQ(gpu.steps_since_refresh(), cpu.steps_since_refresh());
+  if (prec == sc::NsPrecision::Native) {
+    EXPECT_LT(st::max_abs_rel(du_gpu, du_cpu), tol);
+    const Matrix<S> v = sc::to_host(gpu.exp_avg_sq(), R, k, stream);
+    const Matrix<S> p = sc::to_host(gpu.momentum(), R, k, stream);
+    for (double e : {st::fro_rel_err(v, cpu.exp_avg_sq()), st::fro_rel_err(p, cpu.momentum())})
+      EXPECT_LT(e, tol);
+    if (cfg.rms != sparsenm::RmsMatch::None)
+      EXPECT_NEAR(gpu.last_rms_scale(stream), cpu.last_rms_scale(), 1e-5 * cpu.last_rms_scale());
+  }
+}
+
+TEST(CudaTansCompressed, MatchesCpuCompressedRouteAllRmsModesAndRefresh) {
+  for (auto rms : {sparsenm::RmsMatch::PostMaskActive, sparsenm::RmsMatch::PreMaskGlobal,
+                   sparsenm::RmsMatch::None}) {
+    sparsenm::TansConfig cfg;
+    cfg.rms = rms;
+    cfg.weight_decay = 0.1;
+    cfg.ramp_steps = 2;  // steps 0 and 5 (after the refresh) take the gamma = 0 route
+    run_tans_compressed_case<float>(cfg, sc::NsPrecision::Native, 1e-5);
+  }
+  sparsenm::TansConfig all;
+  all.reset = sparsenm::StateReset::All;
+  run_tans_compressed_case<float>(all, sc::NsPrecision::Native, 1e-5);
+  run_tans_compressed_case<double>(sparsenm::TansConfig{}, sc::NsPrecision::Native, 1e-10);
+  run_tans_compressed_case<float>(sparsenm::TansConfig{}, sc::NsPrecision::Bf16, 3e-2);
+}
+
 TEST(CudaAdam, MatchesCpuMaskedAndDenseL2AndDecoupled) {
   const Index R = 33, C = 47;  // 1551 entries: 4-wide body + scalar tail
   const Philox rng(8);

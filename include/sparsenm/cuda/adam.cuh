@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 
 #include <cuda_runtime.h>
@@ -107,8 +108,9 @@ class Adam {
     check_finite_positive(lr, "cuda::Adam::set_lr: lr");
     m_cfg.lr = lr;
     m_host_lr = lr;  // a member, not a local: the copy may read it after the call returns
-    SPARSENM_CUDA_CHECK(cudaMemcpyAsync(&m_clock.data()->lr, &m_host_lr, sizeof(double),
-                                        cudaMemcpyHostToDevice, stream));
+    char* lr_field = reinterpret_cast<char*>(m_clock.data()) + offsetof(detail::AdamClock, lr);
+    SPARSENM_CUDA_CHECK(
+        cudaMemcpyAsync(lr_field, &m_host_lr, sizeof(double), cudaMemcpyHostToDevice, stream));
   }
   const DeviceBuffer<S>& exp_avg() const { return m_m; }
   const DeviceBuffer<S>& exp_avg_sq() const { return m_v; }

@@ -324,6 +324,9 @@ class SparseLinear24 {
     if (m_opt_bias) m_opt_bias->set_lr(lr, stream);
   }
   float* values_data() { return m_values.data(); }
+  /// In-group index of every slot (device bytes, the layout of values_data()): what a compressed
+  /// optimizer needs to scatter the slots into the dense shape (cuda::TansCompressed::step).
+  const std::uint8_t* indices_data() const { return m_idx.data(); }
   float* grad_data() { return m_grad.data(); }
   const Adam<float>& optimizer() const { return *m_opt; }
   bool has_bias() const { return m_bias.size() > 0; }

@@ -317,6 +317,32 @@ __global__ void adam_kernel(const S* __restrict__ g, const std::uint8_t* __restr
       });
 }
 
+/// N:M compressed slots <-> dense (rows x cols, row-major): slot (r, j) of k = cols / m * n per row
+/// is column (j / n) * m + idx[r k + j] (mask/compress.hpp). One thread per slot.
+template <class S>
+__global__ void scatter_slots_kernel(const S* __restrict__ values,
+                                     const std::uint8_t* __restrict__ idx, std::size_t rows,
+                                     std::size_t cols, int n, int m, S* __restrict__ dense) {
+  const std::size_t k = cols / std::size_t(m) * std::size_t(n), total = rows * k;
+  for (std::size_t s = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; s < total;
+       s += std::size_t(gridDim.x) * blockDim.x) {
+    const std::size_t r = s / k, j = s % k;
+    dense[r * cols + (j / std::size_t(n)) * std::size_t(m) + idx[s]] = values[s];
+  }
+}
+
+template <class S>
+__global__ void gather_slots_kernel(const S* __restrict__ dense,
+                                    const std::uint8_t* __restrict__ idx, std::size_t rows,
+                                    std::size_t cols, int n, int m, S* __restrict__ values) {
+  const std::size_t k = cols / std::size_t(m) * std::size_t(n), total = rows * k;
+  for (std::size_t s = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; s < total;
+       s += std::size_t(gridDim.x) * blockDim.x) {
+    const std::size_t r = s / k, j = s % k;
+    values[s] = dense[r * cols + (j / std::size_t(n)) * std::size_t(m) + idx[s]];
+  }
+}
+
 /// Per-slot state follows a SlotMap (mask/compress.hpp remap_slots, same rule): in group g of n
 /// slots, slot s takes old slot src[g n + s] of the same group, or 0 when src is -1. Two arrays
 /// (the two moments) in one pass; one thread per group.
