@@ -301,6 +301,28 @@ void bench_tans_step(cudaStream_t s, cublasHandle_t h) {
                  sc::to_string(prec) + "_ms",
              ms);
     }
+    // The same step on a 2:4 compressed state (cuda::TansCompressed: passes over the R x C/2
+    // slots, Newton-Schulz on the dense scratch), the first R x C/2 entries of w and g as values
+    // and slot gradients, slots at in-group columns {0, 2}.
+    const std::size_t nk = n / 2;
+    std::vector<std::uint8_t> hidx(nk);
+    for (std::size_t q = 0; q < nk; ++q) hidx[q] = (q & 1) ? 2 : 0;
+    sc::DeviceBuffer<std::uint8_t> idx;
+    idx.upload(hidx, s);
+    for (auto prec : {sc::NsPrecision::Tf32, sc::NsPrecision::Bf16}) {
+      sparsenm::TansConfig cfg;
+      cfg.ramp_steps = 0;
+      sc::TansCompressed<float> opt(R, C, NM{2, 4}, cfg, prec);
+      const double ms = median_ms([&](int) { opt.step(w.data(), g.data(), idx.data(), h, s); }, 2,
+                                  g_quick ? 3 : 10, s);
+      char name[96];
+      std::snprintf(name, sizeof name, "tans 2:4 compressed step %lldx%lld NS %s", (long long)R,
+                    (long long)C, sc::to_string(prec));
+      std::printf("%-44s %9.3f ms\n", name, ms);
+      result(std::string("tans24c_step_") + std::to_string(R) + "x" + std::to_string(C) + "_" +
+                 sc::to_string(prec) + "_ms",
+             ms);
+    }
   }
 }
 
