@@ -202,7 +202,7 @@ void Muon<S>::step(NMCompressed<S>& weight, const Eigen::MatrixBase<Derived>& gr
   check_shape(grad_values, m_rows, m_slots, "Muon::step: grad_values");
   const Eigen::Ref<const Matrix<S>> gref(grad_values.template cast<S>());
   const S* g = detail::contiguous_data<S>(gref, m_gbuf);
-  const bool par = m_rows * m_cols > detail::kSerialAfterBlas;
+  const bool par = detail::parallel_next_to_blas(m_rows * m_cols);
   if (!detail::admit_gradient("Muon::step", g, nullptr, m_rows, m_slots, m_cfg.nonfinite, m_scratch,
                               nullptr, par)) {
     ++m_skipped;
@@ -240,7 +240,7 @@ void Muon<S>::step_impl(Eigen::Ref<Matrix<S>>& weight, const Eigen::MatrixBase<D
   check_shape(grad, m_rows, m_cols, "Muon::step: grad");
   const Eigen::Ref<const Matrix<S>> gref(grad.template cast<S>());
   const S* g = detail::contiguous_data<S>(gref, m_gbuf);
-  const bool par = m_rows * m_cols > detail::kSerialAfterBlas;  // see kSerialAfterBlas
+  const bool par = detail::parallel_next_to_blas(m_rows * m_cols);
   if (!detail::admit_gradient("Muon::step", g, mask, m_rows, m_cols, m_cfg.nonfinite, m_scratch,
                               nullptr, par)) {
     ++m_skipped;

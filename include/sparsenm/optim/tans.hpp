@@ -255,7 +255,7 @@ void Tans<S>::step(Eigen::Ref<Matrix<S>> weight, const Eigen::MatrixBase<Derived
   const S* g = detail::contiguous_data<S>(gref, m_gbuf);
   const std::uint8_t* mk = mask.data();
   const Index n = m_rows * m_cols;
-  const bool par = n > detail::kSerialAfterBlas;  // next to BLAS calls: see kSerialAfterBlas
+  const bool par = detail::parallel_next_to_blas(n);
   long long active = 0;
   if (!detail::admit_gradient("Tans::step", g, mk, m_rows, m_cols, m_cfg.nonfinite, m_scratch,
                               &active, par)) {
@@ -344,7 +344,7 @@ void Tans<S>::step(NMCompressed<S>& weight, const Eigen::MatrixBase<Derived>& gr
   check_shape(grad_values, m_rows, k, "Tans::step: grad_values");
   const Eigen::Ref<const Matrix<S>> gref(grad_values.template cast<S>());
   const S* g = detail::contiguous_data<S>(gref, m_gbuf);
-  const bool par = m_rows * m_cols > detail::kSerialAfterBlas;  // next to BLAS calls
+  const bool par = detail::parallel_next_to_blas(m_rows * m_cols);
   if (!detail::admit_gradient("Tans::step", g, nullptr, m_rows, k, m_cfg.nonfinite, m_scratch,
                               nullptr, par)) {
     ++m_skipped;

@@ -14,6 +14,7 @@
 
 #include <Eigen/Core>
 
+#include "../../core/blas.hpp"
 #include "../../core/error.hpp"
 #include "../../core/parallel.hpp"
 #include "../../core/types.hpp"
@@ -54,6 +55,15 @@ struct ChunkScratch {
 /// bandwidth wins. With SPARSENM_NS_PACKED_GEMM the passes after Newton-Schulz run in parallel
 /// (it runs on OpenMP); the ones before it still follow the caller's backward pass.
 constexpr Index kSerialAfterBlas = Index(1) << 22;
+
+/// Whether the passes of TANS / Muon over a rows x cols weight run in parallel: under sparsenm's
+/// thread policy (core/blas.hpp: BLAS single-threaded, no pool left spinning) always; only above
+/// kSerialAfterBlas when the program keeps a multi-threaded BLAS (SPARSENM_KEEP_BLAS_THREADS or
+/// set_blas_threads(n > 1)). One rule for the library rather than a choice per call site; the
+/// chunks, and so the results, are the same either way.
+inline bool parallel_next_to_blas(Index entries) {
+  return blas_threads() <= 1 || entries > kSerialAfterBlas;
+}
 
 /// Runs f(begin, end, chunk) over the fixed chunks of [0, n) in parallel (static schedule), or in
 /// order on the calling thread when `parallel` is false (same chunks, same results).
