@@ -2,7 +2,9 @@
 // Soft-sampling benchmarks (issue 3) on a 4096 x 4096 float weight: frechet_scores (vectorised
 // Philox fill + AVX-512 log2/exp2 polynomials) and uniform_perturb, next to the plain per-element
 // formula in double with per-counter Philox (the straightforward implementation), same binary, same
-// threads. Rates are GB/s of the weight read; `speedup_vs_naive` = naive time / our time.
+// threads. Rates are GB/s of the weight read; `speedup_vs_naive` = naive time / our time. Both
+// sides write into a preallocated result (the `_into` forms): a fresh 64 MiB result per call is
+// mapped anew by glibc and its page faults cost more than the kernel in a VM (bench/RESULTS.md).
 #include <benchmark/benchmark.h>
 
 #include <chrono>
@@ -70,7 +72,7 @@ void BM_FrechetScores(benchmark::State& state) {
   Matrix<float> out(kN, kN), ref(kN, kN);
   const Philox rng(3);
   run(
-      state, [&] { out = frechet_scores(weight(), 2.0f, rng); },
+      state, [&] { frechet_scores_into(weight(), 2.0f, rng, out); },
       [&] { naive_frechet(weight(), 2.0f, rng, ref); });
 }
 
@@ -78,7 +80,7 @@ void BM_UniformPerturb(benchmark::State& state) {
   Matrix<float> out(kN, kN), ref(kN, kN);
   const Philox rng(3);
   run(
-      state, [&] { out = uniform_perturb(weight(), rng); },
+      state, [&] { uniform_perturb_into(weight(), rng, out); },
       [&] { naive_perturb(weight(), rng, ref); });
 }
 

@@ -232,6 +232,22 @@ TEST(UniformPerturb, IsScoresTimesPhiloxUniform) {
   EXPECT_THROW((void)uniform_perturb(inf, rng), Error);
 }
 
+TEST(Sampling, UniformPerturbIntoReusesAndResizesTheOutput) {
+  const Matrix<float> s = Matrix<float>::Random(17, 24);
+  const Philox rng(11);
+  Matrix<float> out = Matrix<float>::Constant(3, 5, 7.0f);  // wrong shape: resized
+  uniform_perturb_into(s, rng, out);
+  ASSERT_EQ(out.rows(), 17);
+  ASSERT_EQ(out.cols(), 24);
+  for (Index i = 0; i < s.rows(); ++i)  // the formula, element by element (counter = index)
+    for (Index j = 0; j < s.cols(); ++j)
+      EXPECT_EQ(out(i, j), s(i, j) * rng.uniform_float(std::uint64_t(i * 24 + j)));
+  const float* storage = out.data();
+  uniform_perturb_into(s, Philox(12), out);  // same shape: storage reused
+  EXPECT_EQ(out.data(), storage);
+  EXPECT_EQ(out, uniform_perturb(s, Philox(12)));
+}
+
 TEST(Sampling, OneAndTwoThreadsBitIdentical) {
   Matrix<float> w = Matrix<float>::Random(300, 200);
   set_thread_count(1);

@@ -101,19 +101,19 @@ Matrix<S> frechet_scores(const Eigen::MatrixBase<Derived>& w, S temperature, con
   return out;
 }
 
-/// Soft-regrowth noise S~ = S ⊙ U(0, 1) (chts24 Sec. 3.2.3, App. C), U with counter = linear index
-/// (rng.uniform_float for a float result, rng.uniform for double), computed in the result type S,
-/// which defaults to the scores' scalar. ±Inf pass through (Inf * U = Inf); NaN throws.
-template <class S = void, class Derived>
-Matrix<detail::sampling_scalar_t<S, typename Derived::Scalar>> uniform_perturb(
-    const Eigen::MatrixBase<Derived>& scores, const Philox& rng) {
-  using R = detail::sampling_scalar_t<S, typename Derived::Scalar>;
+/// uniform_perturb (below) written into `out` (resized to the shape of scores; its storage is
+/// reused when the size does not change). A fresh result matrix costs page faults on every call
+/// for large shapes (glibc maps blocks above 32 MiB anew each time; in the project's VM a 4096^2
+/// float result spent ~200 ms in them, 18x the kernel).
+template <class R, class Derived>
+void uniform_perturb_into(const Eigen::MatrixBase<Derived>& scores, const Philox& rng,
+                          Matrix<R>& out) {
   using T = typename Derived::Scalar;
   static_assert(std::is_floating_point<R>::value, "uniform_perturb: S must be float or double");
   const Eigen::Ref<const Matrix<T>> x(scores.derived());
-  Matrix<R> out(x.rows(), x.cols());
+  out.resize(x.rows(), x.cols());
   const Index cols = x.cols();
-  if (out.size() == 0) return out;
+  if (out.size() == 0) return;
   std::atomic<bool> nan{false};
   detail::for_each_row_chunk(x.rows(), cols, [&](Index b, Index e) {
     for (Index i = b; i < e; ++i) {
@@ -130,6 +130,16 @@ Matrix<detail::sampling_scalar_t<S, typename Derived::Scalar>> uniform_perturb(
       for (Index j = 0; j < cols; ++j)
         SPARSENM_CHECK(!std::isnan(double(x(i, j))), "uniform_perturb: scores(", i, ", ", j,
                        ") is NaN");
+}
+
+/// Soft-regrowth noise S~ = S ⊙ U(0, 1) (chts24 Sec. 3.2.3, App. C), U with counter = linear index
+/// (rng.uniform_float for a float result, rng.uniform for double), computed in the result type S,
+/// which defaults to the scores' scalar. ±Inf pass through (Inf * U = Inf); NaN throws.
+template <class S = void, class Derived>
+Matrix<detail::sampling_scalar_t<S, typename Derived::Scalar>> uniform_perturb(
+    const Eigen::MatrixBase<Derived>& scores, const Philox& rng) {
+  Matrix<detail::sampling_scalar_t<S, typename Derived::Scalar>> out;
+  uniform_perturb_into(scores, rng, out);
   return out;
 }
 
