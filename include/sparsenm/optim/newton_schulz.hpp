@@ -202,35 +202,39 @@ const Matrix<S>& newton_schulz_gram(const S* in, Index rows, Index cols, S scale
   const bool packed = ns_packed_route();
   const bool par_combine = packed;
   auto gram0 = [&] {
-    if (packed)
+    if (packed) {
       SPARSENM_DISPATCH(ns_gram_packed<S>)
       (col_side, Index(g), Index(k), scale * scale, in, Index(ld), A);
-    else
+    } else {
       ns_backend::syrk_lower(!col_side, g, k, scale * scale, in, ld, A, g);
+    }
   };
   auto square = [&](const S* x, S* o) {
-    if (packed)
+    if (packed) {
       SPARSENM_DISPATCH(ns_sym_product_packed<S>)(Index(g), x, x, o);
-    else
+    } else {
       ns_backend::syrk_lower(false, g, g, S(1), x, g, o, g);
+    }
   };
   auto product = [&](const S* x, const S* y, S* o) {
-    if (packed)
+    if (packed) {
       SPARSENM_DISPATCH(ns_sym_product_packed<S>)(Index(g), x, y, o);
-    else
+    } else {
       ns_backend::gemm_nn(g, g, g, S(1), x, g, y, g, o, g);
+    }
   };
   auto full = [&](S* m) {
     if (!packed) mirror_lower(m, g);
   };
   auto apply = [&] {  // Y_K = Y Q (rows side) or Q Y (cols side), alpha = scale
     const int R = static_cast<int>(rows), C = static_cast<int>(cols);
-    if (packed)
+    if (packed) {
       SPARSENM_DISPATCH(ns_apply_packed<S>)(col_side, rows, cols, scale, Q, in, out);
-    else if (!col_side)
+    } else if (!col_side) {
       ns_backend::gemm_nn(C, R, R, scale, in, ld, Q, g, out, ld);
-    else
+    } else {
       ns_backend::gemm_nn(C, R, C, scale, Q, g, in, ld, out, ld);
+    }
   };
   gram0();  // A_0
   full(A);
