@@ -118,10 +118,7 @@ class Tans {
   }
 
   int steps_since_refresh() const { return m_tau; }
-  double gamma_for(int tau) const {
-    if (m_cfg.ramp_steps == 0) return m_cfg.gamma_ns;
-    return m_cfg.gamma_ns * std::min(1.0, double(tau) / double(m_cfg.ramp_steps));
-  }
+  double gamma_for(int tau) const { return m_cfg.gamma_at(tau); }
   const TansConfig& config() const { return m_cfg; }
   long steps() const { return m_steps; }
   Index rows() const { return m_rows; }
@@ -296,10 +293,7 @@ class TansCompressed {
   }
 
   int steps_since_refresh() const { return m_tau; }
-  double gamma_for(int tau) const {
-    if (m_cfg.ramp_steps == 0) return m_cfg.gamma_ns;
-    return m_cfg.gamma_ns * std::min(1.0, double(tau) / double(m_cfg.ramp_steps));
-  }
+  double gamma_for(int tau) const { return m_cfg.gamma_at(tau); }
   const TansConfig& config() const { return m_cfg; }
   long steps() const { return m_steps; }
   const DeviceBuffer<S>& exp_avg_sq() const { return m_v; }  ///< V of the slots (device)

@@ -88,6 +88,12 @@ struct TansConfig {
     check_at_least(ramp_steps, 0, "TansConfig::ramp_steps");
     check_in_range(ns_steps, 0, 1000, "TansConfig::ns_steps");
   }
+  /// gamma_t = gamma_NS min(1, tau / B_ramp) tau steps after construction or a refresh
+  /// (chtsnm App. I); B_ramp = 0 gives gamma_NS. The CPU and CUDA TANS routes all use this.
+  double gamma_at(int tau) const {
+    if (ramp_steps == 0) return gamma_ns;
+    return gamma_ns * std::min(1.0, double(tau) / double(ramp_steps));
+  }
 };
 
 /// TANS for one (out, in) row-major weight matrix under a changing N:M mask (chtsnm Sec. 3.2):
@@ -199,10 +205,7 @@ class Tans {
   /// gamma_t the next step will use.
   double next_gamma() const { return gamma_for(m_tau); }
   /// gamma_t = gamma_NS min(1, tau / B_ramp); B_ramp = 0 gives gamma_NS.
-  double gamma_for(int tau) const {
-    if (m_cfg.ramp_steps == 0) return m_cfg.gamma_ns;
-    return m_cfg.gamma_ns * std::min(1.0, double(tau) / double(m_cfg.ramp_steps));
-  }
+  double gamma_for(int tau) const { return m_cfg.gamma_at(tau); }
   /// The settings.
   const TansConfig& config() const { return m_cfg; }
   /// Changes eta (for schedules) without touching the state.

@@ -319,6 +319,12 @@ __global__ void adam_kernel(const S* __restrict__ g, const std::uint8_t* __restr
 
 /// N:M compressed slots <-> dense (rows x cols, row-major): slot (r, j) of k = cols / m * n per row
 /// is column (j / n) * m + idx[r k + j] (mask/compress.hpp). One thread per slot.
+__device__ __forceinline__ std::size_t slot_offset(std::size_t s, const std::uint8_t* idx,
+                                                   std::size_t k, std::size_t cols, int n, int m) {
+  const std::size_t r = s / k, j = s % k;
+  return r * cols + (j / std::size_t(n)) * std::size_t(m) + idx[s];
+}
+
 template <class S>
 __global__ void scatter_slots_kernel(const S* __restrict__ values,
                                      const std::uint8_t* __restrict__ idx, std::size_t rows,
@@ -326,8 +332,7 @@ __global__ void scatter_slots_kernel(const S* __restrict__ values,
   const std::size_t k = cols / std::size_t(m) * std::size_t(n), total = rows * k;
   for (std::size_t s = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; s < total;
        s += std::size_t(gridDim.x) * blockDim.x) {
-    const std::size_t r = s / k, j = s % k;
-    dense[r * cols + (j / std::size_t(n)) * std::size_t(m) + idx[s]] = values[s];
+    dense[slot_offset(s, idx, k, cols, n, m)] = values[s];
   }
 }
 
@@ -338,8 +343,7 @@ __global__ void gather_slots_kernel(const S* __restrict__ dense,
   const std::size_t k = cols / std::size_t(m) * std::size_t(n), total = rows * k;
   for (std::size_t s = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; s < total;
        s += std::size_t(gridDim.x) * blockDim.x) {
-    const std::size_t r = s / k, j = s % k;
-    values[s] = dense[r * cols + (j / std::size_t(n)) * std::size_t(m) + idx[s]];
+    values[s] = dense[slot_offset(s, idx, k, cols, n, m)];
   }
 }
 
