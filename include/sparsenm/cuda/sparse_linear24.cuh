@@ -35,7 +35,8 @@
 // Topology refresh round-trips through the CPU engine: values and indices are downloaded, the
 // CPU TopologyRefresher (CHTs24 Alg. 1) moves them to the new mask and returns the SlotMap, the
 // values are uploaded, the Adam moments follow on the device (cuda::Adam::remap), and the packed
-// weights and slot maps are rebuilt. bench_cuda measures what this costs.
+// weights and slot maps are rebuilt. bench_cuda measures what this costs. cuda::DeviceRefresher24
+// (cuda/refresh24.cuh) does the same refresh on the device and installs it with apply_topology().
 #ifndef SPARSENM_CUDA_SPARSE_LINEAR24_CUH
 #define SPARSENM_CUDA_SPARSE_LINEAR24_CUH
 
@@ -281,6 +282,27 @@ class SparseLinear24 {
       pack(stream);
     SPARSENM_CUDA_CHECK(cudaStreamSynchronize(stream));
     return res;
+  }
+
+  /// Installs a topology computed on the device (cuda::DeviceRefresher24, cuda/refresh24.cuh):
+  /// `values` (device, out x in/2 slots) and `indices` (host, the new in-group indices) become
+  /// the layer's, the Adam moments follow `slots`, the gradient is zeroed, and the packed weights
+  /// are rebuilt when the indices changed (else re-packed). Synchronous.
+  void apply_topology(const float* values, const Mask& indices, const SlotMap& slots,
+                      cudaStream_t stream = nullptr) {
+    check_shape(indices, m_out, m_in / 2, "cuda::SparseLinear24::apply_topology: indices");
+    SPARSENM_CHECK(values, "cuda::SparseLinear24::apply_topology: values must be a device pointer");
+    const bool changed = (indices.array() != m_indices.array()).any();
+    m_indices = indices;
+    SPARSENM_CUDA_CHECK(cudaMemcpyAsync(m_values.data(), values, nnz() * sizeof(float),
+                                        cudaMemcpyDeviceToDevice, stream));
+    m_opt->remap(slots, stream);
+    m_grad.fill_bytes(0, stream);
+    if (changed)
+      rebuild(stream);
+    else
+      pack(stream);
+    SPARSENM_CUDA_CHECK(cudaStreamSynchronize(stream));
   }
 
   /// Replaces the weight (same shape, 2:4): values and mask; moments of entries active in both
