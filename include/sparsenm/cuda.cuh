@@ -23,6 +23,7 @@
 #include "cuda/decode14.cuh"
 #include "cuda/sparse24.cuh"
 #include "cuda/sparse_linear24.cuh"
+#include "cuda/refresh24.cuh"
 #include "cuda/decode14_route.cuh"
 
 #endif  // SPARSENM_CUDA_CUH
