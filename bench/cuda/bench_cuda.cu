@@ -10,6 +10,8 @@
 //               Adam, re-pack) vs the dense cuBLAS bf16 step with dense fp32 Adam and the bf16
 //               cast, 8192 tokens (target >= 1.3x); components, host overhead per step, CUDA
 //               graph replay, plan tuning, and the cost of a CPU-engine topology refresh
+//   refresh24   the CHTs24 refresh on the device (cuda::DeviceRefresher24) vs the CPU-engine
+//               round trip, amortised over 100 layer steps
 // Output: "RESULT <key> <value>" lines (parsed by scripts/cuda_check) and a readable table.
 #include <algorithm>
 #include <chrono>
@@ -697,6 +699,117 @@ void bench_decode14(cudaStream_t s, cublasHandle_t h) {
   }
 }
 
+/// refresh24: the CHTs24 refresh of a transposable 2:4 layer on the device
+/// (cuda::DeviceRefresher24: core = removal, CH scores, projection, move, host maps; install =
+/// SparseLinear24::apply_topology: Adam remap and rebuild of packing and slot maps) against the
+/// CPU-engine round trip of SparseLinear24::refresh (download, TopologyRefresher, upload, remap,
+/// rebuild) on the same weight and seed, and both amortised over the default interval of 100
+/// steps of the layer's training step (8192 tokens). The CPU round trip runs at 1024x1024 only
+/// (single-threaded CPU engine, about 0.5 s); at 4096x4096 (about 30 s) only with
+/// SPARSENM_BENCH_CPU_REFRESH_4096=1. Also counts the 4x4 tiles where the two masks differ.
+void bench_refresh24(cudaStream_t s) {
+#if defined(SPARSENM_HAS_CUSPARSELT)
+  const int tokens = 8192;
+  for (int n : {1024, 4096}) {
+    const std::string k = "refresh24_" + std::to_string(n);
+    const sparsenm::Mask mask = sparsenm::random_transposable(n, n, NM{2, 4}, Philox(n + 7));
+    Matrix<float> w = Matrix<float>::Random(n, n) * float(1.0 / std::sqrt(double(n)));
+    const auto c = sparsenm::compress(w, mask, NM{2, 4});
+    sc::Linear24Config cfg;
+    cfg.adam.lr = 1e-4;
+    sc::SparseLinear24 layer(c, sparsenm::Vector<float>(), tokens, cfg, s);
+    sc::DeviceBuffer<__nv_bfloat16> x(std::size_t(tokens) * n), dy(std::size_t(tokens) * n),
+        y(std::size_t(tokens) * n), dx(std::size_t(tokens) * n);
+    fill(x, 31);
+    fill(dy, 32, -1e-2f, 1e-2f);
+    const int reps = g_quick ? 5 : 11;
+    auto step = [&](int) {
+      layer.forward(x.data(), y.data(), s);
+      layer.backward(dy.data(), dx.data(), s);
+      layer.step(s);
+    };
+    const double step_ms = median_ms(step, 3, reps, s);
+    sparsenm::RefreshConfig rc;
+    rc.layout = sparsenm::Layout::Transposable;
+    rc.interval = 100;
+    sc::DeviceRefresher24 dev(rc, 5, n, n);
+    auto wall = [](auto t0, auto t1) {
+      return std::chrono::duration<double, std::milli>(t1 - t0).count();
+    };
+    // The first refresh (step 100) is compared with the CPU engine on this state below.
+    const auto state = layer.download(s);
+    std::vector<double> core, install, total;
+    sparsenm::Mask first;
+    long changed = 0;
+    const int nref = g_quick ? 3 : 5;
+    for (int r = 0; r < nref; ++r) {
+      SPARSENM_CUDA_CHECK(cudaStreamSynchronize(s));
+      const auto t0 = std::chrono::steady_clock::now();
+      auto res = dev.refresh(layer.values_data(), layer.indices_data(), 100L * (r + 1), s);
+      const auto t1 = std::chrono::steady_clock::now();
+      layer.apply_topology(dev.new_values(), res.indices, res.refresh.slots, s);
+      const auto t2 = std::chrono::steady_clock::now();
+      core.push_back(wall(t0, t1));
+      install.push_back(wall(t1, t2));
+      total.push_back(wall(t0, t2));
+      if (r == 0) first = res.indices, changed = long(res.refresh.stats.changed_count);
+    }
+    auto median = [](std::vector<double> v) {
+      std::sort(v.begin(), v.end());
+      return v[v.size() / 2];
+    };
+    const double dev_ms = median(total);
+    const double after_ms = median_ms(step, 2, reps, s);
+    std::printf(
+        "refresh24 %dx%d: device refresh %.2f ms (core %.2f + install %.2f; median of %d, first "
+        "%.2f ms), changed %ld entries; layer step %.3f ms (after the refreshes %.3f); at "
+        "interval 100: %.4f ms per step = %.2f%% of a step\n",
+        n, n, dev_ms, median(core), median(install), nref, total[0], changed, step_ms, after_ms,
+        dev_ms / 100, 100.0 * dev_ms / 100 / step_ms);
+    result(k + "_device_ms", dev_ms);
+    result(k + "_device_core_ms", median(core));
+    result(k + "_device_install_ms", median(install));
+    result(k + "_step_ms", step_ms);
+    result(k + "_device_share_pct", 100.0 * dev_ms / 100 / step_ms);
+    const bool cpu = n == 1024 || std::getenv("SPARSENM_BENCH_CPU_REFRESH_4096");
+    if (!cpu) {
+      std::printf("  CPU round trip at %dx%d skipped (SPARSENM_BENCH_CPU_REFRESH_4096=1 runs it)\n",
+                  n, n);
+      continue;
+    }
+    sc::Linear24Config cfg2 = cfg;
+    cfg2.search = cfg2.tune = false;
+    sc::SparseLinear24 layer2(state, sparsenm::Vector<float>(), 16, cfg2, s);
+    sparsenm::TopologyRefresher<float> topo(rc, 5);
+    SPARSENM_CUDA_CHECK(cudaStreamSynchronize(s));
+    const auto t0 = std::chrono::steady_clock::now();
+    layer2.refresh(topo, 100, s);
+    const double cpu_ms = wall(t0, std::chrono::steady_clock::now());
+    const sparsenm::Mask cpu_idx = layer2.download(s).indices;
+    long differ = 0;
+    for (Index tr = 0; tr < n / 4; ++tr)
+      for (Index tc = 0; tc < n / 4; ++tc) {
+        bool d = false;
+        for (Index i = tr * 4; i < tr * 4 + 4; ++i)
+          d |= first(i, 2 * tc) != cpu_idx(i, 2 * tc) ||
+               first(i, 2 * tc + 1) != cpu_idx(i, 2 * tc + 1);
+        differ += d;
+      }
+    std::printf(
+        "  CPU-engine round trip %.0f ms (%.3f ms per step at interval 100 = %.1f%% of a step): "
+        "device %.0fx faster; tiles whose mask differs from the CPU's: %ld of %ld\n",
+        cpu_ms, cpu_ms / 100, 100.0 * cpu_ms / 100 / step_ms, cpu_ms / dev_ms, differ,
+        long(n / 4) * long(n / 4));
+    result(k + "_cpu_roundtrip_ms", cpu_ms);
+    result(k + "_speedup", cpu_ms / dev_ms);
+    result(k + "_tiles_differ", double(differ));
+  }
+#else
+  (void)s;
+  std::printf("refresh24: cuSPARSELt not found at configure time; skipped\n");
+#endif
+}
+
 void bench_ch(cudaStream_t s, cublasHandle_t h) {
   const Index R = 4096, C = 4096;
   sc::DeviceBuffer<std::uint8_t> m(std::size_t(R * C));
@@ -755,6 +868,7 @@ int main(int argc, char** argv) {
   guarded("layer24", [&] { bench_layer24(stream, handle); });
   guarded("step", [&] { bench_tans_step(stream, handle); });
   guarded("ch", [&] { bench_ch(stream, handle); });
+  guarded("refresh24", [&] { bench_refresh24(stream); });
   SPARSENM_CUDA_CHECK(cudaDeviceSynchronize());
   return 0;
 }
