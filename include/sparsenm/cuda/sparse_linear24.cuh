@@ -322,6 +322,12 @@ class SparseLinear24 {
     return map;
   }
 
+  /// The Adam step of the bias alone (no re-pack), for callers that step the values with another
+  /// optimizer on values_data() / grad_data() (e.g. cuda::TansCompressed) and then call pack().
+  void step_bias(cudaStream_t stream = nullptr) {
+    if (has_bias()) m_opt_bias->step(m_bias.data(), m_grad_bias.data(), nullptr, stream);
+  }
+
   /// Values and indices on the host (synchronous).
   NMCompressed<float> download(cudaStream_t stream = nullptr) const {
     NMCompressed<float> w;
