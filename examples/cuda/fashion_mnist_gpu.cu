@@ -2,19 +2,23 @@
 // The Fashion-MNIST MLP of examples/fashion_mnist.cpp (784 -> 1024 -> 1024 -> 10, ReLU, softmax
 // cross-entropy) trained on the GPU with CHTs24 2:4 (issue 22's end-to-end check): both hidden
 // layers are cuda::SparseLinear24 with transposable 2:4 masks (forward and dX on cuSPARSELt,
-// active-only dW, Adam on the compressed fp32 state, bf16 activations), the topology refresh
-// round-trips through the CPU engine (SparseLinear24::refresh: CHTs24 Alg. 1 with the Adam
-// moments remapped on the device), and the dense 10-way head, the loss and the ReLUs are small
-// fp32 kernels of this file. Built only with -DSPARSENM_CUDA=ON and cuSPARSELt.
+// active-only dW, Adam or TANS on the compressed fp32 state, bf16 activations), the topology
+// refresh runs on the device (cuda::DeviceRefresher24: CHTs24 Alg. 1, the optimizer state
+// remapped on the device; --cpu-refresh: the round trip through the CPU engine,
+// SparseLinear24::refresh), and the dense 10-way head, the loss and the ReLUs are small fp32
+// kernels of this file. Built only with -DSPARSENM_CUDA=ON and cuSPARSELt.
 //
 // The run reproduces the CPU example's chts24 recipe step for step: the same initial weights and
 // masks (the CPU SparseLinear / DenseLinear constructors with the same Philox streams), the same
 // mini-batches (BatchSampler), the same cosine step size, refresh interval and refresher seeds;
 // only the arithmetic differs (bf16 tensor-core products and bf16 activations instead of fp32).
-// Compare with `fashion_mnist --method chts24 --nm 2:4` for the same --epochs / --seed / --seeds.
+// Compare with `fashion_mnist --method chts24 --nm 2:4` for the same --epochs / --seed / --seeds;
+// with --optimizer tans (cuda::TansCompressed on the layers' values, Adam on biases and head,
+// batch --tans-batch = 512 and the step size scaled by min(2, sqrt(512 / 128)) as the CPU example
+// does for TANS) with `fashion_mnist --method chtsnm --nm 2:4 --layout block`.
 //
 //   fashion_mnist_gpu [--epochs E] [--seed S] [--seeds K] [--batch B] [--lr LR] [--data DIR]
-//                     [--train-limit N]
+//                     [--train-limit N] [--optimizer adam|tans] [--tans-batch B] [--cpu-refresh]
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -166,6 +170,9 @@ struct Options {
   std::uint64_t seed = 1;
   double lr = 1e-3;
   Index train_limit = 0;
+  bool tans = false;         // --optimizer tans
+  int tans_batch = 512;      // the CPU example's --tans-batch default (0: --batch)
+  bool cpu_refresh = false;  // --cpu-refresh: the CPU-engine round trip
 };
 
 Options parse(int argc, char** argv) {
@@ -190,10 +197,19 @@ Options parse(int argc, char** argv) {
       o.data = value();
     else if (a == "--train-limit")
       o.train_limit = std::stol(value());
+    else if (a == "--optimizer") {
+      const std::string v = value();
+      SPARSENM_CHECK(v == "adam" || v == "tans", "--optimizer = ", v, " must be adam or tans");
+      o.tans = v == "tans";
+    } else if (a == "--tans-batch")
+      o.tans_batch = std::stoi(value());
+    else if (a == "--cpu-refresh")
+      o.cpu_refresh = true;
     else {
       std::printf(
           "usage: fashion_mnist_gpu [--epochs E] [--seed S] [--seeds K] [--batch B] [--lr LR]\n"
-          "                         [--data DIR] [--train-limit N]\n");
+          "                         [--data DIR] [--train-limit N] [--optimizer adam|tans]\n"
+          "                         [--tans-batch B] [--cpu-refresh]\n");
       SPARSENM_CHECK(a == "--help", "unknown option '", a, "'");
       std::exit(0);
     }
@@ -203,6 +219,9 @@ Options parse(int argc, char** argv) {
   sparsenm::check_finite_positive(o.lr, "--lr");
   SPARSENM_CHECK(o.batch >= 16 && o.batch <= 1024 && (o.batch & (o.batch - 1)) == 0,
                  "--batch = ", o.batch, " must be a power of two in [16, 1024]");
+  SPARSENM_CHECK(o.tans_batch == 0 || (o.tans_batch >= 16 && o.tans_batch <= 1024 &&
+                                       (o.tans_batch & (o.tans_batch - 1)) == 0),
+                 "--tans-batch = ", o.tans_batch, " must be 0 or a power of two in [16, 1024]");
   return o;
 }
 
@@ -275,7 +294,9 @@ double evaluate(GpuModel& m, const sparsenm::IdxDataset& d, std::vector<bf16>& h
 
 RunResult run(const Options& o, const Data& data, std::uint64_t seed, cudaStream_t s) {
   const Philox rng(seed);
-  const Index T = o.batch;
+  // TANS runs at --tans-batch with the step size scaled by sqrt(batch ratio), capped at 2x (the
+  // CPU example's rule).
+  const Index T = o.tans && o.tans_batch > 0 ? o.tans_batch : o.batch;
   // The CPU example's initial model: hidden layer k from rng.split(100 + k) (random legal
   // transposable 2:4 mask with nn.Linear's values, bias), head from rng.split(10).split(3).
   sparsenm::SparseLinear<float> h1(784, 1024, NM{2, 4}, sparsenm::Layout::Transposable,
@@ -287,7 +308,7 @@ RunResult run(const Options& o, const Data& data, std::uint64_t seed, cudaStream
   sparsenm::BatchSampler sampler(data.train.images.rows(), T, rng.split(20));
   const long steps_per_epoch = long(sampler.batches_per_epoch());
   const long total_steps = steps_per_epoch * o.epochs;
-  const double base_lr = o.lr;
+  const double base_lr = o.lr * std::min(2.0, std::sqrt(double(T) / double(o.batch)));
 
   sc::Linear24Config cfg;
   cfg.adam.lr = base_lr;
@@ -322,8 +343,20 @@ RunResult run(const Options& o, const Data& data, std::uint64_t seed, cudaStream
   rc.interval = int(std::clamp<long>(total_steps / 40, 2, 100));
   rc.total_steps = total_steps;
   rc.mpr_rho = 0.0;
-  sparsenm::TopologyRefresher<float> topo1(rc, Philox(seed * 1000).split(0).stream());
-  sparsenm::TopologyRefresher<float> topo2(rc, Philox(seed * 1000).split(1).stream());
+  const std::uint64_t seed1 = Philox(seed * 1000).split(0).stream();
+  const std::uint64_t seed2 = Philox(seed * 1000).split(1).stream();
+  sparsenm::TopologyRefresher<float> topo1(rc, seed1), topo2(rc, seed2);
+  sc::DeviceRefresher24 dev1(rc, seed1, 1024, 784), dev2(rc, seed2, 1024, 1024);
+  // TANS (chtsnm Sec. 3.2) on the compressed values, the SparseTrainer's TansConfig (defaults,
+  // lr = base_lr); the layers' biases keep their Adam (step_bias), as the CPU trainer's.
+  sparsenm::TansConfig tc;
+  tc.lr = base_lr;
+  std::unique_ptr<sc::TansCompressed<float>> tans1, tans2;
+  if (o.tans) {
+    tans1 = std::make_unique<sc::TansCompressed<float>>(1024, 784, NM{2, 4}, tc);
+    tans2 = std::make_unique<sc::TansCompressed<float>>(1024, 1024, NM{2, 4}, tc);
+  }
+  sc::CublasHandle blas;
 
   std::vector<bf16> hx(std::size_t(T) * 784);
   std::vector<int> hy(static_cast<std::size_t>(T));
@@ -360,16 +393,31 @@ RunResult run(const Options& o, const Data& data, std::uint64_t seed, cudaStream
       m.l2->set_lr(lr, s);
       m.adam_wh->set_lr(lr, s);
       m.adam_bh->set_lr(lr, s);
-      m.l1->step(s);
-      m.l2->step(s);
+      if (o.tans) {
+        const std::pair<sc::SparseLinear24*, sc::TansCompressed<float>*> lt[2] = {
+            {m.l1.get(), tans1.get()}, {m.l2.get(), tans2.get()}};
+        for (const auto& p : lt) {
+          p.second->set_lr(lr);
+          p.second->step(p.first->values_data(), p.first->grad_data(), p.first->indices_data(),
+                         blas, s);
+          p.first->step_bias(s);
+          p.first->pack(s);
+        }
+      } else {
+        m.l1->step(s);
+        m.l2->step(s);
+      }
       m.adam_wh->step(m.wh.data(), m.dwh.data(), nullptr, s);
       m.adam_bh->step(m.bh.data(), m.dbh.data(), nullptr, s);
       ++step;
       seen += Index(y.size());
       if (topo1.due(step)) {
         sparsenm::Stopwatch rclock;
-        m.l1->refresh(topo1, step, s);
-        m.l2->refresh(topo2, step, s);
+        const sparsenm::RefreshResult r1 =
+            o.cpu_refresh ? m.l1->refresh(topo1, step, s) : dev1.refresh(*m.l1, step, s);
+        const sparsenm::RefreshResult r2 =
+            o.cpu_refresh ? m.l2->refresh(topo2, step, s) : dev2.refresh(*m.l2, step, s);
+        if (o.tans) tans1->remap(r1.slots, s), tans2->remap(r2.slots, s);
         refresh_s += rclock.seconds();
         res.refreshes += 2;
       }
@@ -414,9 +462,10 @@ int main(int argc, char** argv) {
                                            o.data + "/t10k-labels-idx1-ubyte.gz");
     std::printf(
         "Fashion-MNIST on %s: %lld train / %lld test images; MLP 784-1024-1024-10, CHTs24 2:4 "
-        "transposable (cuda::SparseLinear24), %d epoch(s), batch %d, lr %g\n",
+        "transposable (cuda::SparseLinear24), %s, refresh %s, %d epoch(s), batch %d, lr %g\n",
         prop.name, (long long)data.train.images.rows(), (long long)data.test.images.rows(),
-        o.epochs, o.batch, o.lr);
+        o.tans ? "TANS (cuda::TansCompressed)" : "Adam", o.cpu_refresh ? "CPU engine" : "device",
+        o.epochs, o.tans && o.tans_batch > 0 ? o.tans_batch : o.batch, o.lr);
     sc::Stream stream;
     std::vector<double> finals;
     for (int k = 0; k < o.seeds; ++k) {
@@ -433,8 +482,8 @@ int main(int argc, char** argv) {
     for (double a : finals) mean += a / double(finals.size());
     for (double a : finals) var += (a - mean) * (a - mean);
     const double sd = finals.size() > 1 ? std::sqrt(var / double(finals.size() - 1)) : 0.0;
-    std::printf("chts24 2:4 on the GPU: test accuracy %.2f +- %.2f %% over %zu seed(s)\n", mean, sd,
-                finals.size());
+    std::printf("chts24 2:4 (%s) on the GPU: test accuracy %.2f +- %.2f %% over %zu seed(s)\n",
+                o.tans ? "tans" : "adam", mean, sd, finals.size());
     std::printf("total wall time %.1f s (data loading included)\n", total.seconds());
     return 0;
   } catch (const std::exception& e) {
