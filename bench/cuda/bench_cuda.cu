@@ -468,11 +468,25 @@ void bench_layer24(cudaStream_t s, cublasHandle_t h) {
     sc::SparseLinear24 layer(c, sparsenm::Vector<float>(), tokens, cfg, s);
     auto t2 = std::chrono::steady_clock::now();
     const double build_ms = std::chrono::duration<double, std::milli>(t2 - t1).count();
+    auto route_name = [](sc::PackRoute r) {
+      return r == sc::PackRoute::Fused     ? "fused"
+             : r == sc::PackRoute::InPlace ? "in place"
+                                           : "RECOMPRESS";
+    };
     std::printf(
         "layer24 %dx%d: host mask %.0f ms, layer build %.0f ms; dX route %s, pack %s\n", out, in,
         std::chrono::duration<double, std::milli>(t1 - t0).count(), build_ms,
         layer.dx_route() == sc::DxRoute::SparseTransposed ? "sparse transposed" : "DENSE FALLBACK",
-        layer.pack_route() == sc::PackRoute::InPlace ? "in place" : "RECOMPRESS");
+        route_name(layer.pack_route()));
+    const auto ft = layer.fused_tiles();
+    std::printf(
+        "  fused tiles: %u slot rows x %u slots, windows %u / %u words (fwd / transposed)\n",
+        ft.rows, ft.slots, ft.window_fwd, ft.window_bwd);
+    result(k + "_fused", layer.pack_route() == sc::PackRoute::Fused);
+    result(k + "_fused_rows", ft.rows);
+    result(k + "_fused_slots", ft.slots);
+    result(k + "_fused_window_fwd", ft.window_fwd);
+    result(k + "_fused_window_bwd", ft.window_bwd);
     result(k + "_build_ms", build_ms);
     result(k + "_inplace", layer.pack_route() == sc::PackRoute::InPlace);
     result(k + "_dx_sparse", layer.dx_route() == sc::DxRoute::SparseTransposed);
@@ -516,6 +530,48 @@ void bench_layer24(cudaStream_t s, cublasHandle_t h) {
     auto s_opt = [&] { layer.step(s); };
     auto sparse_step = [&] { s_fwd(), s_bwd(), s_opt(); };
     const int reps = g_quick ? 5 : 15;
+    // dW tilings: fp32 tile bytes, and the sampling on a second stream or not; the fastest is
+    // kept for the rest (the sampled dW against the dense dW of the same data).
+    {
+      std::size_t best_bytes = 0;
+      bool best_overlap = false;
+      double best_ms = 1e30;
+      for (std::size_t mib : {64, 32, 24, 16, 8})
+        for (bool ov : {false, true}) {
+          layer.set_dw_tiling(mib << 20, ov);
+          const PairTiming p = alternate_ms(d_dw, s_dw, 2, reps, s);
+          std::printf("  dW tiles %2zu MiB (%lld rows)%s: dense %.3f / sparse %.3f ms (%.2fx)\n",
+                      mib, (long long)layer.dw_tile_rows(), ov ? " two streams" : "           ",
+                      p.a_ms, p.b_ms, p.ratio);
+          result(k + "_dw_" + std::to_string(mib) + "mib" + (ov ? "_ov" : "") + "_ms", p.b_ms);
+          result(k + "_dw_" + std::to_string(mib) + "mib" + (ov ? "_ov" : "") + "_speedup",
+                 p.ratio);
+          if (p.b_ms < best_ms) best_ms = p.b_ms, best_bytes = mib << 20, best_overlap = ov;
+        }
+      layer.set_dw_tiling(best_bytes, best_overlap);
+      std::printf("  dW tiling kept: %zu MiB%s\n", best_bytes >> 20,
+                  best_overlap ? ", two streams" : "");
+      result(k + "_dw_best_mib", double(best_bytes >> 20));
+      result(k + "_dw_best_overlap", best_overlap);
+    }
+    // Optimizer + re-pack on each route (fused tiles; Adam then gather), and the whole step.
+    const sc::PackRoute main_route = layer.pack_route();
+    for (sc::PackRoute r : {sc::PackRoute::InPlace, sc::PackRoute::Fused}) {
+      if (layer.set_pack_route(r) != r) continue;
+      const PairTiming po_r = alternate_ms(d_opt, s_opt, 2, reps, s);
+      const double pk = median_ms([&](int) { layer.pack(s); }, 2, reps, s);
+      const PairTiming st_r = alternate_ms(dense_step, sparse_step, 3, reps, s);
+      std::printf(
+          "  route %-8s: optimizer+pack dense %.3f / sparse %.3f ms (pack alone %.3f); "
+          "step %.3f / %.3f ms (%.2fx)\n",
+          route_name(r), po_r.a_ms, po_r.b_ms, pk, st_r.a_ms, st_r.b_ms, st_r.ratio);
+      const std::string rk = k + (r == sc::PackRoute::Fused ? "_fused" : "_gather");
+      result(rk + "_opt_ms", po_r.b_ms);
+      result(rk + "_pack_ms", pk);
+      result(rk + "_step_ms", st_r.b_ms);
+      result(rk + "_step_speedup", st_r.ratio);
+    }
+    layer.set_pack_route(main_route);
     const PairTiming st = alternate_ms(dense_step, sparse_step, 3, reps, s);
     const PairTiming pf = alternate_ms(d_fwd, s_fwd, 2, reps, s);
     const PairTiming pb = alternate_ms([&] { d_dx(), d_dw(); }, s_bwd, 2, reps, s);
@@ -544,7 +600,7 @@ void bench_layer24(cudaStream_t s, cublasHandle_t h) {
     result(k + "_sparse_opt_ms", po.b_ms);
     result(k + "_dense_opt_ms", po.a_ms);
     result(k + "_sparse_pack_ms", ms_pack);
-    std::printf("  of which re-pack (gather into the packed weights) %.3f ms\n", ms_pack);
+    std::printf("  of which re-pack (%s) %.3f ms\n", route_name(layer.pack_route()), ms_pack);
     // Host overhead: wall time to enqueue a step (the device runs behind).
     SPARSENM_CUDA_CHECK(cudaStreamSynchronize(s));
     const int n_host = 10;

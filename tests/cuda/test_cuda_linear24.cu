@@ -305,6 +305,126 @@ TEST(CudaSparseLinear24, CapturedStepEqualsEagerSteps) {
   EXPECT_NE(gv.values, f.w.values);  // the replays did step
 }
 
+std::vector<unsigned char> packed_bytes(sc::Sparse24& plan) {
+  std::vector<unsigned char> h(plan.compressed_bytes());
+  SPARSENM_CUDA_CHECK(
+      cudaMemcpy(h.data(), plan.compressed_data(), h.size(), cudaMemcpyDeviceToHost));
+  return h;
+}
+
+TEST(CudaSparseLinear24, FusedAdamPackEqualsAdamThenGatherAndCpuAdam) {
+  // PackRoute::Fused (Adam and the re-pack of both packed weights in one tiled pass) against the
+  // gather route: each step's packed buffers must equal, byte for byte, what the gather route
+  // writes for the same master values; the values must match a layer on the gather route fed the
+  // same data (1e-6) and the CPU compressed Adam (1e-5). Shapes: one with whole rectangles, one
+  // (208 x 1040: 520 slots a row) with partial rectangles at both edges.
+  if (sc::device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  const std::pair<Index, Index> shapes[] = {{96, 128}, {208, 1040}};
+  for (auto sh : shapes) {
+    SCOPED_TRACE(std::to_string(sh.first) + "x" + std::to_string(sh.second));
+    const Fixture f = make(sh.first, sh.second, 32, Layout::Transposable, 61);
+    sc::Linear24Config cfg;
+    cfg.search = false;
+    cfg.tune = false;
+    cfg.adam.lr = 1e-2;
+    cfg.adam.weight_decay = 1e-2;
+    sc::SparseLinear24 fused(f.w, f.bias, f.tokens, cfg);
+    sc::Linear24Config gcfg = cfg;
+    gcfg.fused_pack = false;
+    sc::SparseLinear24 gather(f.w, f.bias, f.tokens, gcfg);
+    ASSERT_EQ(fused.pack_route(), sc::PackRoute::Fused);
+    ASSERT_EQ(gather.pack_route(), sc::PackRoute::InPlace);
+    const auto t = fused.fused_tiles();
+    EXPECT_GT(t.rows * t.slots, 0u);
+    EXPECT_LE(t.window_fwd, 16384u);
+    EXPECT_LE(t.window_bwd, 16384u);
+    // Right after construction both routes packed the same values.
+    EXPECT_EQ(packed_bytes(fused.forward_plan()), packed_bytes(gather.forward_plan()));
+    EXPECT_EQ(packed_bytes(*fused.backward_plan()), packed_bytes(*gather.backward_plan()));
+    NMCompressed<float> cpu = f.w;
+    Matrix<float> cpu_bias = f.bias.transpose();
+    sparsenm::Adam<float> adam(cpu, cfg.adam);
+    sparsenm::Adam<float> adam_bias(1, f.out, cfg.adam);
+    for (int it = 0; it < 3; ++it) {
+      check_pass(fused, cpu, cpu_bias.row(0).transpose(), 800 + std::uint64_t(it));
+      check_pass(gather, cpu, cpu_bias.row(0).transpose(), 800 + std::uint64_t(it));
+      adam.step(cpu, fused.grad_values());
+      adam_bias.step(cpu_bias, fused.grad_bias().transpose());
+      fused.step();
+      gather.step();
+      const auto pf = packed_bytes(fused.forward_plan()), pb = packed_bytes(*fused.backward_plan());
+      ASSERT_EQ(fused.set_pack_route(sc::PackRoute::InPlace), sc::PackRoute::InPlace);
+      fused.pack();  // the gather route on the fused layer's own values
+      EXPECT_EQ(pf, packed_bytes(fused.forward_plan())) << "step " << it;
+      EXPECT_EQ(pb, packed_bytes(*fused.backward_plan())) << "step " << it;
+      ASSERT_EQ(fused.set_pack_route(sc::PackRoute::Fused), sc::PackRoute::Fused);
+      const NMCompressed<float> fv = fused.download(), gv = gather.download();
+      EXPECT_LT(st::max_rel_err(fv.values, gv.values, 1e-2), 1e-6) << "step " << it;
+      EXPECT_LT(st::max_rel_err(fv.values, cpu.values, 1e-2), 1e-5) << "step " << it;
+      EXPECT_LT(st::max_rel_err(fused.bias(), cpu_bias.row(0).transpose(), 1e-2), 1e-5);
+      EXPECT_LT(
+          st::max_rel_err(
+              as_vector(fused.optimizer().exp_avg().to_host()),
+              Eigen::Map<const Vector<float>>(adam.exp_avg().data(), adam.exp_avg().size()), 1e-2),
+          1e-5);
+      EXPECT_EQ(fused.optimizer().steps(), it + 1);
+    }
+    // pack() on the fused route (the tiled pass without Adam) after a direct change of the
+    // values: byte for byte the gather route's packing, and the products use the new values.
+    const Matrix<float> scaled = cpu.values * 1.5f;
+    cpu.values = scaled;
+    SPARSENM_CUDA_CHECK(cudaMemcpy(fused.values_data(), scaled.data(),
+                                   std::size_t(scaled.size()) * sizeof(float),
+                                   cudaMemcpyHostToDevice));
+    fused.pack();
+    const auto pf = packed_bytes(fused.forward_plan()), pb = packed_bytes(*fused.backward_plan());
+    fused.set_pack_route(sc::PackRoute::InPlace);
+    fused.pack();
+    EXPECT_EQ(pf, packed_bytes(fused.forward_plan()));
+    EXPECT_EQ(pb, packed_bytes(*fused.backward_plan()));
+    fused.set_pack_route(sc::PackRoute::Fused);
+    fused.pack();
+    check_pass(fused, cpu, cpu_bias.row(0).transpose(), 900);  // re-packed values in use
+  }
+}
+
+TEST(CudaSparseLinear24, DwTilesOnTwoStreamsMatchFp64AndCapture) {
+  // dw_overlap: 16-row dW tiles in two buffers, sampled on a second stream (event-ordered): the
+  // same fp64 references as the single-stream tiles, and a captured step (fork / join inside the
+  // graph) equals eager steps of a single-stream layer.
+  if (sc::device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  const Fixture f = make(64, 128, 32, Layout::Transposable, 71);
+  sc::Linear24Config cfg;
+  cfg.search = false;
+  cfg.tune = false;
+  cfg.adam.lr = 1e-2;
+  cfg.dw_scratch_bytes = 16 * 128 * 4;  // 16-row tiles: four products, two buffers
+  cfg.dw_overlap = true;
+  sc::SparseLinear24 layer(f.w, f.bias, f.tokens, cfg);
+  EXPECT_EQ(layer.dw_tile_rows(), 16);
+  check_pass(layer, f.w, f.bias, 1000);
+  sc::Stream stream;
+  sc::DeviceBuffer<bf16> x, dy, y(std::size_t(f.tokens * f.out)), dx(std::size_t(f.tokens * f.in));
+  upload_bf16(x, st::random_matrix<float>(f.tokens, f.in, 72));
+  upload_bf16(dy, st::random_matrix<float>(f.tokens, f.out, 73));
+  sc::Linear24Config ecfg = cfg;
+  ecfg.dw_overlap = false;
+  ecfg.dw_scratch_bytes = std::size_t(16) << 20;
+  sc::SparseLinear24 graphed(f.w, f.bias, f.tokens, cfg), eager(f.w, f.bias, f.tokens, ecfg);
+  auto g = graphed.capture_step(x.data(), y.data(), dy.data(), dx.data(), stream);
+  for (int i = 0; i < 3; ++i) {
+    eager.forward(x.data(), y.data(), stream);
+    eager.backward(dy.data(), dx.data(), stream);
+    eager.step(stream);
+    g.replay(stream);
+  }
+  stream.synchronize();
+  EXPECT_LT(st::max_rel_err(graphed.download(stream).values, eager.download(stream).values, 1e-2),
+            1e-6);
+  EXPECT_LT(st::max_rel_err(graphed.bias(stream), eager.bias(stream), 1e-2), 1e-6);
+  EXPECT_NE(graphed.download(stream).values, f.w.values);
+}
+
 TEST(CudaAdam, DeviceClockSetStepsAndRemapKeepT) {
   // set_steps(t) resumes the bias correction at t + 1 (checkpoint restore). Reference: a CPU Adam
   // that took t steps on zero gradients (m, v and w stay as they were; only t advances).

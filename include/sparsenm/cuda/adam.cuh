@@ -59,10 +59,7 @@ class Adam {
   void step(S* weight, const S* grad, const std::uint8_t* mask = nullptr,
             cudaStream_t stream = nullptr) {
     SPARSENM_CHECK(weight && grad, "cuda::Adam::step: weight and grad must be device pointers");
-    detail::adam_tick_kernel<S><<<1, 32, 0, stream>>>(
-        m_clock.data(), m_coef.data(), m_cfg.beta1, m_cfg.beta2, m_cfg.weight_decay,
-        m_cfg.bias_correction, m_cfg.decoupled_weight_decay);
-    SPARSENM_CUDA_CHECK_LAUNCH("adam_tick_kernel");
+    tick(stream);
     const S l2 = m_cfg.decoupled_weight_decay ? S(0) : S(m_cfg.weight_decay);
     const S b1 = S(m_cfg.beta1), b2 = S(m_cfg.beta2), eps = S(m_cfg.eps);
     const S ob1 = S(1.0 - m_cfg.beta1), ob2 = S(1.0 - m_cfg.beta2);
@@ -77,6 +74,20 @@ class Adam {
                                                               m_coef.data(), eps, l2);
     SPARSENM_CUDA_CHECK_LAUNCH("adam_kernel");
   }
+
+  /// The first launch of step() alone: t + 1 and the step's coefficients (coef_data()), on the
+  /// device. For fused passes that apply detail::adam_one themselves with these coefficients and
+  /// exp_avg_data() / exp_avg_sq_data() (cuda::SparseLinear24's Adam + bf16 re-pack,
+  /// PackRoute::Fused): tick, then one such pass over every entry, is one step().
+  void tick(cudaStream_t stream = nullptr) {
+    detail::adam_tick_kernel<S><<<1, 32, 0, stream>>>(
+        m_clock.data(), m_coef.data(), m_cfg.beta1, m_cfg.beta2, m_cfg.weight_decay,
+        m_cfg.bias_correction, m_cfg.decoupled_weight_decay);
+    SPARSENM_CUDA_CHECK_LAUNCH("adam_tick_kernel");
+  }
+  const detail::AdamCoef<S>* coef_data() const { return m_coef.data(); }
+  S* exp_avg_data() { return m_m.data(); }
+  S* exp_avg_sq_data() { return m_v.data(); }
 
   /// Compressed route (the counterpart of sparsenm::Adam::remap): after a topology refresh of a
   /// weight stored as NMCompressed::values (this Adam built with rows x cols = values' shape),

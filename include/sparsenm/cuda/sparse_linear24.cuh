@@ -9,10 +9,13 @@
 //                                     pruned dense bf16 copy of W (kept only for such masks)
 //             dW on the active entries only: dense fp32-accumulated tiles of at most
 //             `dw_scratch_bytes` (cuBLAS, bf16 in, fp32 out), sampled at the kept positions;
-//             the full dense dW never exists
+//             the full dense dW never exists. Tiles well under the L2 (50 MB on the H100) are
+//             sampled while still in it; with `dw_overlap` the sampling of tile k runs on a
+//             second stream next to the product of tile k + 1 (two tiles, event-ordered)
 //             db = column sums of dY (fp32, deterministic)
 //   step      Adam (cuda::Adam, same AdamConfig and arithmetic as sparsenm::Adam) on the fp32
-//             master values of the active entries and the bias, then the bf16 re-pack
+//             master values of the active entries and the bias, and the bf16 re-pack: one
+//             fused pass (PackRoute::Fused), or Adam then the gather (PackRoute::InPlace)
 //
 // State on the device: fp32 master values, fp32 gradient and fp32 Adam moments of the active
 // entries (out x in/2 each, the layout of NMCompressed::values), the 2-bit-per-slot indices
@@ -28,9 +31,14 @@
 // packed weight with coalesced writes (PackRoute::InPlace). (The check uses a nonzero pattern, not
 // the real values: a kept weight may be exactly 0, regrown ones start so, and the library may then
 // place that group's metadata differently; the mask's own metadata with a stored 0 is equally
-// right.) If the check ever fails (another library version packing differently), the layer falls
-// back to expanding the values into a dense bf16 scratch and calling cusparseLtSpMMACompress every
-// step (PackRoute::Recompress), and says so.
+// right.) For a transposable mask the rebuild also measures, for rectangles of slots of several
+// shapes, the window of packed words each rectangle lands in (both packed weights), and keeps the
+// shape with the smallest windows: a step is then ONE pass (PackRoute::Fused: each block applies
+// Adam to its rectangle in coalesced runs, stages the bf16 words in shared memory and writes its
+// windows back coalesced), which also serves pack(). If no shape gives windows under 16384
+// words, the gather route stays. If the check ever fails (another library version packing
+// differently), the layer falls back to expanding the values into a dense bf16 scratch and calling
+// cusparseLtSpMMACompress every step (PackRoute::Recompress), and says so.
 //
 // Topology refresh round-trips through the CPU engine: values and indices are downloaded, the
 // CPU TopologyRefresher (CHTs24 Alg. 1) moves them to the new mask and returns the SlotMap, the
@@ -69,7 +77,9 @@ namespace cuda {
 /// How dX = dY W is computed.
 enum class DxRoute { SparseTransposed, DenseFallback };
 /// How new values reach the packed weights each step.
-enum class PackRoute { InPlace, Recompress };
+/// InPlace: Adam, then a gather pass per packed weight through the slot map; Fused: Adam and the
+/// re-pack of both packed weights in one tiled pass (file comment); Recompress: the fallback.
+enum class PackRoute { InPlace, Recompress, Fused };
 
 /// Settings of cuda::SparseLinear24.
 ///
@@ -78,12 +88,16 @@ enum class PackRoute { InPlace, Recompress };
 /// | adam             | optimizer of the values and the bias (sparsenm::AdamConfig) | {}      |
 /// | search           | cusparseLtMatmulSearch for each plan at construction        | true    |
 /// | tune             | then Sparse24::tune() (every algorithm id, timed) per plan  | true    |
-/// | dw_scratch_bytes | fp32 tile of the dW products (rows of at least 16)          | 64 MiB  |
+/// | dw_scratch_bytes | fp32 tile of the dW products (rows of at least 16)          | 16 MiB  |
+/// | dw_overlap       | sample tile k on a second stream during product k + 1      | false   |
+/// | fused_pack       | PackRoute::Fused where the windows allow it                | true    |
 struct Linear24Config {
   AdamConfig adam{};
   bool search = true;
   bool tune = true;
-  std::size_t dw_scratch_bytes = std::size_t(64) << 20;
+  std::size_t dw_scratch_bytes = std::size_t(16) << 20;
+  bool dw_overlap = false;
+  bool fused_pack = true;
   void validate() const {
     adam.validate();
     SPARSENM_CHECK(dw_scratch_bytes >= 1024,
@@ -132,10 +146,7 @@ class SparseLinear24 {
       m_grad_bias.fill_bytes(0, stream);
       m_opt_bias = std::make_unique<Adam<float>>(1, m_out, m_cfg.adam);
     }
-    const std::size_t rows =
-        std::max<std::size_t>(16, m_cfg.dw_scratch_bytes / (sizeof(float) * std::size_t(m_in)));
-    m_dw_rows = Index(std::min<std::size_t>(rows, std::size_t(m_out)));
-    m_dw_tile.resize(std::size_t(m_dw_rows) * std::size_t(m_in));
+    set_dw_tiling(m_cfg.dw_scratch_bytes, m_cfg.dw_overlap);
     m_blas_ws.resize(std::size_t(32) << 20);  // fixed: cuBLAS never allocates in graph capture
     SPARSENM_CUBLAS_CHECK(cublasSetWorkspace(m_blas, m_blas_ws.data(), m_blas_ws.size()));
     rebuild(stream);
@@ -144,6 +155,11 @@ class SparseLinear24 {
 
   SparseLinear24(const SparseLinear24&) = delete;
   SparseLinear24& operator=(const SparseLinear24&) = delete;
+  ~SparseLinear24() {
+    for (cudaEvent_t e :
+         {m_ev_fork, m_ev_product[0], m_ev_product[1], m_ev_sampled[0], m_ev_sampled[1]})
+      if (e) cudaEventDestroy(e);
+  }
 
   /// y (tokens x out, row-major bf16) = x (tokens x in, row-major bf16) Wᵀ + b. `x` must stay
   /// valid and unchanged until backward().
@@ -176,18 +192,39 @@ class SparseLinear24 {
             CUDA_R_16BF, int(m_in), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
       }
     }
-    // dW rows [o0, o0 + r): tile (col-major in x r) = Xᵀ (in x tokens) dY[:, o0:o0+r].
-    for (Index o0 = 0; o0 < m_out; o0 += m_dw_rows) {
+    // dW rows [o0, o0 + r): tile (col-major in x r) = Xᵀ (in x tokens) dY[:, o0:o0+r], then
+    // sampled. With overlap: tiles alternate between two buffers; the product of tile k waits
+    // until the sampling of tile k - 2 (same buffer) is done, the sampling of tile k (second
+    // stream) waits for its product, and the stream waits for the last sampling at the end.
+    const bool overlap = m_dw_overlap && m_out > m_dw_rows;
+    cudaStream_t side = overlap ? m_side->get() : stream;
+    if (overlap) {
+      SPARSENM_CUDA_CHECK(cudaEventRecord(m_ev_fork, stream));
+      SPARSENM_CUDA_CHECK(cudaStreamWaitEvent(side, m_ev_fork, 0));
+    }
+    int k = 0;
+    for (Index o0 = 0; o0 < m_out; o0 += m_dw_rows, ++k) {
       const Index r = std::min(m_dw_rows, m_out - o0);
-      SPARSENM_CUBLAS_CHECK(cublasGemmEx(
-          m_blas, CUBLAS_OP_N, CUBLAS_OP_T, int(m_in), int(r), int(m_tokens), &one, m_x,
-          CUDA_R_16BF, int(m_in), dy + o0, CUDA_R_16BF, int(m_out), &zero, m_dw_tile.data(),
-          CUDA_R_32F, int(m_in), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+      float* tile = m_dw_tile.data() + (overlap && (k & 1) ? m_dw_tile.size() / 2 : 0);
+      if (overlap && k >= 2)
+        SPARSENM_CUDA_CHECK(cudaStreamWaitEvent(stream, m_ev_sampled[k & 1], 0));
+      SPARSENM_CUBLAS_CHECK(cublasGemmEx(m_blas, CUBLAS_OP_N, CUBLAS_OP_T, int(m_in), int(r),
+                                         int(m_tokens), &one, m_x, CUDA_R_16BF, int(m_in), dy + o0,
+                                         CUDA_R_16BF, int(m_out), &zero, tile, CUDA_R_32F,
+                                         int(m_in), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+      if (overlap) {
+        SPARSENM_CUDA_CHECK(cudaEventRecord(m_ev_product[k & 1], stream));
+        SPARSENM_CUDA_CHECK(cudaStreamWaitEvent(side, m_ev_product[k & 1], 0));
+      }
       const std::size_t n = std::size_t(r) * std::size_t(m_in / 2);
-      detail::sample_tile_kernel<float><<<detail::grid_for(n, 256), 256, 0, stream>>>(
-          m_dw_tile.data(), m_idx.data(), std::size_t(o0), std::size_t(r), std::size_t(m_in),
-          m_grad.data());
+      detail::sample_tile_kernel<float><<<detail::grid_for(n, 256), 256, 0, side>>>(
+          tile, m_idx.data(), std::size_t(o0), std::size_t(r), std::size_t(m_in), m_grad.data());
       SPARSENM_CUDA_CHECK_LAUNCH("sample_tile_kernel");
+      if (overlap) SPARSENM_CUDA_CHECK(cudaEventRecord(m_ev_sampled[k & 1], side));
+    }
+    if (overlap) {  // join: the last sampling event covers all earlier ones (side is in order)
+      SPARSENM_CUDA_CHECK(cudaEventRecord(m_ev_fork, side));
+      SPARSENM_CUDA_CHECK(cudaStreamWaitEvent(stream, m_ev_fork, 0));
     }
     if (has_bias()) {
       detail::bias_grad_kernel<float><<<unsigned((m_out + 31) / 32), dim3(32, 16), 0, stream>>>(
@@ -199,10 +236,53 @@ class SparseLinear24 {
   /// One Adam step on the active values (and the bias) with the gradients of the last
   /// backward, then the re-pack of the bf16 weights. Allocates nothing; capturable.
   void step(cudaStream_t stream = nullptr) {
-    m_opt->step(m_values.data(), m_grad.data(), nullptr, stream);
+    if (m_pack_route == PackRoute::Fused) {
+      m_opt->tick(stream);
+      fused_pass<true>(stream);
+    } else {
+      m_opt->step(m_values.data(), m_grad.data(), nullptr, stream);
+    }
     if (has_bias()) m_opt_bias->step(m_bias.data(), m_grad_bias.data(), nullptr, stream);
-    pack(stream);
+    if (m_pack_route != PackRoute::Fused) pack(stream);
   }
+
+  /// The dW tiling (Linear24Config::dw_scratch_bytes, dw_overlap) from the next backward on; for
+  /// measuring. Allocates: not during a capture, and a captured step graph keeps the old tiles.
+  void set_dw_tiling(std::size_t tile_bytes, bool overlap) {
+    SPARSENM_CHECK(tile_bytes >= 1024,
+                   "cuda::SparseLinear24::set_dw_tiling: tile_bytes = ", tile_bytes,
+                   " must be >= 1024");
+    const std::size_t rows =
+        std::max<std::size_t>(16, tile_bytes / (sizeof(float) * std::size_t(m_in)));
+    m_dw_rows = Index(std::min<std::size_t>(rows, std::size_t(m_out)));
+    m_dw_overlap = overlap;
+    const std::size_t tiles = overlap && m_out > m_dw_rows ? 2 : 1;
+    m_dw_tile = DeviceBuffer<float>();
+    m_dw_tile.resize(tiles * std::size_t(m_dw_rows) * std::size_t(m_in));
+    if (overlap && !m_ev_fork) {
+      m_side = std::make_unique<Stream>();
+      for (cudaEvent_t* e :
+           {&m_ev_fork, &m_ev_product[0], &m_ev_product[1], &m_ev_sampled[0], &m_ev_sampled[1]})
+        SPARSENM_CUDA_CHECK(cudaEventCreateWithFlags(e, cudaEventDisableTiming));
+    }
+  }
+  /// Rows of one dW tile.
+  Index dw_tile_rows() const { return m_dw_rows; }
+
+  /// Switches between PackRoute::Fused and PackRoute::InPlace (both kept for a transposable mask
+  /// whose slot map held; for measuring and for the equality test). Returns the route in effect.
+  PackRoute set_pack_route(PackRoute route) {
+    if ((route == PackRoute::Fused && m_tiles_ok) ||
+        (route == PackRoute::InPlace && m_pack_route == PackRoute::Fused))
+      m_pack_route = route;
+    return m_pack_route;
+  }
+  /// The rectangle of the fused pass (slot rows x slots) and its largest windows (words of the
+  /// forward / transposed packed weight); zeros without PackRoute::Fused available.
+  struct FusedTiles {
+    unsigned rows = 0, slots = 0, window_fwd = 0, window_bwd = 0;
+  };
+  FusedTiles fused_tiles() const { return m_tiles_ok ? m_tiles : FusedTiles{}; }
 
   /// A whole training step (forward, backward, step) on fixed buffers, captured once as a CUDA
   /// graph: replay() launches it for 7-11 us of host time per step on the H100 where the eager
@@ -374,7 +454,8 @@ class SparseLinear24 {
   std::size_t state_bytes() const {
     std::size_t b = m_values.bytes() + m_grad.bytes() + 2 * m_values.bytes() + m_idx.bytes() +
                     m_fwd->compressed_bytes() + m_map_fwd.bytes() + m_map_bwd.bytes() +
-                    m_dense_w.bytes() + m_dense_wt.bytes() + 4 * m_bias.bytes();
+                    m_dense_w.bytes() + m_dense_wt.bytes() + 4 * m_bias.bytes() +
+                    m_off_fwd.bytes() + m_off_bwd.bytes() + m_base_fwd.bytes() + m_base_bwd.bytes();
     if (m_bwd) b += m_bwd->compressed_bytes();
     return b;
   }
@@ -418,11 +499,12 @@ class SparseLinear24 {
   /// false: `plan` holds the packing of the real values). `pruned` is the zeroed dense
   /// scratch of this orientation (its kept positions are overwritten).
   bool build_slot_map(Sparse24& plan, bool transpose, __nv_bfloat16* pruned,
-                      DeviceBuffer<std::uint32_t>& slot, cudaStream_t stream) {
+                      DeviceBuffer<std::uint32_t>& slot, DeviceBuffer<std::uint32_t>& inverse,
+                      cudaStream_t stream) {
     const std::size_t bytes = plan.compressed_bytes(), words = bytes / 2;
     const auto* packed16 = reinterpret_cast<const std::uint16_t*>(plan.compressed_data());
     DeviceBuffer<unsigned char> ones(bytes);
-    DeviceBuffer<std::uint32_t> map;  // slot -> word: only for the bijection check
+    DeviceBuffer<std::uint32_t>& map = inverse;  // slot -> word: the check, the fused tiles
     slot.resize(words);
     DeviceBuffer<unsigned long long> counters(4);
     counters.fill_bytes(0, stream);
@@ -486,7 +568,8 @@ class SparseLinear24 {
     if (!m_fwd)
       m_fwd =
           std::make_unique<Sparse24>(pruned.data(), m_out, m_in, m_tokens, m_cfg.search, stream);
-    bool in_place = build_slot_map(*m_fwd, false, pruned.data(), m_map_fwd, stream);
+    DeviceBuffer<std::uint32_t> inv_fwd, inv_bwd;
+    bool in_place = build_slot_map(*m_fwd, false, pruned.data(), m_map_fwd, inv_fwd, stream);
     DeviceBuffer<__nv_bfloat16> pruned_t;
     if (transposable) {
       pruned_t.resize(pruned.size());
@@ -495,11 +578,14 @@ class SparseLinear24 {
       if (!m_bwd)
         m_bwd = std::make_unique<Sparse24>(pruned_t.data(), m_in, m_out, m_tokens, m_cfg.search,
                                            stream);
-      in_place = build_slot_map(*m_bwd, true, pruned_t.data(), m_map_bwd, stream) && in_place;
+      in_place =
+          build_slot_map(*m_bwd, true, pruned_t.data(), m_map_bwd, inv_bwd, stream) && in_place;
     } else {
       m_map_bwd = DeviceBuffer<std::uint32_t>();
     }
     m_pack_route = in_place ? PackRoute::InPlace : PackRoute::Recompress;
+    m_tiles_ok = in_place && transposable && plan_tiles(inv_fwd, inv_bwd, stream);
+    if (m_tiles_ok && m_cfg.fused_pack) m_pack_route = PackRoute::Fused;
     // Dense bf16 copies persist only where a route needs them (file comment).
     m_dense_w = (!transposable || !in_place) ? std::move(pruned) : DeviceBuffer<__nv_bfloat16>();
     m_dense_wt = (transposable && !in_place) ? std::move(pruned_t) : DeviceBuffer<__nv_bfloat16>();
@@ -522,6 +608,108 @@ class SparseLinear24 {
     if (m_bwd) m_bwd->tune(a.data(), b.data(), 5, stream);
   }
 
+  /// The rectangle shape of PackRoute::Fused (file comment): for each candidate (slot rows R x
+  /// slots J, 1024 to 8192 slots, J >= 8), the largest window of packed words that a rectangle's
+  /// slots land in, in each packed weight; keeps the shape with the smallest windows per slot
+  /// (ties: the larger rectangle, then the longer runs), if both windows are <= 16384 words,
+  /// and fills the per-slot 16-bit offsets and per-rectangle bases. Runs at rebuild only.
+  bool plan_tiles(const DeviceBuffer<std::uint32_t>& inv_fwd,
+                  const DeviceBuffer<std::uint32_t>& inv_bwd, cudaStream_t stream) {
+    constexpr unsigned kMaxWindow = 16384;
+    const std::size_t nnzr = std::size_t(m_in / 2), out = std::size_t(m_out);
+    double best_cost = 1e30;
+    FusedTiles best{};
+    std::vector<std::uint32_t> lo, hi;
+    DeviceBuffer<std::uint32_t> d_lo, d_hi;
+    auto windows = [&](const DeviceBuffer<std::uint32_t>& inv, unsigned R, unsigned J,
+                       std::size_t nblocks, unsigned nbj) {
+      d_lo.resize(nblocks);
+      d_hi.resize(nblocks);
+      detail::window_bounds_kernel<<<unsigned(nblocks), 256, 0, stream>>>(
+          inv.data(), out, nnzr, R, J, nbj, d_lo.data(), d_hi.data());
+      SPARSENM_CUDA_CHECK_LAUNCH("window_bounds_kernel");
+      lo.resize(nblocks);
+      hi.resize(nblocks);
+      d_lo.download(lo.data(), nblocks, stream);
+      d_hi.download(hi.data(), nblocks, stream);
+      std::uint64_t w = 0;
+      for (std::size_t b = 0; b < nblocks; ++b)
+        w = std::max<std::uint64_t>(w, std::uint64_t(hi[b]) - lo[b] + 1);
+      return w;
+    };
+    for (unsigned size : {8192u, 4096u, 2048u, 1024u})
+      for (unsigned R = 1; R <= size / 8; R *= 2) {
+        const unsigned J = size / R;
+        if (J % 4 != 0 || R > out || J > nnzr) continue;
+        const unsigned nbj = unsigned((nnzr + J - 1) / J);
+        const std::size_t nblocks = ((out + R - 1) / R) * nbj;
+        if (nblocks >= (std::size_t(1) << 31)) continue;
+        const std::uint64_t wf = windows(inv_fwd, R, J, nblocks, nbj);
+        if (wf > kMaxWindow) continue;
+        const std::uint64_t wb = windows(inv_bwd, R, J, nblocks, nbj);
+        if (wb > kMaxWindow) continue;
+        const double cost = double(wf + wb) / double(R * J);
+        // A candidate must beat the best by 1 % (ties keep the earlier: larger, longer runs).
+        if (cost < best_cost * 0.99) {
+          best_cost = cost;
+          best = FusedTiles{R, J, unsigned(wf), unsigned(wb)};
+        }
+      }
+    if (best.rows == 0) return false;
+    m_tiles = best;
+    const unsigned R = best.rows, J = best.slots, nbj = unsigned((nnzr + J - 1) / J);
+    const std::size_t nblocks = ((out + R - 1) / R) * nbj;
+    m_off_fwd.resize(nnz());
+    m_off_bwd.resize(nnz());
+    m_base_fwd.resize(nblocks);
+    m_base_bwd.resize(nblocks);
+    DeviceBuffer<std::uint32_t> hi_dummy(nblocks);
+    for (int side = 0; side < 2; ++side) {
+      const DeviceBuffer<std::uint32_t>& inv = side ? inv_bwd : inv_fwd;
+      DeviceBuffer<std::uint32_t>& base = side ? m_base_bwd : m_base_fwd;
+      DeviceBuffer<std::uint16_t>& off = side ? m_off_bwd : m_off_fwd;
+      detail::window_bounds_kernel<<<unsigned(nblocks), 256, 0, stream>>>(
+          inv.data(), out, nnzr, R, J, nbj, base.data(), hi_dummy.data());
+      SPARSENM_CUDA_CHECK_LAUNCH("window_bounds_kernel");
+      detail::window_offsets_kernel<<<detail::grid_for(nnz(), 256), 256, 0, stream>>>(
+          inv.data(), out, nnzr, R, J, nbj, base.data(), off.data());
+      SPARSENM_CUDA_CHECK_LAUNCH("window_offsets_kernel");
+    }
+    const std::size_t smem = fused_smem();
+    SPARSENM_CUDA_CHECK(cudaFuncSetAttribute(detail::adam_pack_tiles_kernel<true>,
+                                             cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             int(smem)));
+    SPARSENM_CUDA_CHECK(cudaFuncSetAttribute(detail::adam_pack_tiles_kernel<false>,
+                                             cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             int(smem)));
+    SPARSENM_CUDA_CHECK(cudaStreamSynchronize(stream));
+    return true;
+  }
+
+  std::size_t fused_smem() const {
+    const std::size_t wa = m_tiles.window_fwd, wb = m_tiles.window_bwd;
+    return 4 * ((wa + 31) / 32 + (wb + 31) / 32) + 2 * (wa + wb);
+  }
+
+  /// PackRoute::Fused: the tiled pass, with the Adam step (ADAM; after m_opt->tick) or the
+  /// re-pack of the master values only.
+  template <bool ADAM>
+  void fused_pass(cudaStream_t stream) {
+    const AdamConfig& a = m_opt->config();
+    const std::size_t nnzr = std::size_t(m_in / 2), out = std::size_t(m_out);
+    const unsigned R = m_tiles.rows, J = m_tiles.slots, nbj = unsigned((nnzr + J - 1) / J);
+    const unsigned nblocks = unsigned(((out + R - 1) / R) * nbj);
+    detail::adam_pack_tiles_kernel<ADAM><<<nblocks, 256, fused_smem(), stream>>>(
+        m_grad.data(), m_opt->exp_avg_data(), m_opt->exp_avg_sq_data(), m_values.data(), out, nnzr,
+        R, J, nbj, m_off_fwd.data(), m_base_fwd.data(), m_tiles.window_fwd,
+        reinterpret_cast<__nv_bfloat16*>(m_fwd->compressed_data()), m_off_bwd.data(),
+        m_base_bwd.data(), m_tiles.window_bwd,
+        reinterpret_cast<__nv_bfloat16*>(m_bwd->compressed_data()), float(a.beta1), float(a.beta2),
+        float(1.0 - a.beta1), float(1.0 - a.beta2), m_opt->coef_data(), float(a.eps),
+        a.decoupled_weight_decay ? 0.f : float(a.weight_decay));
+    SPARSENM_CUDA_CHECK_LAUNCH("adam_pack_tiles_kernel");
+  }
+
   void gather(const DeviceBuffer<std::uint32_t>& slot_of, Sparse24& plan, cudaStream_t stream) {
     detail::gather_values_kernel<float><<<detail::grid_for(slot_of.size(), 256), 256, 0, stream>>>(
         m_values.data(), slot_of.data(), slot_of.size(),
@@ -534,7 +722,9 @@ class SparseLinear24 {
   /// the optimizer; call it after changing values_data() directly.
   void pack(cudaStream_t stream = nullptr) {
     const bool transposable = m_dx_route == DxRoute::SparseTransposed;
-    if (m_pack_route == PackRoute::InPlace) {
+    if (m_pack_route == PackRoute::Fused) {
+      fused_pass<false>(stream);
+    } else if (m_pack_route == PackRoute::InPlace) {
       gather(m_map_fwd, *m_fwd, stream);
       if (transposable) gather(m_map_bwd, *m_bwd, stream);
       if (!transposable) expand(false, detail::Expand::Values, 0, m_dense_w.data(), stream);
@@ -553,6 +743,13 @@ class SparseLinear24 {
   Index m_out = 0, m_in = 0, m_tokens = 0, m_dw_rows = 0;
   Mask m_indices;  ///< host copy of the indices (out x in/2): they change only on a refresh
   DeviceBuffer<float> m_values, m_grad, m_bias, m_grad_bias, m_dw_tile;
+  DeviceBuffer<std::uint16_t> m_off_fwd, m_off_bwd;    ///< PackRoute::Fused: slot -> window offset
+  DeviceBuffer<std::uint32_t> m_base_fwd, m_base_bwd;  ///< PackRoute::Fused: rectangle -> window
+  FusedTiles m_tiles{};
+  bool m_tiles_ok = false, m_dw_overlap = false;
+  std::unique_ptr<Stream> m_side;  ///< dw_overlap: the sampling stream
+  cudaEvent_t m_ev_fork = nullptr, m_ev_product[2] = {nullptr, nullptr},
+              m_ev_sampled[2] = {nullptr, nullptr};
   DeviceBuffer<std::uint8_t> m_idx;
   DeviceBuffer<std::uint32_t> m_map_fwd, m_map_bwd;  ///< packed word -> slot (kNoSlot: metadata)
   DeviceBuffer<__nv_bfloat16> m_dense_w, m_dense_wt;

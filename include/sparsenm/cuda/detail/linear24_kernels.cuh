@@ -9,6 +9,8 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include "optim_kernels.cuh"
+
 namespace sparsenm {
 namespace cuda {
 namespace detail {
@@ -135,6 +137,144 @@ __global__ void gather_values_kernel(const S* __restrict__ values,
        p += std::size_t(gridDim.x) * blockDim.x) {
     const std::uint32_t s = slot_of[p];
     if (s != kNoSlot) packed[p] = __float2bfloat16(float(values[s]));
+  }
+}
+
+/// The tiled re-pack (PackRoute::Fused). Block b owns a rectangle of slots: rows
+/// [bi R, bi R + R) x slots [bj J, bj J + J) of the out x in/2 slot matrix (b = bi nbj + bj).
+/// Every slot's word in packed buffer a (and b) lies in a window of at most `win_a` (`win_b`)
+/// words starting at base_a[b] (base_b[b]); off_a[s] = word - base (16 bits). The windows are
+/// measured at rebuild time (window_bounds_kernel) and the rectangle shape is the one whose
+/// windows are smallest, so whatever order cuSPARSELt packs in, a block reads its slots in
+/// coalesced runs of J (16-byte vectors), stages the bf16 words in shared memory, and writes its
+/// windows back coalesced, touching only its own words (a bit per staged word; metadata and other
+/// blocks' words are left as they are).
+///
+/// With ADAM the block first applies the Adam step to its slots (adam_one, the coefficients of
+/// the device clock: the same arithmetic as adam_kernel) and writes m, v and the master value;
+/// without, it re-packs the master values only (pack()). One pass: read g, m, v, w (16 bytes a
+/// slot), write m, v, w (12), read 2 + 2 offset bytes and write 2 + 2 packed bytes, where Adam then
+/// the gather re-pack moved 28 + 20 bytes a slot in three launches, half of them gathers.
+template <bool ADAM>
+__global__ void __launch_bounds__(256) adam_pack_tiles_kernel(
+    const float* __restrict__ g, float* __restrict__ M, float* __restrict__ V,
+    float* __restrict__ W, std::size_t out, std::size_t nnzr, unsigned R, unsigned J, unsigned nbj,
+    const std::uint16_t* __restrict__ off_a, const std::uint32_t* __restrict__ base_a,
+    unsigned win_a, __nv_bfloat16* __restrict__ packed_a, const std::uint16_t* __restrict__ off_b,
+    const std::uint32_t* __restrict__ base_b, unsigned win_b, __nv_bfloat16* __restrict__ packed_b,
+    float b1, float b2, float ob1, float ob2, const AdamCoef<float>* __restrict__ coef, float eps,
+    float l2) {
+  extern __shared__ std::uint32_t smem[];
+  const bool two = packed_b != nullptr;
+  const unsigned nfa = (win_a + 31) / 32, nfb = two ? (win_b + 31) / 32 : 0;
+  std::uint32_t* flags_a = smem;
+  std::uint32_t* flags_b = smem + nfa;
+  std::uint16_t* stage_a = reinterpret_cast<std::uint16_t*>(smem + nfa + nfb);
+  std::uint16_t* stage_b = stage_a + win_a;
+  for (unsigned i = threadIdx.x; i < nfa + nfb; i += blockDim.x) smem[i] = 0u;
+  __syncthreads();
+  const unsigned bi = blockIdx.x / nbj, bj = blockIdx.x - bi * nbj;
+  const std::size_t o0 = std::size_t(bi) * R, j0 = std::size_t(bj) * J;
+  const unsigned rows = unsigned(out - o0 < R ? out - o0 : R);
+  const unsigned cols = unsigned(nnzr - j0 < J ? nnzr - j0 : J);  // a multiple of 4
+  const unsigned q4 = cols / 4, n4 = rows * q4;
+  AdamCoef<float> c{0.f, 1.f, 1.f};
+  if (ADAM) c = *coef;
+  for (unsigned t = threadIdx.x; t < n4; t += blockDim.x) {
+    const unsigned r = t / q4, c4 = t - r * q4;
+    const std::size_t s = (o0 + r) * nnzr + j0 + 4 * std::size_t(c4);
+    Vec4<float> wv = load4(W + s);
+    if (ADAM) {
+      const Vec4<float> gv = load4(g + s);
+      Vec4<float> mv = load4(M + s), vv = load4(V + s);
+#pragma unroll
+      for (int l = 0; l < 4; ++l)
+        adam_one<false>(gv.v[l], true, mv.v[l], vv.v[l], wv.v[l], b1, b2, ob1, ob2, c.step,
+                        c.inv_sqrt_bc2, eps, l2, c.decay);
+      store4(M + s, mv);
+      store4(V + s, vv);
+      store4(W + s, wv);
+    }
+    std::uint16_t h[4];
+#pragma unroll
+    for (int l = 0; l < 4; ++l) {
+      h[l] = __bfloat16_as_ushort(__float2bfloat16(wv.v[l]));
+    }
+    const uint2 oa = *reinterpret_cast<const uint2*>(off_a + s);  // 4 offsets, 8-byte aligned
+    const unsigned qa[4] = {oa.x & 0xffffu, oa.x >> 16, oa.y & 0xffffu, oa.y >> 16};
+#pragma unroll
+    for (int l = 0; l < 4; ++l) {
+      stage_a[qa[l]] = h[l];
+      atomicOr(flags_a + (qa[l] >> 5), 1u << (qa[l] & 31u));
+    }
+    if (two) {
+      const uint2 ob = *reinterpret_cast<const uint2*>(off_b + s);
+      const unsigned qb[4] = {ob.x & 0xffffu, ob.x >> 16, ob.y & 0xffffu, ob.y >> 16};
+#pragma unroll
+      for (int l = 0; l < 4; ++l) {
+        stage_b[qb[l]] = h[l];
+        atomicOr(flags_b + (qb[l] >> 5), 1u << (qb[l] & 31u));
+      }
+    }
+  }
+  __syncthreads();
+  auto* pa = reinterpret_cast<std::uint16_t*>(packed_a) + base_a[blockIdx.x];
+  for (unsigned q = threadIdx.x; q < win_a; q += blockDim.x)
+    if ((flags_a[q >> 5] >> (q & 31u)) & 1u) pa[q] = stage_a[q];
+  if (two) {
+    auto* pb = reinterpret_cast<std::uint16_t*>(packed_b) + base_b[blockIdx.x];
+    for (unsigned q = threadIdx.x; q < win_b; q += blockDim.x)
+      if ((flags_b[q >> 5] >> (q & 31u)) & 1u) pb[q] = stage_b[q];
+  }
+}
+
+/// The windows of a rectangle shape (adam_pack_tiles_kernel): block b reduces the smallest and
+/// largest packed word of its slots (inv: slot -> word) into lo[b], hi[b]. One block a rectangle.
+__global__ void __launch_bounds__(256)
+    window_bounds_kernel(const std::uint32_t* __restrict__ inv, std::size_t out, std::size_t nnzr,
+                         unsigned R, unsigned J, unsigned nbj, std::uint32_t* __restrict__ lo,
+                         std::uint32_t* __restrict__ hi) {
+  __shared__ std::uint32_t s_lo[8], s_hi[8];
+  const unsigned bi = blockIdx.x / nbj, bj = blockIdx.x - bi * nbj;
+  const std::size_t o0 = std::size_t(bi) * R, j0 = std::size_t(bj) * J;
+  const unsigned rows = unsigned(out - o0 < R ? out - o0 : R);
+  const unsigned cols = unsigned(nnzr - j0 < J ? nnzr - j0 : J);
+  std::uint32_t a = 0xffffffffu, b = 0u;
+  for (unsigned t = threadIdx.x; t < rows * cols; t += blockDim.x) {
+    const unsigned r = t / cols, c = t - r * cols;
+    const std::uint32_t w = inv[(o0 + r) * nnzr + j0 + c];
+    a = w < a ? w : a;
+    b = w > b ? w : b;
+  }
+  for (int d = 16; d > 0; d >>= 1) {
+    const std::uint32_t x = __shfl_xor_sync(0xffffffffu, a, d),
+                        y = __shfl_xor_sync(0xffffffffu, b, d);
+    a = x < a ? x : a;
+    b = y > b ? y : b;
+  }
+  if ((threadIdx.x & 31u) == 0) s_lo[threadIdx.x >> 5] = a, s_hi[threadIdx.x >> 5] = b;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (unsigned k = 1; k < blockDim.x / 32; ++k) {
+      a = s_lo[k] < a ? s_lo[k] : a;
+      b = s_hi[k] > b ? s_hi[k] : b;
+    }
+    lo[blockIdx.x] = a;
+    hi[blockIdx.x] = b;
+  }
+}
+
+/// off[s] = inv[s] - base[block of s] (16 bits: the chosen shape's windows are <= 65536 words).
+__global__ void window_offsets_kernel(const std::uint32_t* __restrict__ inv, std::size_t out,
+                                      std::size_t nnzr, unsigned R, unsigned J, unsigned nbj,
+                                      const std::uint32_t* __restrict__ base,
+                                      std::uint16_t* __restrict__ off) {
+  const std::size_t nnz = out * nnzr;
+  for (std::size_t s = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; s < nnz;
+       s += std::size_t(gridDim.x) * blockDim.x) {
+    const std::size_t o = s / nnzr, j = s - o * nnzr;
+    const std::size_t b = (o / R) * nbj + j / J;
+    off[s] = std::uint16_t(inv[s] - base[b]);
   }
 }
 
