@@ -7,8 +7,8 @@
 //    scores are sums of the same terms in another order on the device (fp32 GEMM) and the CPU
 //    (table products), so a tile may pick another pattern only when, on the CPU's own perturbed
 //    scores (recomputed here with the CPU's functions), the device's pattern sum is within
-//    kTieRel = 1e-5 relative of the CPU's best sum, both keep every survivor, and at most 1 % of
-//    the refreshed tiles differ;
+//    kTieRel = 1e-5 relative of the CPU's best sum, both keep every survivor, and (with the soft
+//    regrowth noise) at most 1 % of the refreshed tiles differ;
 //  - in agreeing tiles values, indices and the SlotMap are the CPU's bit for bit; everywhere kept
 //    values moved exactly from their source slot and the others are 0 (the CPU rule);
 //  - the result is transposable 2:4; the layer route moves the Adam moments with the SlotMap,
@@ -183,8 +183,11 @@ TEST(CudaRefresh24, MatchesCpuEngineOnShapes) {
                                 << ", device pattern " << fd;
       }
     EXPECT_EQ(refreshed, scpu.refreshed_groups);
-    EXPECT_LE(double(differ), 0.01 * double(std::max<Index>(refreshed, 1)))
-        << differ << " of " << refreshed << " refreshed tiles differ";
+    // With the U(0,1) noise near-ties are rare; plain CH scores (hard) tie exactly in many tiles,
+    // where either order of summation may decide, so only the per-tile bound applies there.
+    if (cs.soft)
+      EXPECT_LE(double(differ), 0.01 * double(std::max<Index>(refreshed, 1)))
+          << differ << " of " << refreshed << " refreshed tiles differ";
     if (differ == 0) {
       EXPECT_EQ(sd.changed_count, scpu.changed_count);
       EXPECT_EQ(sd.regrown, scpu.regrown);
