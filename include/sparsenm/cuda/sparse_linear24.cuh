@@ -216,10 +216,10 @@ class SparseLinear24 {
         SPARSENM_CUDA_CHECK(cudaEventRecord(m_ev_product[k & 1], stream));
         SPARSENM_CUDA_CHECK(cudaStreamWaitEvent(side, m_ev_product[k & 1], 0));
       }
-      const std::size_t n = std::size_t(r) * std::size_t(m_in / 2);
-      detail::sample_tile_kernel<float><<<detail::grid_for(n, 256), 256, 0, side>>>(
+      const std::size_t n = std::size_t(r) * std::size_t(m_in / 4);
+      detail::sample_tile4_kernel<<<detail::grid_for(n, 256), 256, 0, side>>>(
           tile, m_idx.data(), std::size_t(o0), std::size_t(r), std::size_t(m_in), m_grad.data());
-      SPARSENM_CUDA_CHECK_LAUNCH("sample_tile_kernel");
+      SPARSENM_CUDA_CHECK_LAUNCH("sample_tile4_kernel");
       if (overlap) SPARSENM_CUDA_CHECK(cudaEventRecord(m_ev_sampled[k & 1], side));
     }
     if (overlap) {  // join: the last sampling event covers all earlier ones (side is in order)
@@ -675,13 +675,14 @@ class SparseLinear24 {
           inv.data(), out, nnzr, R, J, nbj, base.data(), off.data());
       SPARSENM_CUDA_CHECK_LAUNCH("window_offsets_kernel");
     }
-    const std::size_t smem = fused_smem();
+    // The attribute is per kernel, not per layer: always the bound of any layer's windows.
+    const int smem_bound = int(4 * 2 * (kMaxWindow / 32) + 2 * 2 * kMaxWindow);
     SPARSENM_CUDA_CHECK(cudaFuncSetAttribute(detail::adam_pack_tiles_kernel<true>,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             int(smem)));
+                                             smem_bound));
     SPARSENM_CUDA_CHECK(cudaFuncSetAttribute(detail::adam_pack_tiles_kernel<false>,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             int(smem)));
+                                             smem_bound));
     SPARSENM_CUDA_CHECK(cudaStreamSynchronize(stream));
     return true;
   }

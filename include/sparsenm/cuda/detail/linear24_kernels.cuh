@@ -303,6 +303,23 @@ __global__ void sample_tile_kernel(const float* __restrict__ tile,
   }
 }
 
+/// sample_tile_kernel, a group of 4 columns a thread: one 16-byte load of the tile row's group,
+/// the group's two in-group indices (2 bytes), its two slots' gradients (8 bytes). `in` is a
+/// multiple of 16 (the layer checks it), so every group is 16-byte aligned.
+__global__ void sample_tile4_kernel(const float* __restrict__ tile,
+                                    const std::uint8_t* __restrict__ idx, std::size_t row0,
+                                    std::size_t rows, std::size_t in, float* __restrict__ grad) {
+  const std::size_t groups = in / 4, n = rows * groups, base = row0 * (in / 2);
+  for (std::size_t t = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; t < n;
+       t += std::size_t(gridDim.x) * blockDim.x) {
+    const float4 v = reinterpret_cast<const float4*>(tile)[t];
+    const std::size_t s = base + 2 * t;  // slot of the group's first kept entry
+    const std::uint16_t ij = *reinterpret_cast<const std::uint16_t*>(idx + s);
+    const float f[4] = {v.x, v.y, v.z, v.w};
+    *reinterpret_cast<float2*>(grad + s) = make_float2(f[ij & 3u], f[(ij >> 8) & 3u]);
+  }
+}
+
 /// y (tokens x out, bf16) += bias (fp32), one rounding.
 template <class S>
 __global__ void bias_add_kernel(__nv_bfloat16* __restrict__ y, const S* __restrict__ bias,
