@@ -482,6 +482,36 @@ void bench_layer24(cudaStream_t s, cublasHandle_t h) {
     std::printf(
         "  fused tiles: %u slot rows x %u slots, windows %u / %u words (fwd / transposed)\n",
         ft.rows, ft.slots, ft.window_fwd, ft.window_bwd);
+    // Where cuSPARSELt's packing puts the slots: the first value words of each packed weight as
+    // (row, slot) of the out x in/2 slot matrix, and how long the runs of consecutive slots are.
+    for (bool tr : {false, true}) {
+      const std::vector<std::uint32_t> m = layer.packed_slot_map(tr).to_host();
+      if (m.empty()) continue;
+      std::size_t values = 0, runs = 0, first_meta = m.size();
+      std::uint32_t prev = sc::detail::kNoSlot;
+      for (std::size_t p = 0; p < m.size(); ++p) {
+        if (m[p] == sc::detail::kNoSlot) {
+          first_meta = std::min(first_meta, p);
+          prev = sc::detail::kNoSlot;
+          continue;
+        }
+        ++values;
+        if (prev == sc::detail::kNoSlot || m[p] != prev + 1) ++runs;
+        prev = m[p];
+      }
+      std::printf(
+          "  %s packing: %zu words, %zu values, first non-value word %zu, mean run %.1f;"
+          " words 0..: ",
+          tr ? "transposed" : "forward", m.size(), values, first_meta,
+          double(values) / double(std::max<std::size_t>(runs, 1)));
+      for (std::size_t p = 0; p < 40 && p < m.size(); ++p) {
+        if (m[p] == sc::detail::kNoSlot)
+          std::printf("- ");
+        else
+          std::printf("%u:%u ", m[p] / unsigned(in / 2), m[p] % unsigned(in / 2));
+      }
+      std::printf("\n");
+    }
     result(k + "_fused", layer.pack_route() == sc::PackRoute::Fused);
     result(k + "_fused_rows", ft.rows);
     result(k + "_fused_slots", ft.slots);

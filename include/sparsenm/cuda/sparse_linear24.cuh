@@ -283,6 +283,12 @@ class SparseLinear24 {
     unsigned rows = 0, slots = 0, window_fwd = 0, window_bwd = 0;
   };
   FusedTiles fused_tiles() const { return m_tiles_ok ? m_tiles : FusedTiles{}; }
+  /// The slot map of a packed weight (16-bit word -> slot; detail::kNoSlot for metadata and
+  /// padding), forward or transposed (empty unless PackRoute::InPlace / Fused): what cuSPARSELt's
+  /// packing does with the slots, for diagnostics.
+  const DeviceBuffer<std::uint32_t>& packed_slot_map(bool transposed) const {
+    return transposed ? m_map_bwd : m_map_fwd;
+  }
 
   /// A whole training step (forward, backward, step) on fixed buffers, captured once as a CUDA
   /// graph: replay() launches it for 7-11 us of host time per step on the H100 where the eager
