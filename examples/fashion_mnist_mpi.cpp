@@ -36,6 +36,7 @@ struct Options {
   std::string method = "chts24", data = "/usr/share/datasets/fashion-mnist";
   NM nm{1, 4};
   int epochs = 1, threads = 1;
+  Index balance = 0;  // granularity of balanced shares; 0: equal shares
   Index batch = 128, train_limit = 0;
   double lr = 1e-3;
   std::uint64_t seed = 1;
@@ -46,7 +47,7 @@ struct Options {
     std::fprintf(stderr,
                  "usage: mpiexec -n K fashion_mnist_mpi [--method dense|chts24] [--nm 1:4|2:4]\n"
                  "       [--epochs E] [--batch GLOBAL_B] [--lr LR] [--seed S] [--threads T]\n"
-                 "       [--data DIR] [--train-limit N]\n");
+                 "       [--data DIR] [--train-limit N] [--balance GRANULARITY]\n");
   MPI_Finalize();
   std::exit(2);
 }
@@ -75,10 +76,12 @@ Options parse(int argc, char** argv, int rank) {
       o.data = v;
     else if (a == "--train-limit")
       o.train_limit = std::atol(v.c_str());
+    else if (a == "--balance")
+      o.balance = std::atol(v.c_str());
     else
       usage(rank);
   }
-  if (o.epochs < 1 || o.batch < 1 || o.threads < 1 || !(o.lr > 0)) usage(rank);
+  if (o.epochs < 1 || o.batch < 1 || o.threads < 1 || !(o.lr > 0) || o.balance < 0) usage(rank);
   return o;
 }
 
@@ -112,7 +115,7 @@ int main(int argc, char** argv) {
                          o.data + "/train-labels-idx1-ubyte.gz", o.train_limit);
     const IdxDataset test = load_idx_dataset(o.data + "/t10k-images-idx3-ubyte.gz",
                                              o.data + "/t10k-labels-idx1-ubyte.gz", 0);
-    const Shard mine = shard_of(o.batch, rank, ranks);  // throws unless K divides the batch
+    shard_of(o.batch, 0, ranks);  // throws unless K divides the batch
     const Philox rng(o.seed);
     const bool sparse = o.method != "dense";
     const std::vector<Index> widths = {784, 1024, 1024};
@@ -144,7 +147,10 @@ int main(int argc, char** argv) {
     DenseLinear<float> head(1024, 10, rng.split(9));
     trainer.add(head.weight(), head.grad_weight());
     trainer.add(head.bias(), head.grad_bias());
-    MpiDataParallel<float> dp;
+    MpiConfig dp_cfg;
+    dp_cfg.balance = o.balance > 0;  // shares follow the ranks' speeds (MpiConfig::balance)
+    if (o.balance > 0) dp_cfg.balance_granularity = o.balance;
+    MpiDataParallel<float> dp(MPI_COMM_WORLD, dp_cfg);
 
     BatchSampler sampler(train.images.rows(), o.batch, rng.split(20));
     Matrix<float> xb, x, dlogits;
@@ -156,6 +162,7 @@ int main(int argc, char** argv) {
       for (long b = 0; b < steps_per_epoch; ++b) {
         sampler.next(train.images, train.labels, xb, yb);  // the global batch, same on every rank
         const auto t0 = std::chrono::steady_clock::now();
+        const Shard mine = dp.shard(o.batch);  // equal slices unless --balance
         x = xb.middleRows(mine.begin, mine.count);
         y.assign(yb.begin() + mine.begin, yb.begin() + mine.begin + mine.count);
         const Matrix<float>& h1 = hidden[0].forward(x);
@@ -185,18 +192,33 @@ int main(int argc, char** argv) {
     }
     double slowest = 0;  // the step rate is the slowest rank's
     MPI_Allreduce(&train_seconds, &slowest, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    // Each rank's own work (training time less its all-reduce, which includes waiting for the
+    // others): how evenly the cores kept pace.
+    const double own = train_seconds - comm_seconds;
+    std::vector<double> owns(std::size_t(ranks), 0.0);
+    MPI_Gather(&own, 1, MPI_DOUBLE, owns.data(), 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
     if (rank == 0) {
       std::printf(
-          "%s%s, %d rank(s) x %d thread(s), global batch %ld (%ld per rank), %ld steps\n"
+          "%s%s, %d rank(s) x %d thread(s), global batch %ld (%ld per rank%s), %ld steps\n"
           "  training %.1f s, %.0f samples/s; all-reduce %.2f s on rank 0 (%.1f%%)\n"
           "  gradient payload per step %.2f MB, sent per rank per step %.2f MB\n"
           "  test accuracy %.2f%%, training state %.1f MB per rank\n",
           o.method.c_str(), sparse ? (" " + std::to_string(o.nm.n) + ":4").c_str() : "", ranks,
-          o.threads, long(o.batch), long(mine.count), step, slowest,
+          o.threads, long(o.batch), long(o.batch / ranks),
+          o.balance > 0 && ranks > 1 ? " on average, balanced" : "", step, slowest,
           double(step) * double(o.batch) / slowest, comm_seconds,
           100.0 * comm_seconds / train_seconds, double(dp.payload_bytes()) / 1e6,
           double(dp.sent_bytes()) / 1e6, 100.0 * double(correct) / double(test.images.rows()),
           double(trainer.state_bytes()) / 1e6);
+      if (ranks > 1) {
+        std::printf("  compute per rank (s):");
+        for (const double t : owns) std::printf(" %.2f", t);
+        if (!dp.shares().empty()) {
+          std::printf("; balanced shares at the end:");
+          for (const Index n : dp.shares()) std::printf(" %ld", long(n));
+        }
+        std::printf("\n");
+      }
     }
   } catch (const Error& e) {
     std::fprintf(stderr, "rank %d: error: %s\n", rank, e.what());

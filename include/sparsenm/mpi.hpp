@@ -18,7 +18,11 @@
 // timing nor on MPI's choice of algorithm, and equals, bit for bit, one process that accumulates
 // the K shards' gradients in rank order (tests/mpi). MpiReduction::Native uses MPI_Iallreduce,
 // which sends less for K > 2 (about 2 (K-1)/K of the payload per rank with a ring instead of
-// (K-1) times it) but whose rounding depends on the MPI library's algorithm.
+// (K-1) times it) but whose rounding depends on the MPI library's algorithm. When every rank runs
+// on one node, Ordered goes through an MPI-3 shared window instead of the all-gather
+// (MpiConfig::shared_memory): each rank writes its gradients once into shared memory and, after
+// one barrier, sums every rank's in rank order straight into its gradients (the same bits, without
+// the two copies through MPI's shared-memory buffers that a message costs).
 //
 // Overlap. Gradients are packed into buckets of about MpiConfig::bucket_bytes; a bucket's
 // non-blocking collective starts as soon as it is full, so a loop that post()s each layer's
@@ -44,6 +48,8 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <deque>
@@ -78,11 +84,33 @@ struct MpiConfig {
   std::size_t bucket_bytes = std::size_t(4) << 20;
   /// Run check_agreement() in step() after every step that refreshed a layer.
   bool check_on_refresh = true;
+  /// Ordered reduction when every rank of the communicator runs on one node (MPI_Comm_split_type
+  /// MPI_COMM_TYPE_SHARED): each rank writes its gradients into its part of an MPI-3 shared
+  /// window and, after one barrier, reads every rank's part and sums them in rank order. The same
+  /// bits as the all-gather route with none of its copies through MPI's buffers. Ignored (the
+  /// all-gather is used) for Native or when the ranks span several nodes.
+  bool shared_memory = true;
+  /// Load balancing for ranks of unequal speed (cores of unequal clock or load, mixed machines):
+  /// MpiDataParallel::shard() gives each rank a share of the global batch proportional to its
+  /// measured speed, and the reduction weighs rank r's gradient (the mean over its shard) by its
+  /// share n_r / B, so the result is still the gradient of the mean over the global batch. A
+  /// synchronous step waits for the slowest rank; balanced shares let the ranks finish together.
+  /// Off by default: the shares then depend on timing, so results equal one process's only up
+  /// to rounding, and differ from run to run.
+  bool balance = false;
+  /// Shares are multiples of this many rows (e.g. the kernels' token tile), at least one each.
+  Index balance_granularity = 8;
+  /// Steps between re-balancing; each rank's speed is measured over this many steps.
+  long balance_interval = 10;
 
   /// Throws sparsenm::Error naming a field out of its range.
   void validate() const {
     SPARSENM_CHECK(bucket_bytes >= 64 && bucket_bytes <= (std::size_t(1) << 30),
                    "MpiConfig: bucket_bytes = ", bucket_bytes, " (must be in [64, 2^30])");
+    SPARSENM_CHECK(balance_granularity >= 1,
+                   "MpiConfig: balance_granularity = ", balance_granularity, " (must be >= 1)");
+    SPARSENM_CHECK(balance_interval >= 1, "MpiConfig: balance_interval = ", balance_interval,
+                   " (must be >= 1)");
   }
 };
 
@@ -129,6 +157,44 @@ inline std::uint64_t hash_bytes(const void* data, std::size_t n, std::uint64_t h
   return h;
 }
 
+/// Rows per rank for a global batch of `batch` rows (a multiple of `granularity`, at least
+/// granularity x ranks): one granule each, the rest in proportion to `speed` (positive), rounded by
+/// largest remainder (ties to the lower rank). The same inputs give the same shares on every rank.
+inline std::vector<Index> balanced_shares(Index batch, Index granularity,
+                                          const std::vector<double>& speed) {
+  const std::size_t k = speed.size();
+  SPARSENM_CHECK(
+      k > 0 && granularity > 0 && batch % granularity == 0 && batch / granularity >= Index(k),
+      "balanced_shares: batch ", batch, " must be a multiple of the granularity ", granularity,
+      " and hold at least one granule for each of the ", k, " ranks");
+  double total = 0;
+  for (const double v : speed) {
+    SPARSENM_CHECK(std::isfinite(v) && v > 0, "balanced_shares: speed ", v,
+                   " must be finite and positive");
+    total += v;
+  }
+  const Index spare = batch / granularity - Index(k);
+  std::vector<Index> units(k, 1);
+  std::vector<double> frac(k);
+  Index given = 0;
+  for (std::size_t r = 0; r < k; ++r) {
+    const double ideal = double(spare) * speed[r] / total;
+    const Index whole = std::min<Index>(spare, Index(std::floor(ideal)));
+    units[r] += whole;
+    frac[r] = ideal - double(whole);
+    given += whole;
+  }
+  for (; given < spare; ++given) {
+    std::size_t best = 0;
+    for (std::size_t r = 1; r < k; ++r)
+      if (frac[r] > frac[best]) best = r;
+    ++units[best];
+    frac[best] = -1;
+  }
+  for (Index& u : units) u *= granularity;
+  return units;
+}
+
 inline void mpi_check(int rc, const char* what) {
   if (rc != MPI_SUCCESS) {
     char msg[MPI_MAX_ERROR_STRING];
@@ -159,9 +225,50 @@ class MpiDataParallel {
     SPARSENM_CHECK(std::size_t(m_size) * m_bucket_elems <= std::size_t(2147483647),
                    "MpiDataParallel: ", m_size, " ranks x bucket of ", m_cfg.bucket_bytes,
                    " bytes exceed MPI's int displacements; use a smaller bucket_bytes");
+    if (ordered() && m_cfg.shared_memory && m_size > 1) {
+      MPI_Comm node = MPI_COMM_NULL;
+      detail::mpi_check(
+          MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, m_rank, MPI_INFO_NULL, &node),
+          "MPI_Comm_split_type");
+      int node_size = 0;
+      detail::mpi_check(MPI_Comm_size(node, &node_size), "MPI_Comm_size");
+      MPI_Comm_free(&node);
+      // Every rank sees the same sizes, so every rank takes the same route.
+      m_shm = node_size == m_size;
+    }
   }
   MpiDataParallel(const MpiDataParallel&) = delete;
   MpiDataParallel& operator=(const MpiDataParallel&) = delete;
+  /// Frees the shared window (collective, like the constructor: destroy it on every rank, before
+  /// MPI_Finalize).
+  ~MpiDataParallel() {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized) free_window();
+  }
+
+  /// True when the Ordered reduction runs through the shared window (MpiConfig::shared_memory and
+  /// every rank on one node).
+  bool uses_shared_memory() const { return m_shm; }
+
+  /// This rank's rows of a global batch for the coming step: shard_of()'s equal slices, or with
+  /// MpiConfig::balance, shares proportional to the ranks' measured speeds (balanced_shares;
+  /// contiguous, rank 0 first). Every rank calls it once per step, with the same global_batch,
+  /// before that step's post() / wait(); the reduction then weighs each rank by its share.
+  Shard shard(Index global_batch) {
+    if (!m_cfg.balance || m_size == 1) {
+      m_shares.clear();
+      return shard_of(global_batch, m_rank, m_size);
+    }
+    if (m_speed.empty()) m_speed.assign(std::size_t(m_size), 1.0);
+    m_shares = detail::balanced_shares(global_batch, m_cfg.balance_granularity, m_speed);
+    m_share_batch = global_batch;
+    Index begin = 0;
+    for (int r = 0; r < m_rank; ++r) begin += m_shares[std::size_t(r)];
+    return {begin, m_shares[std::size_t(m_rank)]};
+  }
+  /// Rows per rank of the last shard() call (empty unless balancing).
+  const std::vector<Index>& shares() const { return m_shares; }
 
   /// This process's rank in the communicator.
   int rank() const { return m_rank; }
@@ -174,11 +281,27 @@ class MpiDataParallel {
   /// starts its non-blocking collective at once). The gradient must stay alive until wait(), which
   /// overwrites it with the average. Every rank must post the same sequence of shapes.
   void post(Eigen::Map<Matrix<S>> grad) {
+    if (balancing() && m_cfg.average) {
+      // Weighted by this rank's share (see MpiConfig::balance); wait() then only sums.
+      grad *= S(double(m_shares[std::size_t(m_rank)]) / double(m_share_batch));
+    }
     const S* src = grad.data();
     std::size_t left = std::size_t(grad.size());
     S* dst = grad.data();
     m_payload += left * sizeof(S);
     if (m_size == 1) return;  // one rank: the gradient is already the sum and the average
+    if (m_shm) {
+      // Straight into this rank's part of the current half of the window; a step larger than
+      // the window is copied in wait(), after the (collective) reallocation.
+      if (!m_shm_overflow && m_shm_used + left <= m_shm_cap)
+        std::copy(src, src + left, own_segment() + m_shm_used);
+      else
+        m_shm_overflow = true;
+      m_pieces.push_back({dst, 0, m_shm_used, left});
+      m_shm_used += left;
+      m_sent += std::size_t(m_size - 1) * left * sizeof(S);
+      return;
+    }
     while (left > 0) {
       if (m_open == m_buckets.size()) m_buckets.emplace_back();
       Bucket& b = m_buckets[m_open];
@@ -199,31 +322,17 @@ class MpiDataParallel {
   /// Completes every posted reduction and writes the sums (averages with MpiConfig::average)
   /// back into the posted gradients.
   void wait() {
-    if (m_open < m_buckets.size() && m_buckets[m_open].used > 0) start(m_open++);
-    for (std::size_t k = 0; k < m_open; ++k)
-      detail::mpi_check(MPI_Wait(&m_buckets[k].request, MPI_STATUS_IGNORE), "MPI_Wait");
-    const S scale = m_cfg.average && m_size > 1 ? S(1) / S(m_size) : S(1);
-    const std::size_t cap = m_bucket_elems;
-    for (const Piece& p : m_pieces) {
-      const S* from = m_buckets[p.bucket].buf.data() + p.offset;
-      if (ordered()) {
-        // Rank order, the same on every rank: ((g_0 + g_1) + g_2) + ..., then the scale; one
-        // pass from the gathered blocks into the gradient.
-        for (std::size_t i = 0; i < p.count; ++i) {
-          S sum = from[i];
-          for (int r = 1; r < m_size; ++r) sum += from[std::size_t(r) * cap + i];
-          p.dst[i] = sum * scale;
-        }
-      } else {
-        for (std::size_t i = 0; i < p.count; ++i) p.dst[i] = from[i] * scale;
-      }
+    const auto entered = std::chrono::steady_clock::now();
+    if (balancing() && m_timed) {
+      m_window_seconds += std::chrono::duration<double>(entered - m_left).count();
+      m_window_rows += double(m_shares[std::size_t(m_rank)]);
+      ++m_window_steps;
     }
-    m_last_payload = m_payload;
-    m_last_sent = m_sent;
-    m_pieces.clear();
-    for (Bucket& bk : m_buckets) bk.used = 0;
-    m_open = 0;
-    m_payload = m_sent = 0;
+    if (m_shm)
+      wait_shared();
+    else
+      wait_gathered();
+    if (balancing()) rebalance();
   }
 
   /// Posts every gradient of the trainer, last registered first (the order a backward pass
@@ -292,10 +401,62 @@ class MpiDataParallel {
   /// Gradient bytes this rank contributed in the last wait() (the payload of one step).
   std::size_t payload_bytes() const { return m_last_payload; }
   /// Bytes this rank sent in the last wait()'s collectives, by the algorithm's count: Ordered
-  /// (all-gather) (K-1) x payload; Native with a ring all-reduce 2 (K-1)/K x payload.
+  /// (all-gather) (K-1) x payload; Native with a ring all-reduce 2 (K-1)/K x payload. Through the
+  /// shared window: the (K-1) x payload the other ranks read from this rank's part.
   std::size_t sent_bytes() const { return m_last_sent; }
 
  private:
+  void wait_gathered() {
+    if (m_open < m_buckets.size() && m_buckets[m_open].used > 0) start(m_open++);
+    for (std::size_t k = 0; k < m_open; ++k)
+      detail::mpi_check(MPI_Wait(&m_buckets[k].request, MPI_STATUS_IGNORE), "MPI_Wait");
+    const S scale = m_cfg.average && m_size > 1 && !balancing() ? S(1) / S(m_size) : S(1);
+    const std::size_t cap = m_bucket_elems;
+    for (const Piece& p : m_pieces) {
+      const S* from = m_buckets[p.bucket].buf.data() + p.offset;
+      if (ordered()) {
+        // Rank order, the same on every rank: ((g_0 + g_1) + g_2) + ..., then the scale; one
+        // pass from the gathered blocks into the gradient.
+        for (std::size_t i = 0; i < p.count; ++i) {
+          S sum = from[i];
+          for (int r = 1; r < m_size; ++r) sum += from[std::size_t(r) * cap + i];
+          p.dst[i] = sum * scale;
+        }
+      } else {
+        for (std::size_t i = 0; i < p.count; ++i) p.dst[i] = from[i] * scale;
+      }
+    }
+    m_last_payload = m_payload;
+    m_last_sent = m_sent;
+    m_pieces.clear();
+    for (Bucket& bk : m_buckets) bk.used = 0;
+    m_open = 0;
+    m_payload = m_sent = 0;
+  }
+
+  bool balancing() const { return !m_shares.empty(); }
+
+  // After a wait(): every balance_interval timed steps, the ranks exchange their rows per second
+  // over the window (time from leaving one wait() to entering the next: this rank's own work) and
+  // move each speed estimate halfway to it, which damps timing noise; shard() splits by them.
+  void rebalance() {
+    m_left = std::chrono::steady_clock::now();
+    m_timed = true;
+    if (m_window_steps < m_cfg.balance_interval) return;
+    const double mine[2] = {m_window_rows, m_window_seconds};
+    std::vector<double> all(2 * std::size_t(m_size));
+    detail::mpi_check(MPI_Allgather(mine, 2, MPI_DOUBLE, all.data(), 2, MPI_DOUBLE, m_comm),
+                      "MPI_Allgather");
+    for (std::size_t r = 0; r < std::size_t(m_size); ++r) {
+      const double rows = all[2 * r], secs = all[2 * r + 1];
+      if (rows > 0 && secs > 0 && std::isfinite(rows / secs))
+        m_speed[r] = m_measured ? 0.5 * (m_speed[r] + rows / secs) : rows / secs;
+    }
+    m_measured = true;
+    m_window_rows = m_window_seconds = 0;
+    m_window_steps = 0;
+  }
+
   struct Bucket {
     // Native: the bucket (reduced in place). Ordered: K blocks of bucket_elems, block r rank r's
     // contribution (this rank packs into its own block; the all-gather fills the others in place).
@@ -310,6 +471,74 @@ class MpiDataParallel {
   };
 
   bool ordered() const { return m_cfg.reduction == MpiReduction::Ordered; }
+
+  // Shared-window route. Rank r's segment holds two halves of m_shm_cap elements; step t writes
+  // half t % 2. One barrier per step suffices: a rank writes half p again two steps later, after
+  // the barrier of the step in between, which every rank enters only once it has read half p.
+  S* own_segment() { return m_segments[std::size_t(m_rank)] + m_parity * m_shm_cap; }
+
+  void free_window() {
+    if (m_win == MPI_WIN_NULL) return;
+    MPI_Win_unlock_all(m_win);
+    MPI_Win_free(&m_win);
+    m_win = MPI_WIN_NULL;
+    m_segments.clear();
+    m_shm_cap = 0;
+  }
+
+  // Collective: every rank posts the same shapes, so every rank grows at the same wait().
+  void grow_window(std::size_t need) {
+    free_window();
+    m_shm_cap = std::max<std::size_t>(need, 1024);
+    S* base = nullptr;
+    detail::mpi_check(MPI_Win_allocate_shared(MPI_Aint(2 * m_shm_cap * sizeof(S)), int(sizeof(S)),
+                                              MPI_INFO_NULL, m_comm, &base, &m_win),
+                      "MPI_Win_allocate_shared");
+    m_segments.assign(std::size_t(m_size), nullptr);
+    for (int r = 0; r < m_size; ++r) {
+      MPI_Aint bytes = 0;
+      int unit = 0;
+      detail::mpi_check(MPI_Win_shared_query(m_win, r, &bytes, &unit, &m_segments[std::size_t(r)]),
+                        "MPI_Win_shared_query");
+    }
+    detail::mpi_check(MPI_Win_lock_all(MPI_MODE_NOCHECK, m_win), "MPI_Win_lock_all");
+  }
+
+  void wait_shared() {
+    if (m_shm_overflow || m_shm_used > m_shm_cap) {
+      grow_window(m_shm_used);
+      for (const Piece& p : m_pieces) std::copy(p.dst, p.dst + p.count, own_segment() + p.offset);
+    }
+    // Make this rank's writes visible, wait for every rank's, and see them.
+    detail::mpi_check(MPI_Win_sync(m_win), "MPI_Win_sync");
+    detail::mpi_check(MPI_Barrier(m_comm), "MPI_Barrier");
+    detail::mpi_check(MPI_Win_sync(m_win), "MPI_Win_sync");
+    const S scale = m_cfg.average && !balancing() ? S(1) / S(m_size) : S(1);
+    const std::size_t half = m_parity * m_shm_cap;
+    for (const Piece& p : m_pieces) {
+      // Rank order, as the all-gather route: ((g_0 + g_1) + g_2) + ..., then the scale.
+      S* __restrict out = p.dst;
+      const S* __restrict g0 = m_segments[0] + half + p.offset;
+      const S* __restrict g1 = m_segments[1] + half + p.offset;
+      if (m_size == 2) {
+        for (std::size_t i = 0; i < p.count; ++i) out[i] = (g0[i] + g1[i]) * scale;
+        continue;
+      }
+      for (std::size_t i = 0; i < p.count; ++i) out[i] = g0[i] + g1[i];
+      for (int r = 2; r < m_size; ++r) {
+        const S* __restrict g = m_segments[std::size_t(r)] + half + p.offset;
+        for (std::size_t i = 0; i < p.count; ++i) out[i] += g[i];
+      }
+      for (std::size_t i = 0; i < p.count; ++i) out[i] *= scale;
+    }
+    m_parity ^= 1;
+    m_last_payload = m_payload;
+    m_last_sent = m_sent;
+    m_pieces.clear();
+    m_shm_used = 0;
+    m_shm_overflow = false;
+    m_payload = m_sent = 0;
+  }
   std::size_t own_block() const { return ordered() ? std::size_t(m_rank) * m_bucket_elems : 0; }
 
   void start(std::size_t k) {
@@ -342,6 +571,19 @@ class MpiDataParallel {
   std::vector<Piece> m_pieces;
   std::size_t m_open = 0;  // index of the bucket being filled
   std::size_t m_payload = 0, m_sent = 0, m_last_payload = 0, m_last_sent = 0;
+  // Shared-window route (see own_segment()).
+  bool m_shm = false, m_shm_overflow = false;
+  MPI_Win m_win = MPI_WIN_NULL;
+  std::vector<S*> m_segments;  // base of every rank's segment, in this process's address space
+  std::size_t m_shm_cap = 0, m_shm_used = 0, m_parity = 0;
+  // Balancing (MpiConfig::balance): shares of the last shard(), speed estimates, timing window.
+  std::vector<Index> m_shares;
+  Index m_share_batch = 0;
+  std::vector<double> m_speed;
+  bool m_timed = false, m_measured = false;
+  std::chrono::steady_clock::time_point m_left;
+  double m_window_rows = 0, m_window_seconds = 0;
+  long m_window_steps = 0;
 };
 
 }  // namespace sparsenm

@@ -6,9 +6,12 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <sparsenm/mpi.hpp>
@@ -55,12 +58,19 @@ TEST(Shard, EqualDisjointSlicesInRankOrder) {
 
 // Gradients of three shapes, summed over the ranks and averaged, against the rank-order sum
 // computed locally; buckets small enough that pieces span several of them, and one large bucket.
-class AllReduce : public ::testing::TestWithParam<std::tuple<MpiReduction, std::size_t>> {};
+// Ordered runs through the shared window (one node) or the all-gather: the same bits either way.
+class AllReduce : public ::testing::TestWithParam<std::tuple<MpiReduction, std::size_t, bool>> {};
 
 TEST_P(AllReduce, AveragesEqualTheRankOrderSum) {
-  const auto [reduction, bucket] = GetParam();
-  MpiDataParallel<float> dp(MPI_COMM_WORLD, {reduction, true, bucket});
+  const auto [reduction, bucket, shared] = GetParam();
+  MpiConfig cfg;
+  cfg.reduction = reduction;
+  cfg.bucket_bytes = bucket;
+  cfg.shared_memory = shared;
+  MpiDataParallel<float> dp(MPI_COMM_WORLD, cfg);
   const int K = dp.size(), me = dp.rank();
+  // ctest runs every rank on this machine: one node.
+  EXPECT_EQ(dp.uses_shared_memory(), shared && reduction == MpiReduction::Ordered && K > 1);
   const std::vector<std::pair<Index, Index>> shapes = {{7, 13}, {1, 5}, {64, 33}};
   std::vector<Matrix<float>> mine;
   for (std::size_t t = 0; t < shapes.size(); ++t)
@@ -90,23 +100,40 @@ TEST_P(AllReduce, AveragesEqualTheRankOrderSum) {
   dp.post(Eigen::Map<Matrix<float>>(again.data(), 3, 3));
   dp.wait();
   EXPECT_FLOAT_EQ(again(0, 0), float(K + 1) / 2.0f);  // mean of 1..K
+  // A third round larger than the first (the shared window grows, collectively), then a small one
+  // that reuses it: both against the rank-order sum.
+  for (const Index rows : {Index(300), Index(2)}) {
+    Matrix<float> big = random_matrix<float>(rows, 301, 7000 + 100 * me + rows);
+    dp.post(Eigen::Map<Matrix<float>>(big.data(), big.rows(), big.cols()));
+    dp.wait();
+    Matrix<float> sum = random_matrix<float>(rows, 301, 7000 + rows);
+    for (int r = 1; r < K; ++r) sum += random_matrix<float>(rows, 301, 7000 + 100 * r + rows);
+    if (K > 1) sum *= 1.0f / float(K);
+    if (reduction == MpiReduction::Ordered || K <= 2)
+      EXPECT_TRUE(big == sum) << rows << " rows";
+    else
+      EXPECT_LE((big - sum).cwiseAbs().maxCoeff(), 4e-7f * float(K)) << rows << " rows";
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(
     All, AllReduce,
     ::testing::Combine(::testing::Values(MpiReduction::Ordered, MpiReduction::Native),
-                       ::testing::Values(std::size_t(64), std::size_t(4) << 20)));
+                       ::testing::Values(std::size_t(64), std::size_t(4) << 20),
+                       ::testing::Bool()));
 
 using sparsenm_test::TinyModel;
 
-class DataParallel : public ::testing::TestWithParam<std::tuple<WeightOptimizer, Layout>> {};
+class DataParallel : public ::testing::TestWithParam<std::tuple<WeightOptimizer, Layout, bool>> {};
 
 // K ranks with shards of a global batch of 12 == one process accumulating the K shards'
 // gradients in rank order, bit for bit, through steps and refreshes (every 3 steps); the masks
 // agree without any mask traffic, and a checkpoint written by rank 0 loads on every rank.
 TEST_P(DataParallel, RanksMatchOneProcessAccumulatingTheShards) {
-  const auto [opt, layout] = GetParam();
-  MpiDataParallel<float> dp;
+  const auto [opt, layout, shared] = GetParam();
+  MpiConfig cfg;
+  cfg.shared_memory = shared;
+  MpiDataParallel<float> dp(MPI_COMM_WORLD, cfg);
   const int K = dp.size();
   if (TinyModel::kBatch % K != 0) GTEST_SKIP() << K << " ranks do not divide the batch of 12";
   TinyModel ranked(opt, layout, 3), single(opt, layout, 3), whole(opt, layout, 3);
@@ -167,7 +194,92 @@ TEST_P(DataParallel, RanksMatchOneProcessAccumulatingTheShards) {
 INSTANTIATE_TEST_SUITE_P(
     All, DataParallel,
     ::testing::Combine(::testing::Values(WeightOptimizer::Adam, WeightOptimizer::Tans),
-                       ::testing::Values(Layout::RowWise, Layout::Transposable)));
+                       ::testing::Values(Layout::RowWise, Layout::Transposable),
+                       ::testing::Bool()));
+
+// Largest-remainder split: one granule each, the rest within one granule of the proportional
+// share, in granules, summing to the batch; a worked case and bad input.
+TEST(Balance, SharesAreProportionalInGranules) {
+  // speeds 1 : 3, 8 granules of 8 rows: 6 spare -> ideal 1.5 / 4.5, the tie goes to rank 0.
+  EXPECT_EQ(detail::balanced_shares(64, 8, {1.0, 3.0}), (std::vector<Index>{24, 40}));
+  EXPECT_EQ(detail::balanced_shares(64, 8, {1.0, 1.0}), (std::vector<Index>{32, 32}));
+  EXPECT_EQ(detail::balanced_shares(16, 8, {1.0, 1e9}), (std::vector<Index>{8, 8}));
+  const Philox rng(5);
+  std::uint64_t counter = 0;
+  const auto uniform = [&](double lo, double hi) {
+    return lo + (hi - lo) * rng.uniform(counter++);
+  };
+  for (int trial = 0; trial < 200; ++trial) {
+    const std::size_t k = 1 + std::size_t(uniform(0.0, 5.0));
+    const Index g = 1 + Index(uniform(0.0, 16.0));
+    const Index units = Index(k) + Index(uniform(0.0, 40.0));
+    std::vector<double> speed(k);
+    double total = 0;
+    for (double& v : speed) total += (v = uniform(0.01, 10.0));
+    const std::vector<Index> shares = detail::balanced_shares(units * g, g, speed);
+    ASSERT_EQ(shares.size(), k);
+    Index sum = 0;
+    for (std::size_t r = 0; r < k; ++r) {
+      EXPECT_EQ(shares[r] % g, 0);
+      EXPECT_GE(shares[r], g);
+      const double ideal = double(units - Index(k)) * speed[r] / total;
+      EXPECT_LT(std::abs(double(shares[r] / g - 1) - ideal), 1.0) << "trial " << trial;
+      sum += shares[r];
+    }
+    EXPECT_EQ(sum, units * g);
+  }
+  EXPECT_THROW(detail::balanced_shares(12, 8, {1.0}), Error);       // not a multiple
+  EXPECT_THROW(detail::balanced_shares(8, 8, {1.0, 1.0}), Error);   // fewer granules than ranks
+  EXPECT_THROW(detail::balanced_shares(16, 8, {1.0, 0.0}), Error);  // speed not positive
+  MpiConfig bad;
+  bad.balance_granularity = 0;
+  EXPECT_THROW(bad.validate(), Error);
+  bad = MpiConfig{};
+  bad.balance_interval = 0;
+  EXPECT_THROW(bad.validate(), Error);
+}
+
+// With balancing, a rank slowed down (20 ms of sleep per step on the last rank) is given less of
+// the batch, and the share-weighted reduction still gives the whole batch's mean gradient (to
+// rounding: 1e-6 relative), so training follows one process on the whole batch.
+TEST(Balance, SlowRankGetsLessAndGradientsStayTheBatchMean) {
+  MpiConfig cfg;
+  cfg.balance = true;
+  cfg.balance_granularity = 2;
+  cfg.balance_interval = 1;
+  MpiDataParallel<float> dp(MPI_COMM_WORLD, cfg);
+  const int K = dp.size();
+  if (TinyModel::kBatch / cfg.balance_granularity < K) GTEST_SKIP();
+  TinyModel ranked(WeightOptimizer::Adam, Layout::RowWise, 3),
+      whole(WeightOptimizer::Adam, Layout::RowWise, 3);
+  for (long step = 1; step <= 8; ++step) {
+    const Shard mine = dp.shard(TinyModel::kBatch);
+    ranked.backward(step, mine.begin, mine.count);
+    if (K > 1 && dp.rank() == K - 1) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    dp.all_reduce_gradients(ranked.trainer);
+    whole.backward(step);
+    const std::vector<Matrix<float>> a = ranked.gradients(), b = whole.gradients();
+    for (std::size_t t = 0; t < a.size(); ++t)
+      EXPECT_LE((a[t] - b[t]).cwiseAbs().maxCoeff(), 1e-6f * (1.0f + b[t].cwiseAbs().maxCoeff()))
+          << "step " << step << " gradient " << t;
+    ranked.trainer.step(step);
+    whole.trainer.step(step);
+  }
+  EXPECT_TRUE(ranked.hidden.weight().indices == whole.hidden.weight().indices);
+  EXPECT_LE((ranked.hidden.weight().values - whole.hidden.weight().values).cwiseAbs().maxCoeff(),
+            1e-5f);
+  EXPECT_NO_THROW(dp.check_agreement(ranked.trainer));
+  if (K == 1) {
+    EXPECT_TRUE(dp.shares().empty());  // one rank: nothing to balance
+    return;
+  }
+  const std::vector<Index>& shares = dp.shares();
+  ASSERT_EQ(shares.size(), std::size_t(K));
+  Index sum = 0;
+  for (const Index n : shares) sum += n;
+  EXPECT_EQ(sum, TinyModel::kBatch);
+  EXPECT_LT(shares.back(), TinyModel::kBatch / K);
+}
 
 // A rank that drifted (here: one weight nudged on the last rank) is caught by the agreement check
 // on every rank, with an error naming the step.
