@@ -181,17 +181,6 @@ class SparseLinear24 {
     SPARSENM_CHECK(dy, "cuda::SparseLinear24::backward: dy must be a device pointer");
     SPARSENM_CUBLAS_CHECK(cublasSetStream(m_blas, stream));
     const float one = 1.f, zero = 0.f;
-    if (dx) {
-      if (m_dx_route == DxRoute::SparseTransposed) {
-        m_bwd->matmul(dy, dx, stream);  // (tokens x in) = dY (tokens x out) (Wᵀ)ᵀ
-      } else {
-        // Column-major view: dXᵀ (in x tokens) = W (col-major in x out) dYᵀ (out x tokens).
-        SPARSENM_CUBLAS_CHECK(cublasGemmEx(
-            m_blas, CUBLAS_OP_N, CUBLAS_OP_N, int(m_in), int(m_tokens), int(m_out), &one,
-            m_dense_w.data(), CUDA_R_16BF, int(m_in), dy, CUDA_R_16BF, int(m_out), &zero, dx,
-            CUDA_R_16BF, int(m_in), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-      }
-    }
     // dW rows [o0, o0 + r): tile (col-major in x r) = Xᵀ (in x tokens) dY[:, o0:o0+r], then
     // sampled. With overlap: tiles alternate between two buffers; the product of tile k waits
     // until the sampling of tile k - 2 (same buffer) is done, the sampling of tile k (second
@@ -222,14 +211,26 @@ class SparseLinear24 {
       SPARSENM_CUDA_CHECK_LAUNCH("sample_tile4_kernel");
       if (overlap) SPARSENM_CUDA_CHECK(cudaEventRecord(m_ev_sampled[k & 1], side));
     }
-    if (overlap) {  // join: the last sampling event covers all earlier ones (side is in order)
-      SPARSENM_CUDA_CHECK(cudaEventRecord(m_ev_fork, side));
-      SPARSENM_CUDA_CHECK(cudaStreamWaitEvent(stream, m_ev_fork, 0));
+    // dX after the dW products: with overlap the last tile's sampling runs next to it.
+    if (dx) {
+      if (m_dx_route == DxRoute::SparseTransposed) {
+        m_bwd->matmul(dy, dx, stream);  // (tokens x in) = dY (tokens x out) (Wᵀ)ᵀ
+      } else {
+        // Column-major view: dXᵀ (in x tokens) = W (col-major in x out) dYᵀ (out x tokens).
+        SPARSENM_CUBLAS_CHECK(cublasGemmEx(
+            m_blas, CUBLAS_OP_N, CUBLAS_OP_N, int(m_in), int(m_tokens), int(m_out), &one,
+            m_dense_w.data(), CUDA_R_16BF, int(m_in), dy, CUDA_R_16BF, int(m_out), &zero, dx,
+            CUDA_R_16BF, int(m_in), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+      }
     }
-    if (has_bias()) {
-      detail::bias_grad_kernel<float><<<unsigned((m_out + 31) / 32), dim3(32, 16), 0, stream>>>(
+    if (has_bias()) {  // on the sampling stream with overlap: next to dX as well
+      detail::bias_grad_kernel<float><<<unsigned((m_out + 31) / 32), dim3(32, 16), 0, side>>>(
           dy, std::size_t(m_tokens), std::size_t(m_out), m_grad_bias.data());
       SPARSENM_CUDA_CHECK_LAUNCH("bias_grad_kernel");
+    }
+    if (overlap) {  // join: the side stream's last event covers all its work (in order)
+      SPARSENM_CUDA_CHECK(cudaEventRecord(m_ev_fork, side));
+      SPARSENM_CUDA_CHECK(cudaStreamWaitEvent(stream, m_ev_fork, 0));
     }
   }
 
