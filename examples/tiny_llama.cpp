@@ -25,7 +25,18 @@
 //   post-ste        STE retraining with Adam
 //   post-cast       AdamS + weight scaling + distillation (KL + CE, eta) from the dense teacher
 //   post-sparseforge Hutchinson Hessian diagonal + soft-mask annealing (SparseForge Alg. 1)
+// Data parallel (built with MPI, SPARSENM_EXAMPLE_MPI): `mpiexec -n K build/examples/tiny_llama
+// ...` trains the same model on K ranks, each on its slice of every global batch of --batch
+// sequences (K must divide it), the gradients averaged by MpiDataParallel (sparsenm/mpi.hpp) before
+// the trainer's step, the refreshes computed by every rank alike and checked; rank 0 prints and
+// exports. Same global batch and hyperparameters for any K. (post-cast and post-sparseforge step
+// optimizers outside the trainer and run on one rank only.)
 #include <sparsenm/sparsenm.hpp>
+#if defined(SPARSENM_EXAMPLE_MPI)
+#include <mpi.h>
+
+#include <sparsenm/mpi.hpp>
+#endif
 
 #include "example_util.hpp"
 
@@ -80,6 +91,9 @@ struct Options {
 };
 
 bool is_post(const std::string& m) { return m.rfind("post-", 0) == 0; }
+
+// This process's rank and the number of ranks (1 without MPI).
+int g_rank = 0, g_ranks = 1;
 
 void usage() {
   std::printf(
@@ -518,6 +532,14 @@ RunResult run_method(const std::string& method, const Options& o, const Corpus& 
                      std::uint64_t seed, std::map<std::uint64_t, SafetensorsFile>& dense_ckpt) {
   const Recipe rc = recipe_for(method, o);
   const Arch arch = arch_of(o);
+  SPARSENM_CHECK(g_ranks == 1 || !(rc.cast || rc.forge), "--method ", method,
+                 " steps optimizers outside the trainer: run it on one rank (", g_ranks,
+                 " ranks given)");
+  // This rank's sequences of every global batch (throws unless the ranks divide --batch).
+  const Shard mine = shard_of(o.batch, g_rank, g_ranks);
+#if defined(SPARSENM_EXAMPLE_MPI)
+  MpiDataParallel<float> dp;  // rank-ordered sums: the same bits on every rank
+#endif
   const Philox rng(seed);
   Model model(arch, rng.split(10));
   const long steps = rc.post ? (rc.magnitude ? 0 : o.post_steps) : o.steps;
@@ -642,7 +664,12 @@ RunResult run_method(const std::string& method, const Options& o, const Corpus& 
   char label[64];
   std::snprintf(label, sizeof label, "%-16s seed %llu", method.c_str(),
                 static_cast<unsigned long long>(seed));
-  ProgressBar bar(std::max(1L, steps) * o.batch * t, label, stdout, steps > 0 ? -1 : 0);
+  // Rank 0 reports; the others write their (identical-model) progress nowhere.
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> devnull(
+      g_rank == 0 ? nullptr : std::fopen("/dev/null", "w"),
+      [](std::FILE* f) { return f ? std::fclose(f) : 0; });
+  ProgressBar bar(std::max(1L, steps) * o.batch * t, label, devnull ? devnull.get() : stdout,
+                  steps > 0 && g_rank == 0 ? -1 : 0);
   double loss_ema = 0, acc_ema = 0;
   for (long step = 1; step <= steps; ++step) {
     Stopwatch clock;
@@ -650,6 +677,9 @@ RunResult run_method(const std::string& method, const Options& o, const Corpus& 
     for (int b = 0; b < o.batch; ++b)
       starts.push_back(std::min(
           span, std::size_t(batch_rng.uniform(std::uint64_t(step * o.batch + b)) * double(span))));
+    if (g_ranks > 1)  // the global batch is the same on every rank; this rank trains on its slice
+      starts = std::vector<std::size_t>(starts.begin() + mine.begin,
+                                        starts.begin() + mine.begin + mine.count);
     make_batch(data.train, starts, t, tokens, labels);
     const double lr = sched(step);
     set_forward_weights(step);
@@ -674,7 +704,18 @@ RunResult run_method(const std::string& method, const Options& o, const Corpus& 
       }
     }
     trainer.set_lr(lr);
+#if defined(SPARSENM_EXAMPLE_MPI)
+    // Every rank's gradients (the mean over its slice) averaged into the global batch's mean;
+    // then every rank takes the same step and the same refresh, checked by a 16-byte hash.
+    if (dp.size() > 1) {
+      dp.all_reduce_gradients(trainer);
+      if (!trainer.step(step).empty()) dp.check_agreement(trainer);
+    } else {
+      trainer.step(step);
+    }
+#else
     trainer.step(step);
+#endif
     if (rc.forge) {
       // Hutchinson probe of every projection's Hessian diagonal at once: one Rademacher v per
       // layer, H v by a central difference of the whole model's gradient (two extra passes; the
@@ -759,6 +800,11 @@ RunResult run_method(const std::string& method, const Options& o, const Corpus& 
       SPARSENM_CHECK(is_legal(p->mask, rc.nm, rc.layout), "final mask of ", p->name,
                      " is not legal");
   }
+#if defined(SPARSENM_EXAMPLE_MPI)
+  // The run takes as long as its slowest rank.
+  MPI_Allreduce(MPI_IN_PLACE, &train_seconds, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  MPI_Allreduce(MPI_IN_PLACE, &best_step, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+#endif
   result.steps = steps;
   result.tokens = (long long)steps * o.batch * t;
   result.train_seconds = train_seconds;
@@ -778,7 +824,7 @@ RunResult run_method(const std::string& method, const Options& o, const Corpus& 
     if (p->lora) result.active_params += p->lora->parameter_count();
   }
   if (method == "dense") dense_ckpt[seed] = dense_state(model);
-  if (o.export_models)
+  if (o.export_models && g_rank == 0)
     export_model(model, result, rc, o, o.out + "/" + method + "/seed" + std::to_string(seed));
   return result;
 }
@@ -982,7 +1028,7 @@ void report(const std::vector<Summary>& all, const Options& o, bool print) {
 // =============================================================================================
 // 7. main
 // =============================================================================================
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   try {
     const Stopwatch total;
     Options o = parse_options(argc, argv);
@@ -1007,16 +1053,21 @@ int main(int argc, char** argv) {
                                                                                      o.context + 1);
       for (Index i = 0; i < w; ++i)
         for (Index j = 0; j <= o.context; ++j) s(i, j) = data.val[std::size_t(i * o.context + j)];
-      if (o.export_models) save_npy(o.out + "/val_sample.npy", Tensor::from_eigen(s));
+      if (o.export_models && g_rank == 0)
+        save_npy(o.out + "/val_sample.npy", Tensor::from_eigen(s));
     }
-    std::printf(
-        "tiny_llama: corpus %s: %zu train / %zu validation bytes; d_model %ld, %ld layers, %ld "
-        "heads, SwiGLU %ld, context %ld, batch %d x %ld tokens; pre-training %s %s, %ld steps; "
-        "post-training %s, %ld steps; %d thread(s), SIMD %s\n",
-        data.source.c_str(), data.train.size(), data.val.size(), long(o.d_model), long(o.layers),
-        long(o.heads), long(o.hidden), long(o.context), o.batch, long(o.context),
-        nm_string(o.nm).c_str(), to_string(o.layout), o.steps, nm_string(o.post_nm).c_str(),
-        o.post_steps, thread_count(), to_string(compiled_isa()));
+    if (g_rank == 0)
+      std::printf(
+          "tiny_llama: corpus %s: %zu train / %zu validation bytes; d_model %ld, %ld layers, %ld "
+          "heads, SwiGLU %ld, context %ld, batch %d x %ld tokens; pre-training %s %s, %ld steps; "
+          "post-training %s, %ld steps; %d thread(s), SIMD %s\n",
+          data.source.c_str(), data.train.size(), data.val.size(), long(o.d_model), long(o.layers),
+          long(o.heads), long(o.hidden), long(o.context), o.batch, long(o.context),
+          nm_string(o.nm).c_str(), to_string(o.layout), o.steps, nm_string(o.post_nm).c_str(),
+          o.post_steps, thread_count(), to_string(compiled_isa()));
+    if (g_rank == 0 && g_ranks > 1)
+      std::printf("data parallel: %d ranks, %d sequences each per global batch of %d\n", g_ranks,
+                  o.batch / std::max(1, g_ranks), o.batch);
     std::vector<Summary> all;
     std::map<std::uint64_t, SafetensorsFile> dense_ckpt;
     for (const std::string& method : o.methods) {
@@ -1024,13 +1075,29 @@ int main(int argc, char** argv) {
       for (int k = 0; k < o.seeds; ++k)
         s.runs.push_back(run_method(method, o, data, o.seed + std::uint64_t(k), dense_ckpt));
       all.push_back(std::move(s));
-      report(all, o, false);
+      if (g_rank == 0) report(all, o, false);
     }
-    report(all, o, true);
-    std::printf("total wall time %.0f s\n", total.seconds());
+    if (g_rank == 0) {
+      report(all, o, true);
+      std::printf("total wall time %.0f s\n", total.seconds());
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
   }
   return 0;
+}
+
+int main(int argc, char** argv) {
+#if defined(SPARSENM_EXAMPLE_MPI)
+  MPI_Init(&argc, &argv);
+  MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &g_ranks);
+  const int rc = run(argc, argv);
+  if (rc != 0 && g_ranks > 1) MPI_Abort(MPI_COMM_WORLD, rc);
+  MPI_Finalize();
+  return rc;
+#else
+  return run(argc, argv);
+#endif
 }
