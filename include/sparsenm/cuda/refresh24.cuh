@@ -1,34 +1,37 @@
 // SPDX-License-Identifier: Apache-2.0
-// The CHTs24 topology refresh of a transposable 2:4 layer on the device (CHTs24 Alg. 1, Sec.
-// 3.2.2-3.2.5), the counterpart of TopologyRefresher<float>::refresh(NMCompressed<float>&, step)
-// (topology/refresh.hpp) on the compressed device state of cuda::SparseLinear24. Step for step:
+// The CHTs24 / CHTsNM topology refresh of a 2:4 layer on the device (CHTs24 Alg. 1, Sec.
+// 3.2.2-3.2.5; CHTsNM Sec. 3.4, App. E.3), the counterpart of
+// TopologyRefresher<float>::refresh(NMCompressed<float>&, step) (topology/refresh.hpp) on the
+// compressed device state of cuda::SparseLinear24. Step for step:
 //   1. removal: Fréchet scores |W|·(−ln U)^(−1/T) of the active entries (soft; |W| if hard) with
 //      the CPU's Philox stream rng.split(1) (counter = dense linear index, frechet_math.hpp's
 //      float pipeline: bit-identical), then the floor(active · ζ_t) smallest (score, linear index)
 //      pairs — a stable radix sort (cub) of order-preserving keys: exactly the CPU's selection;
 //   2. CH2-L3n (or CH3-L3n) scores of the mask after removal (cuda::ChScores: exact bf16 count
-//      GEMMs, fp32 weight GEMMs), times U(0,1) from rng.split(2) in the tiles that lost a link
-//      (refresh.hpp's arithmetic: S(double(s) · uniform(k)));
-//   3.-4. survivor boosting Ŝ = S̃ + Γ [survivor] in double, Γ the CPU's power of two above
-//      32 (max S̃ + 1), and per refreshed 4x4 tile the legal pattern with the largest sum
-//      (best_tile4: the CPU's project_transposable search, same sums and tie rule);
+//      GEMMs, fp32 weight GEMMs), times U(0,1) from rng.split(2) in the units (4x4 tiles, or 1x4
+//      row groups) that lost a link (refresh.hpp's arithmetic: S(double(s) · uniform(k)));
+//   3.-4. survivor boosting and the legal projection. Transposable: Ŝ = S̃ + Γ [survivor] in
+//      double, Γ the CPU's power of two above 32 (max S̃ + 1), and per refreshed tile the legal
+//      pattern with the largest sum (best_tile4: the CPU's project_transposable search, same sums
+//      and tie rule). Row-wise: survivors kept, free slots to the best non-survivors (ties to the
+//      lower index), MPR with probability mpr_rho from rng.split(3) (group index as counter);
 //   5. survivors keep their value and optimizer state, removed / regrown / revived entries start
 //      at 0; the SlotMap says where each new slot's state comes from.
 // Same seeds and schedule as the CPU (Philox(seed).split(step), temperature, ζ_t, due()), so the
 // result equals the CPU engine's except where float summation order differs: the CH scores are
-// sums of the same terms in another order (fp32 GEMM vs the CPU's table products), so a tile
-// whose two best pattern sums lie within a few float ulps of each other may pick the other one
-// (tests/cuda/test_cuda_refresh24.cu bounds how close). Removal, noise, Γ and the projection of
-// equal scores are bit-identical.
+// sums of the same terms in another order (fp32 GEMM vs the CPU's table products), so a unit
+// whose best choices lie within a few float ulps of each other may pick the other one
+// (tests/cuda/test_cuda_refresh24.cu bounds how close). Removal, noise, Γ, projection and move
+// are bit-identical given equal scores (checked off the device with the CPU's scores).
 //
-// Supported: Layout::Transposable with NM{2,4} (MPR is row-wise only and rejected by
-// RefreshConfig for tiles), soft/hard removal and regrowth, adaptive ζ, both CH rules. Row-wise
-// layouts throw sparsenm::Error (use the CPU engine, SparseLinear24::refresh).
+// Supported: NM{2,4} (the layout of cuda::SparseLinear24), transposable and row-wise (with MPR),
+// soft/hard removal and regrowth, adaptive ζ, both CH rules; other N:M throw sparsenm::Error (use
+// the CPU engine, SparseLinear24::refresh).
 //
 // Cost: one cuBLAS handle, ChScores buffers (about 7 rows·cols + rows² + cols² floats) and the
-// sort buffers live in the refresher (allocated at construction, reused every refresh); one
-// synchronisation for Γ and one download of the counts, the new indices and the SlotMap (2 bytes
-// per slot) per refresh: the host copies feed SparseLinear24's rebuild and the optimizers'
+// sort buffers live in the refresher (allocated at construction, reused every refresh); a
+// refresh synchronises three times (checks, Γ, counts) and downloads the new indices and the
+// SlotMap (2 bytes per slot): the host copies feed SparseLinear24's rebuild and the optimizers'
 // remap(SlotMap) (bench/RESULTS.md: refresh24 timings).
 #ifndef SPARSENM_CUDA_REFRESH24_CUH
 #define SPARSENM_CUDA_REFRESH24_CUH
@@ -59,24 +62,21 @@
 namespace sparsenm {
 namespace cuda {
 
-/// Device CHTs24 refresher for one transposable 2:4 layer of shape (rows x cols): the same
+/// Device CHTs24 / CHTsNM refresher for one 2:4 layer of shape (rows x cols): the same
 /// RefreshConfig, seed and schedule as TopologyRefresher<float> (see the file comment). Not
 /// thread-safe; one per layer (it owns the scratch of its shape).
 class DeviceRefresher24 {
  public:
-  /// Validates `cfg` (RefreshConfig::validate) and the shape; throws sparsenm::Error for a
-  /// row-wise layout, nm other than 2:4, or rows / cols not multiples of 4.
+  /// Validates `cfg` (RefreshConfig::validate) and the shape; throws sparsenm::Error for nm
+  /// other than 2:4, cols not a multiple of 4, or (transposable) rows not a multiple of 4.
   DeviceRefresher24(RefreshConfig cfg, std::uint64_t seed, Index rows, Index cols)
       : m_schedule(cfg, seed), m_rng(seed), m_rows(rows), m_cols(cols) {
-    SPARSENM_CHECK(cfg.layout == Layout::Transposable,
-                   "cuda::DeviceRefresher24: cfg.layout = ", to_string(cfg.layout),
-                   " is not supported: the device refresh implements the transposable layout "
-                   "(CHTs24); use the CPU TopologyRefresher for row-wise masks");
     SPARSENM_CHECK(cfg.nm == (NM{2, 4}), "cuda::DeviceRefresher24: cfg.nm = ", cfg.nm,
-                   " is not supported: the device refresh implements transposable 2:4");
+                   " is not supported: the device refresh implements 2:4 (the layout of "
+                   "cuda::SparseLinear24); use the CPU TopologyRefresher for other N:M");
     SPARSENM_CHECK(rows > 0 && cols > 0, "cuda::DeviceRefresher24: shape ", rows, "x", cols,
                    " must be positive");
-    check_divisible(rows, 4, "cuda::DeviceRefresher24: rows", "4");
+    if (!rowwise()) check_divisible(rows, 4, "cuda::DeviceRefresher24: rows", "4");
     check_divisible(cols, 4, "cuda::DeviceRefresher24: cols", "4");
     SPARSENM_CHECK(double(rows) * double(cols) < 4.0e9, "cuda::DeviceRefresher24: ", rows, "x",
                    cols, " exceeds the 32-bit slot indices of the sort");
@@ -88,7 +88,7 @@ class DeviceRefresher24 {
     m_lost.resize(n);
     m_after.resize(dense);
     m_scores.resize(dense);
-    m_refreshed.resize(tiles());
+    m_refreshed.resize(units());
     m_counts.resize(1);
     m_new_values.resize(n);
     m_new_idx.resize(n);
@@ -120,7 +120,8 @@ class DeviceRefresher24 {
   /// `host_maps` (default), the SlotMap in `slots` and the new indices in `indices` (host copies:
   /// what SparseLinear24's rebuild and the optimizers' remap take). `changed` stays empty (no
   /// dense host mask is formed). Synchronises `stream`. Throws sparsenm::Error for step < 0, a
-  /// non-finite value, malformed indices or a mask that is not transposable 2:4 (like the CPU).
+  /// non-finite value, malformed indices or (transposable) a mask whose tiles are not
+  /// transposable 2:4 (like the CPU).
   struct Result {
     RefreshResult refresh;  ///< statistics; refresh.slots filled with host_maps
     Mask indices;           ///< new indices (rows x cols/2) with host_maps, else empty
@@ -136,7 +137,7 @@ class DeviceRefresher24 {
     st.step = step;
     st.temperature = m_schedule.temperature(step);
     st.zeta = m_schedule.zeta_at(step);
-    st.groups = Index(tiles());
+    st.groups = Index(units());
     st.active = Index(n);
     const RefreshConfig& c = m_schedule.config();
     m_counts.fill_bytes(0, stream);
@@ -149,9 +150,11 @@ class DeviceRefresher24 {
         values, indices, R, C, c.soft_remove, inv_t, fc, rng.split(1), m_key.data(), m_slot.data(),
         counts);
     SPARSENM_CUDA_CHECK_LAUNCH("removal_keys_kernel");
-    detail::tile_check_kernel<<<detail::grid_for(tiles(), 256), 256, 0, stream>>>(indices, R, C,
-                                                                                  counts);
-    SPARSENM_CUDA_CHECK_LAUNCH("tile_check_kernel");
+    if (!rowwise()) {
+      detail::tile_check_kernel<<<detail::grid_for(tiles(), 256), 256, 0, stream>>>(indices, R, C,
+                                                                                    counts);
+      SPARSENM_CUDA_CHECK_LAUNCH("tile_check_kernel");
+    }
     detail::Refresh24Counts h = download_counts(stream);
     SPARSENM_CHECK(h.bad_index == 0,
                    "cuda::DeviceRefresher24::refresh: indices are not ascending in-group indices "
@@ -170,7 +173,7 @@ class DeviceRefresher24 {
       detail::identity_source_kernel<<<detail::grid_for(n, 256), 256, 0, stream>>>(n,
                                                                                    m_source.data());
       SPARSENM_CUDA_CHECK_LAUNCH("identity_source_kernel");
-      return finish(st, host_maps, stream);
+      return finish(st, detail::Refresh24Counts{}, host_maps, stream);
     }
 
     // 1. The removed slots: the st.removed smallest (key, slot) pairs.
@@ -185,15 +188,23 @@ class DeviceRefresher24 {
     m_after.fill_bytes(0, stream);
     m_refreshed.fill_bytes(0, stream);
     detail::after_mask_kernel<<<detail::grid_for(n, 256), 256, 0, stream>>>(
-        indices, m_lost.data(), R, C, m_after.data(), m_refreshed.data());
+        indices, m_lost.data(), R, C, rowwise(), m_after.data(), m_refreshed.data());
     SPARSENM_CUDA_CHECK_LAUNCH("after_mask_kernel");
 
     // 2. Regrowth scores on the mask after removal, soft: ⊙ U(0,1) in refreshed tiles; max.
     m_ch->run(m_after.data(), m_scores.data(), m_blas, stream, c.rule);
     detail::perturb_and_max_kernel<<<detail::grid_for(R * C, 256), 256, 0, stream>>>(
-        m_scores.data(), m_after.data(), m_refreshed.data(), R, C, c.soft_regrow, rng.split(2),
-        counts);
+        m_scores.data(), m_after.data(), m_refreshed.data(), R, C, rowwise(), c.soft_regrow,
+        rng.split(2), counts);
     SPARSENM_CUDA_CHECK_LAUNCH("perturb_and_max_kernel");
+    if (rowwise()) {
+      // 3.-5. Survivors kept, best non-survivors, MPR from rng.split(3); move; counts.
+      detail::rowwise_move_kernel<<<detail::grid_for(units(), 256), 256, 0, stream>>>(
+          m_scores.data(), m_lost.data(), c.mpr_rho, rng.split(3), values, indices, R, C,
+          m_new_values.data(), m_new_idx.data(), m_source.data(), counts);
+      SPARSENM_CUDA_CHECK_LAUNCH("rowwise_move_kernel");
+      return finish(st, download_counts(stream), host_maps, stream);
+    }
     h = download_counts(stream);
     float smax_f = 0.f;
     std::memcpy(&smax_f, &h.score_max_bits, sizeof(float));
@@ -206,16 +217,7 @@ class DeviceRefresher24 {
         m_scores.data(), m_after.data(), m_refreshed.data(), gamma, values, indices, R, C,
         m_new_values.data(), m_new_idx.data(), m_source.data(), counts);
     SPARSENM_CUDA_CHECK_LAUNCH("project_move_kernel");
-    h = download_counts(stream);
-    st.refreshed_groups = Index(h.refreshed);
-    st.changed_groups = Index(h.changed_tiles);
-    st.changed_count = Index(h.changed);
-    st.regrown = Index(h.regrown);
-    st.revived = Index(h.revived);
-    st.effective_refresh_rate =
-        st.refreshed_groups > 0 ? double(st.changed_groups) / double(st.refreshed_groups) : 0.0;
-    st.flip_rate = double(st.changed_count) / (double(m_rows) * double(m_cols));
-    return finish(st, host_maps, stream);
+    return finish(st, download_counts(stream), host_maps, stream);
   }
 
 #if defined(SPARSENM_HAS_CUSPARSELT)
@@ -242,6 +244,11 @@ class DeviceRefresher24 {
  private:
   std::size_t nnz() const { return std::size_t(m_rows) * std::size_t(m_cols / 2); }
   std::size_t tiles() const { return std::size_t(m_rows / 4) * std::size_t(m_cols / 4); }
+  bool rowwise() const { return m_schedule.config().layout == Layout::RowWise; }
+  /// Refresh units: 4x4 tiles (transposable) or 1x4 row groups (row-wise).
+  std::size_t units() const {
+    return rowwise() ? std::size_t(m_rows) * std::size_t(m_cols / 4) : tiles();
+  }
 
   detail::Refresh24Counts download_counts(cudaStream_t stream) {
     detail::Refresh24Counts h{};
@@ -249,7 +256,17 @@ class DeviceRefresher24 {
     return h;
   }
 
-  Result finish(RefreshStats& st, bool host_maps, cudaStream_t stream) {
+  Result finish(RefreshStats& st, const detail::Refresh24Counts& h, bool host_maps,
+                cudaStream_t stream) {
+    st.refreshed_groups = Index(h.refreshed);
+    st.changed_groups = Index(h.changed_tiles);
+    st.mpr_excluded = Index(h.mpr_excluded);
+    st.changed_count = Index(h.changed);
+    st.regrown = Index(h.regrown);
+    st.revived = Index(h.revived);
+    st.effective_refresh_rate =
+        st.refreshed_groups > 0 ? double(st.changed_groups) / double(st.refreshed_groups) : 0.0;
+    st.flip_rate = double(st.changed_count) / (double(m_rows) * double(m_cols));
     Result r;
     if (host_maps) {
       r.indices.resize(m_rows, m_cols / 2);

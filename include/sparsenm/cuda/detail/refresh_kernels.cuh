@@ -21,19 +21,20 @@ namespace sparsenm {
 namespace cuda {
 namespace detail {
 
-/// Counters of one device refresh (downloaded once at its end).
+/// Counters of one device refresh (downloaded once at its end). "Units" are the 4x4 tiles
+/// (transposable) or the 1x4 row groups (row-wise).
 struct Refresh24Counts {
-  unsigned long long bad_index;  ///< slots whose in-group indices are not ascending in [0, 4)
-  unsigned long long
-      bad_tile;  ///< 4x4 tiles whose columns do not hold exactly 2 (not transposable)
+  unsigned long long bad_index;      ///< slots whose indices are not ascending in [0, 4)
+  unsigned long long bad_tile;       ///< 4x4 tiles whose columns do not hold exactly 2
   unsigned long long bad_value;      ///< non-finite values
-  unsigned long long refreshed;      ///< tiles that lost a link (RefreshStats::refreshed_groups)
-  unsigned long long changed_tiles;  ///< tiles whose pattern changed (changed_groups)
+  unsigned long long refreshed;      ///< units that lost a link (refreshed_groups)
+  unsigned long long changed_tiles;  ///< units whose pattern changed (changed_groups)
   unsigned long long changed;        ///< entries whose mask bit changed (changed_count)
   unsigned long long regrown;        ///< activated entries that were inactive after removal
   unsigned long long revived;        ///< removed and regrown in the same refresh
-  unsigned int score_max_bits;       ///< bits of max(0, max score) (non-negative floats order as
-                                     ///< unsigned integers)
+  unsigned long long mpr_excluded;   ///< row-wise: refreshed groups whose old pattern MPR excluded
+  unsigned int score_max_bits;       ///< bits of max(0, max score): non-negative floats order
+                                     ///< as unsigned integers
 };
 
 /// The order-preserving key of sparsenm::detail::order_key<float> (select_removal.hpp): -0 and +0
@@ -97,19 +98,25 @@ __global__ void mark_removed_kernel(const std::uint32_t* __restrict__ sorted_slo
     lost[sorted_slot[q]] = 1;
 }
 
-/// The dense mask after removal (`after`, zeroed before) and the per-tile flags: refreshed[t] = 1
-/// when tile t lost a link (step 2's "groups/tiles that lost a link"). The whole 4-slot column
-/// count of each tile is checked by tile_check_kernel.
+/// Index of the refresh unit holding dense entry (i, j): the 4x4 tile (transposable) or the 1x4
+/// row group (row-wise), row-major.
+__device__ __forceinline__ std::size_t unit_of(std::size_t i, std::size_t j, std::size_t cols,
+                                               bool rowwise) {
+  return (rowwise ? i : i / 4) * (cols / 4) + j / 4;
+}
+
+/// The dense mask after removal (`after`, zeroed before) and the per-unit flags: refreshed[u] = 1
+/// when tile / group u lost a link (step 2's "groups/tiles that lost a link").
 __global__ void after_mask_kernel(const std::uint8_t* __restrict__ idx,
                                   const std::uint8_t* __restrict__ lost, std::size_t rows,
-                                  std::size_t cols, std::uint8_t* __restrict__ after,
+                                  std::size_t cols, bool rowwise, std::uint8_t* __restrict__ after,
                                   std::uint8_t* __restrict__ refreshed) {
-  const std::size_t nnzr = cols / 2, n = rows * nnzr, tpr = cols / 4;
+  const std::size_t nnzr = cols / 2, n = rows * nnzr;
   for (std::size_t s = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; s < n;
        s += std::size_t(gridDim.x) * blockDim.x) {
     const std::size_t i = s / nnzr, k = s % nnzr;
     if (lost[s])
-      refreshed[(i / 4) * tpr + (k >> 1)] = 1;
+      refreshed[unit_of(i, (k >> 1) * 4, cols, rowwise)] = 1;
     else
       after[i * cols + slot_column(k, idx[s] & 3u)] = 1;
   }
@@ -153,15 +160,15 @@ __global__ void tile_check_kernel(const std::uint8_t* __restrict__ idx, std::siz
 __global__ void perturb_and_max_kernel(float* __restrict__ scores,
                                        const std::uint8_t* __restrict__ after,
                                        const std::uint8_t* __restrict__ refreshed, std::size_t rows,
-                                       std::size_t cols, bool soft, Philox rng,
+                                       std::size_t cols, bool rowwise, bool soft, Philox rng,
                                        Refresh24Counts* __restrict__ counts) {
-  const std::size_t n = rows * cols, tpr = cols / 4;
+  const std::size_t n = rows * cols;
   float mx = 0.f;
   for (std::size_t k = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; k < n;
        k += std::size_t(gridDim.x) * blockDim.x) {
     float v = scores[k];
     const std::size_t i = k / cols, j = k % cols;
-    if (soft && !after[k] && refreshed[(i / 4) * tpr + j / 4]) {
+    if (soft && !after[k] && refreshed[unit_of(i, j, cols, rowwise)]) {
       v = float(double(v) * Philox::to_uniform(rng.bits(std::uint64_t(k))));
       scores[k] = v;
     }
@@ -237,6 +244,76 @@ __global__ void project_move_kernel(
   }
   warp_add(&counts->refreshed, n_ref);
   warp_add(&counts->changed_tiles, n_ct);
+  warp_add(&counts->changed, n_ch);
+  warp_add(&counts->regrown, n_rg);
+  warp_add(&counts->revived, n_rv);
+}
+
+/// Steps 3-5 per row group (row-wise layout; refresh.hpp project_rowwise_groups): a group that
+/// lost a link keeps its survivors (Γ → ∞) and fills the free slots with the best non-survivors
+/// by score, ties to the lower index (the CPU's stable sort); with rho > 0, MPR (CHTsNM App.
+/// E.3): when that gives back the old pattern and another choice exists, with probability rho
+/// (U = mpr.uniform(row-major group index)) the weakest chosen slot swaps for the strongest
+/// unchosen one. Then the move to the new pattern as in project_move_kernel.
+__global__ void rowwise_move_kernel(
+    const float* __restrict__ scores, const std::uint8_t* __restrict__ lost, double rho, Philox mpr,
+    const float* __restrict__ values, const std::uint8_t* __restrict__ idx, std::size_t rows,
+    std::size_t cols, float* __restrict__ new_values, std::uint8_t* __restrict__ new_idx,
+    std::int8_t* __restrict__ source, Refresh24Counts* __restrict__ counts) {
+  const std::size_t gpr = cols / 4, groups = rows * gpr;
+  unsigned long long n_ref = 0, n_cg = 0, n_ex = 0, n_ch = 0, n_rg = 0, n_rv = 0;
+  for (std::size_t g = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; g < groups;
+       g += std::size_t(gridDim.x) * blockDim.x) {
+    const std::size_t s0 = 2 * g, i = g / gpr, j0 = (g % gpr) * 4;
+    const unsigned o0 = idx[s0] & 3u, o1 = idx[s0 + 1] & 3u;
+    const unsigned old = (1u << o0) | (1u << o1);
+    const unsigned surv = (lost[s0] ? 0u : 1u << o0) | (lost[s0 + 1] ? 0u : 1u << o1);
+    unsigned pat = old;
+    if (surv != old) {
+      ++n_ref;
+      // Non-survivors in descending score order, ties to the lower index (insertion sort).
+      int cand[4] = {0, 0, 0, 0}, nc = 0;
+      float sc[4] = {0.f, 0.f, 0.f, 0.f};
+      for (int q = 0; q < 4; ++q) {
+        if ((surv >> q) & 1u) continue;
+        const float v = scores[i * cols + j0 + q];
+        int p = nc++;
+        while (p > 0 && v > sc[p - 1]) {
+          sc[p] = sc[p - 1];
+          cand[p] = cand[p - 1];
+          --p;
+        }
+        sc[p] = v;
+        cand[p] = q;
+      }
+      const int need = 2 - __popc(surv);
+      pat = surv;
+      for (int t = 0; t < need; ++t) pat |= 1u << cand[t];
+      if (rho > 0 && pat == old && need < nc && mpr.uniform(std::uint64_t(g)) < rho) {
+        ++n_ex;
+        pat = (pat & ~(1u << cand[need - 1])) | (1u << cand[need]);
+      }
+      n_cg += pat != old;
+    }
+    const unsigned gone = ~surv & 0xFu;
+    n_ch += __popc(old ^ pat);
+    n_rg += __popc(gone & pat);
+    n_rv += __popc(gone & pat & old);
+    const float v0 = values[s0], v1 = values[s0 + 1];
+    int q = 0;
+    for (unsigned c = 0; c < 4; ++c) {
+      if (!((pat >> c) & 1u) || q > 1) continue;
+      const bool keep = (surv >> c) & 1u;
+      const int from = keep ? (o0 == c ? 0 : 1) : -1;
+      new_idx[s0 + q] = std::uint8_t(c);
+      new_values[s0 + q] = from == 0 ? v0 : (from == 1 ? v1 : 0.f);
+      source[s0 + q] = std::int8_t(from);
+      ++q;
+    }
+  }
+  warp_add(&counts->refreshed, n_ref);
+  warp_add(&counts->changed_tiles, n_cg);
+  warp_add(&counts->mpr_excluded, n_ex);
   warp_add(&counts->changed, n_ch);
   warp_add(&counts->regrown, n_rg);
   warp_add(&counts->revived, n_rv);
