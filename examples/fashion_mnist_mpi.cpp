@@ -36,7 +36,8 @@ struct Options {
   std::string method = "chts24", data = "/usr/share/datasets/fashion-mnist";
   NM nm{1, 4};
   int epochs = 1, threads = 1;
-  Index balance = 0;  // granularity of balanced shares; 0: equal shares
+  Index balance = 0;          // granularity of balanced shares; 0: equal shares
+  bool shared_memory = true;  // Ordered reduction through the shared window on one node
   Index batch = 128, train_limit = 0;
   double lr = 1e-3;
   std::uint64_t seed = 1;
@@ -47,7 +48,8 @@ struct Options {
     std::fprintf(stderr,
                  "usage: mpiexec -n K fashion_mnist_mpi [--method dense|chts24] [--nm 1:4|2:4]\n"
                  "       [--epochs E] [--batch GLOBAL_B] [--lr LR] [--seed S] [--threads T]\n"
-                 "       [--data DIR] [--train-limit N] [--balance GRANULARITY]\n");
+                 "       [--data DIR] [--train-limit N] [--balance GRANULARITY]\n"
+                 "       [--shared-memory 1|0]\n");
   MPI_Finalize();
   std::exit(2);
 }
@@ -78,6 +80,8 @@ Options parse(int argc, char** argv, int rank) {
       o.train_limit = std::atol(v.c_str());
     else if (a == "--balance")
       o.balance = std::atol(v.c_str());
+    else if (a == "--shared-memory" && (v == "0" || v == "1"))
+      o.shared_memory = v == "1";
     else
       usage(rank);
   }
@@ -150,6 +154,7 @@ int main(int argc, char** argv) {
     MpiConfig dp_cfg;
     dp_cfg.balance = o.balance > 0;  // shares follow the ranks' speeds (MpiConfig::balance)
     if (o.balance > 0) dp_cfg.balance_granularity = o.balance;
+    dp_cfg.shared_memory = o.shared_memory;  // 0: the all-gather route (as across machines)
     MpiDataParallel<float> dp(MPI_COMM_WORLD, dp_cfg);
 
     BatchSampler sampler(train.images.rows(), o.batch, rng.split(20));
@@ -200,15 +205,19 @@ int main(int argc, char** argv) {
     if (rank == 0) {
       std::printf(
           "%s%s, %d rank(s) x %d thread(s), global batch %ld (%ld per rank%s), %ld steps\n"
-          "  training %.1f s, %.0f samples/s; all-reduce %.2f s on rank 0 (%.1f%%)\n"
+          "  training %.1f s, %.0f samples/s; all-reduce %.2f s on rank 0 (%.1f%%, %s)\n"
           "  gradient payload per step %.2f MB, sent per rank per step %.2f MB\n"
           "  test accuracy %.2f%%, training state %.1f MB per rank\n",
           o.method.c_str(), sparse ? (" " + std::to_string(o.nm.n) + ":4").c_str() : "", ranks,
           o.threads, long(o.batch), long(o.batch / ranks),
           o.balance > 0 && ranks > 1 ? " on average, balanced" : "", step, slowest,
           double(step) * double(o.batch) / slowest, comm_seconds,
-          100.0 * comm_seconds / train_seconds, double(dp.payload_bytes()) / 1e6,
-          double(dp.sent_bytes()) / 1e6, 100.0 * double(correct) / double(test.images.rows()),
+          100.0 * comm_seconds / train_seconds,
+          ranks == 1                ? "none"
+          : dp.uses_shared_memory() ? "shared window"
+                                    : "all-gather",
+          double(dp.payload_bytes()) / 1e6, double(dp.sent_bytes()) / 1e6,
+          100.0 * double(correct) / double(test.images.rows()),
           double(trainer.state_bytes()) / 1e6);
       if (ranks > 1) {
         std::printf("  compute per rank (s):");
