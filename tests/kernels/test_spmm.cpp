@@ -181,9 +181,18 @@ TYPED_TEST(SparseKernels, TransposedStructureOfTransposableMaskIsNM) {
 // by entry against the decompressed weight.
 TYPED_TEST(SparseKernels, TransposedWeightUpdateValuesMatchesWeight) {
   using S = TypeParam;
+  // 260 x 136: partial tiles of the transposable gather (64 output groups x 64 inputs) in both
+  // directions; 2:8 exercises its generic (runtime n, m) path.
+  struct Case {
+    Index rows, cols;
+    NM nm;
+  };
   for (const Layout layout : {Layout::RowWise, Layout::Transposable})
-    for (const NM nm : {NM{1, 4}, NM{2, 4}}) {
-      const auto w = random_weight<S>(100, 200, nm, layout, 21);
+    for (const Case c :
+         {Case{100, 200, NM{1, 4}}, Case{100, 200, NM{2, 4}}, Case{260, 136, NM{1, 4}},
+          Case{260, 136, NM{2, 4}}, Case{520, 136, NM{2, 8}}}) {
+      const NM nm = c.nm;
+      const auto w = random_weight<S>(c.rows, c.cols, nm, layout, 21);
       sparsenm::TransposedWeight<S> wt(w);
       auto w2 = w;
       w2.values = random_matrix<S>(w.values.rows(), w.values.cols(), 22);
