@@ -149,6 +149,28 @@ void BM_EigenCsr(benchmark::State& state, Shape s, Index tokens, NM nm) {
   set_flops(state, 2.0 * double(tokens) * double(s.out) * double(s.in) * nm.n / nm.m);
 }
 
+// Per optimizer step the layer copies W's new values into W^T's layout (TransposedWeight::
+// update_values: for transposable masks a tiled gather). Baseline: the row-wise scatter through
+// detail::for_each_transposed_entry, which update_values used before (and still uses for CSR).
+void BM_UpdateValues(benchmark::State& state, Shape s, NM nm, bool scatter) {
+  const Weight& w = weight(s, nm, Layout::Transposable);
+  sparsenm::TransposedWeight<float> t = w.t;
+  std::vector<float> out(std::size_t(w.c.values.size()));
+  const float* src = w.c.values.data();
+  const Index* ptr = t.row_ptr().data();
+  for (auto _ : state) {
+    if (scatter)
+      sparsenm::detail::for_each_transposed_entry(w.c, [&](Index, Index k, Index slot, Index r) {
+        out[std::size_t(ptr[k] + r)] = src[slot];
+      });
+    else
+      t.update_values(w.c);
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(w.c.values.size()) * 2 *
+                          int64_t(sizeof(float)));
+}
+
 // --- ratio table -----------------------------------------------------------------------------
 using sparsenm_bench::RatioReporter;
 
@@ -186,6 +208,13 @@ int main(int argc, char** argv) {
       ratios.push_back("spmm/" + nm_name(nm) + "r/" + sh + "|" + en);
     }
   }
+  for (const Shape s : {Shape{1024, 784}, Shape{4096, 4096}, Shape{11008, 4096}})
+    for (const NM nm : {NM{1, 4}, NM{2, 4}}) {
+      const std::string sh = nm_name(nm) + "t/" + shape_name(s);
+      reg("update_values/" + sh, [=](benchmark::State& st) { BM_UpdateValues(st, s, nm, false); });
+      reg("scatter_values/" + sh, [=](benchmark::State& st) { BM_UpdateValues(st, s, nm, true); });
+      ratios.push_back("update_values/" + sh + "|scatter_values/" + sh);
+    }
   for (const Shape s : {Shape{4096, 4096}, Shape{11008, 4096}})
     for (const Index t : {1, 4, 16}) {
       const std::string sh = shape_name(s) + "/T" + std::to_string(t);
