@@ -505,6 +505,10 @@ class MpiDataParallel {
   }
 
   void wait_shared() {
+    if (m_pieces.empty()) {  // nothing posted (on every rank: they post the same shapes)
+      m_last_payload = m_last_sent = m_payload = m_sent = 0;
+      return;
+    }
     if (m_shm_overflow || m_shm_used > m_shm_cap) {
       grow_window(m_shm_used);
       for (const Piece& p : m_pieces) std::copy(p.dst, p.dst + p.count, own_segment() + p.offset);

@@ -95,6 +95,10 @@ TEST_P(AllReduce, AveragesEqualTheRankOrderSum) {
   if (reduction == MpiReduction::Ordered) {
     EXPECT_EQ(dp.sent_bytes(), std::size_t(K - 1) * payload);
   }
+  // Nothing posted: wait() has nothing to do (no window exists yet on a fresh object either).
+  MpiDataParallel<float> idle(MPI_COMM_WORLD, cfg);
+  EXPECT_NO_THROW(idle.wait());
+  EXPECT_EQ(idle.payload_bytes(), 0u);
   // The object is reusable: a second round with other data.
   Matrix<float> again = Matrix<float>::Constant(3, 3, float(me + 1));
   dp.post(Eigen::Map<Matrix<float>>(again.data(), 3, 3));
