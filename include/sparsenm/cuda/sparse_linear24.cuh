@@ -206,7 +206,7 @@ class SparseLinear24 {
         SPARSENM_CUDA_CHECK(cudaStreamWaitEvent(side, m_ev_product[k & 1], 0));
       }
       const std::size_t n = std::size_t(r) * std::size_t(m_in / 4);
-      detail::sample_tile4_kernel<<<detail::grid_for(n, 256), 256, 0, side>>>(
+      detail::sample_tile4_kernel<float><<<detail::grid_for(n, 256), 256, 0, side>>>(
           tile, m_idx.data(), std::size_t(o0), std::size_t(r), std::size_t(m_in), m_grad.data());
       SPARSENM_CUDA_CHECK_LAUNCH("sample_tile4_kernel");
       if (overlap) SPARSENM_CUDA_CHECK(cudaEventRecord(m_ev_sampled[k & 1], side));
@@ -632,7 +632,7 @@ class SparseLinear24 {
                        std::size_t nblocks, unsigned nbj) {
       d_lo.resize(nblocks);
       d_hi.resize(nblocks);
-      detail::window_bounds_kernel<<<unsigned(nblocks), 256, 0, stream>>>(
+      detail::window_bounds_kernel<std::uint32_t><<<unsigned(nblocks), 256, 0, stream>>>(
           inv.data(), out, nnzr, R, J, nbj, d_lo.data(), d_hi.data());
       SPARSENM_CUDA_CHECK_LAUNCH("window_bounds_kernel");
       lo.resize(nblocks);
@@ -675,11 +675,12 @@ class SparseLinear24 {
       const DeviceBuffer<std::uint32_t>& inv = side ? inv_bwd : inv_fwd;
       DeviceBuffer<std::uint32_t>& base = side ? m_base_bwd : m_base_fwd;
       DeviceBuffer<std::uint16_t>& off = side ? m_off_bwd : m_off_fwd;
-      detail::window_bounds_kernel<<<unsigned(nblocks), 256, 0, stream>>>(
+      detail::window_bounds_kernel<std::uint32_t><<<unsigned(nblocks), 256, 0, stream>>>(
           inv.data(), out, nnzr, R, J, nbj, base.data(), hi_dummy.data());
       SPARSENM_CUDA_CHECK_LAUNCH("window_bounds_kernel");
-      detail::window_offsets_kernel<<<detail::grid_for(nnz(), 256), 256, 0, stream>>>(
-          inv.data(), out, nnzr, R, J, nbj, base.data(), off.data());
+      detail::window_offsets_kernel<std::uint32_t>
+          <<<detail::grid_for(nnz(), 256), 256, 0, stream>>>(inv.data(), out, nnzr, R, J, nbj,
+                                                             base.data(), off.data());
       SPARSENM_CUDA_CHECK_LAUNCH("window_offsets_kernel");
     }
     // The attribute is per kernel, not per layer: always the bound of any layer's windows.

@@ -230,9 +230,10 @@ __global__ void __launch_bounds__(256) adam_pack_tiles_kernel(
 
 /// The windows of a rectangle shape (adam_pack_tiles_kernel): block b reduces the smallest and
 /// largest packed word of its slots (inv: slot -> word) into lo[b], hi[b]. One block a rectangle.
+template <class W>
 __global__ void __launch_bounds__(256)
-    window_bounds_kernel(const std::uint32_t* __restrict__ inv, std::size_t out, std::size_t nnzr,
-                         unsigned R, unsigned J, unsigned nbj, std::uint32_t* __restrict__ lo,
+    window_bounds_kernel(const W* __restrict__ inv, std::size_t out, std::size_t nnzr, unsigned R,
+                         unsigned J, unsigned nbj, std::uint32_t* __restrict__ lo,
                          std::uint32_t* __restrict__ hi) {
   __shared__ std::uint32_t s_lo[8], s_hi[8];
   const unsigned bi = blockIdx.x / nbj, bj = blockIdx.x - bi * nbj;
@@ -265,8 +266,9 @@ __global__ void __launch_bounds__(256)
 }
 
 /// off[s] = inv[s] - base[block of s] (16 bits: the chosen shape's windows are <= 65536 words).
-__global__ void window_offsets_kernel(const std::uint32_t* __restrict__ inv, std::size_t out,
-                                      std::size_t nnzr, unsigned R, unsigned J, unsigned nbj,
+template <class W>
+__global__ void window_offsets_kernel(const W* __restrict__ inv, std::size_t out, std::size_t nnzr,
+                                      unsigned R, unsigned J, unsigned nbj,
                                       const std::uint32_t* __restrict__ base,
                                       std::uint16_t* __restrict__ off) {
   const std::size_t nnz = out * nnzr;
@@ -306,9 +308,12 @@ __global__ void sample_tile_kernel(const float* __restrict__ tile,
 /// sample_tile_kernel, a group of 4 columns a thread: one 16-byte load of the tile row's group,
 /// the group's two in-group indices (2 bytes), its two slots' gradients (8 bytes). `in` is a
 /// multiple of 16 (the layer checks it), so every group is 16-byte aligned.
-__global__ void sample_tile4_kernel(const float* __restrict__ tile,
+/// (Templates, as every kernel here: a header kernel must not be defined once per translation
+/// unit.)
+template <class S>
+__global__ void sample_tile4_kernel(const S* __restrict__ tile,
                                     const std::uint8_t* __restrict__ idx, std::size_t row0,
-                                    std::size_t rows, std::size_t in, float* __restrict__ grad) {
+                                    std::size_t rows, std::size_t in, S* __restrict__ grad) {
   const std::size_t groups = in / 4, n = rows * groups, base = row0 * (in / 2);
   for (std::size_t t = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; t < n;
        t += std::size_t(gridDim.x) * blockDim.x) {
