@@ -146,13 +146,13 @@ class DeviceRefresher24 {
     // 0.-1. Checks and removal keys (the CPU's frechet_scores_into(weight, float(T), ...)).
     const float inv_t = float(1.0 / double(float(st.temperature)));
     const auto fc = sparsenm::detail::frechet_constants(inv_t);
-    detail::removal_keys_kernel<<<detail::grid_for(n, 256), 256, 0, stream>>>(
+    detail::removal_keys_kernel<0><<<detail::grid_for(n, 256), 256, 0, stream>>>(
         values, indices, R, C, c.soft_remove, inv_t, fc, rng.split(1), m_key.data(), m_slot.data(),
         counts);
     SPARSENM_CUDA_CHECK_LAUNCH("removal_keys_kernel");
     if (!rowwise()) {
-      detail::tile_check_kernel<<<detail::grid_for(tiles(), 256), 256, 0, stream>>>(indices, R, C,
-                                                                                    counts);
+      detail::tile_check_kernel<0>
+          <<<detail::grid_for(tiles(), 256), 256, 0, stream>>>(indices, R, C, counts);
       SPARSENM_CUDA_CHECK_LAUNCH("tile_check_kernel");
     }
     detail::Refresh24Counts h = download_counts(stream);
@@ -170,8 +170,8 @@ class DeviceRefresher24 {
                                           cudaMemcpyDeviceToDevice, stream));
       SPARSENM_CUDA_CHECK(
           cudaMemcpyAsync(m_new_idx.data(), indices, n, cudaMemcpyDeviceToDevice, stream));
-      detail::identity_source_kernel<<<detail::grid_for(n, 256), 256, 0, stream>>>(n,
-                                                                                   m_source.data());
+      detail::identity_source_kernel<0>
+          <<<detail::grid_for(n, 256), 256, 0, stream>>>(n, m_source.data());
       SPARSENM_CUDA_CHECK_LAUNCH("identity_source_kernel");
       return finish(st, detail::Refresh24Counts{}, host_maps, stream);
     }
@@ -182,24 +182,25 @@ class DeviceRefresher24 {
         m_sort_temp.data(), temp, m_key.data(), m_key_sorted.data(), m_slot.data(),
         m_slot_sorted.data(), static_cast<int>(n), 0, 32, stream));
     m_lost.fill_bytes(0, stream);
-    detail::mark_removed_kernel<<<detail::grid_for(std::size_t(st.removed), 256), 256, 0, stream>>>(
-        m_slot_sorted.data(), std::size_t(st.removed), m_lost.data());
+    detail::mark_removed_kernel<0>
+        <<<detail::grid_for(std::size_t(st.removed), 256), 256, 0, stream>>>(
+            m_slot_sorted.data(), std::size_t(st.removed), m_lost.data());
     SPARSENM_CUDA_CHECK_LAUNCH("mark_removed_kernel");
     m_after.fill_bytes(0, stream);
     m_refreshed.fill_bytes(0, stream);
-    detail::after_mask_kernel<<<detail::grid_for(n, 256), 256, 0, stream>>>(
+    detail::after_mask_kernel<0><<<detail::grid_for(n, 256), 256, 0, stream>>>(
         indices, m_lost.data(), R, C, rowwise(), m_after.data(), m_refreshed.data());
     SPARSENM_CUDA_CHECK_LAUNCH("after_mask_kernel");
 
     // 2. Regrowth scores on the mask after removal, soft: ⊙ U(0,1) in refreshed tiles; max.
     m_ch->run(m_after.data(), m_scores.data(), m_blas, stream, c.rule);
-    detail::perturb_and_max_kernel<<<detail::grid_for(R * C, 256), 256, 0, stream>>>(
+    detail::perturb_and_max_kernel<0><<<detail::grid_for(R * C, 256), 256, 0, stream>>>(
         m_scores.data(), m_after.data(), m_refreshed.data(), R, C, rowwise(), c.soft_regrow,
         rng.split(2), counts);
     SPARSENM_CUDA_CHECK_LAUNCH("perturb_and_max_kernel");
     if (rowwise()) {
       // 3.-5. Survivors kept, best non-survivors, MPR from rng.split(3); move; counts.
-      detail::rowwise_move_kernel<<<detail::grid_for(units(), 256), 256, 0, stream>>>(
+      detail::rowwise_move_kernel<0><<<detail::grid_for(units(), 256), 256, 0, stream>>>(
           m_scores.data(), m_lost.data(), c.mpr_rho, rng.split(3), values, indices, R, C,
           m_new_values.data(), m_new_idx.data(), m_source.data(), counts);
       SPARSENM_CUDA_CHECK_LAUNCH("rowwise_move_kernel");
@@ -213,7 +214,7 @@ class DeviceRefresher24 {
     const double gamma = std::exp2(std::ceil(std::log2((smax + 1.0) * 4.0 * 4.0 * 2.0)));
 
     // 3.-5. Projection of the refreshed tiles, move to the new mask, counts.
-    detail::project_move_kernel<<<detail::grid_for(tiles(), 128), 128, 0, stream>>>(
+    detail::project_move_kernel<0><<<detail::grid_for(tiles(), 128), 128, 0, stream>>>(
         m_scores.data(), m_after.data(), m_refreshed.data(), gamma, values, indices, R, C,
         m_new_values.data(), m_new_idx.data(), m_source.data(), counts);
     SPARSENM_CUDA_CHECK_LAUNCH("project_move_kernel");

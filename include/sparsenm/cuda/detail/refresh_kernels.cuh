@@ -59,6 +59,7 @@ __device__ __forceinline__ std::size_t slot_column(std::size_t k, std::uint8_t i
 /// Step 0 (checks) and 1 (removal scores): key[s] = order_key(Fréchet score or |w|) with the CPU's
 /// noise (U = rng.uniform_float(dense index), frechet_math.hpp's float pipeline), slot[s] = s.
 /// Flags non-finite values and malformed groups.
+template <int kTu = 0>  // a template, so that every TU including this header may define it
 __global__ void removal_keys_kernel(const float* __restrict__ values,
                                     const std::uint8_t* __restrict__ idx, std::size_t rows,
                                     std::size_t cols, bool soft, float inv_t,
@@ -91,6 +92,7 @@ __global__ void removal_keys_kernel(const float* __restrict__ values,
 
 /// lost[sorted_slot[q]] = 1 for the `count` smallest (key, slot) pairs (a stable radix sort of
 /// the keys with the slots as values lists them first).
+template <int kTu = 0>  // a template, so that every TU including this header may define it
 __global__ void mark_removed_kernel(const std::uint32_t* __restrict__ sorted_slot,
                                     std::size_t count, std::uint8_t* __restrict__ lost) {
   for (std::size_t q = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; q < count;
@@ -107,6 +109,7 @@ __device__ __forceinline__ std::size_t unit_of(std::size_t i, std::size_t j, std
 
 /// The dense mask after removal (`after`, zeroed before) and the per-unit flags: refreshed[u] = 1
 /// when tile / group u lost a link (step 2's "groups/tiles that lost a link").
+template <int kTu = 0>  // a template, so that every TU including this header may define it
 __global__ void after_mask_kernel(const std::uint8_t* __restrict__ idx,
                                   const std::uint8_t* __restrict__ lost, std::size_t rows,
                                   std::size_t cols, bool rowwise, std::uint8_t* __restrict__ after,
@@ -136,6 +139,7 @@ __device__ __forceinline__ unsigned tile_bits(const std::uint8_t* __restrict__ i
 
 /// Each 4x4 tile of the mask has exactly 2 per column (the rows are 2:4 by construction of the
 /// slots): the transposable 2:4 legality TopologyRefresher checks (is_legal) before a refresh.
+template <int kTu = 0>  // a template, so that every TU including this header may define it
 __global__ void tile_check_kernel(const std::uint8_t* __restrict__ idx, std::size_t rows,
                                   std::size_t cols, Refresh24Counts* __restrict__ counts) {
   const std::size_t tpr = cols / 4, tiles = (rows / 4) * tpr, nnzr = cols / 2;
@@ -157,6 +161,7 @@ __global__ void tile_check_kernel(const std::uint8_t* __restrict__ idx, std::siz
 /// Step 2, soft regrowth: in refreshed tiles, every entry inactive after removal gets
 /// S(double(s) * U), U = rng.uniform(dense index) (refresh.hpp's arithmetic: one product in
 /// double, one rounding to float); then the maximum score (for Γ, step 3) over the whole matrix.
+template <int kTu = 0>  // a template, so that every TU including this header may define it
 __global__ void perturb_and_max_kernel(float* __restrict__ scores,
                                        const std::uint8_t* __restrict__ after,
                                        const std::uint8_t* __restrict__ refreshed, std::size_t rows,
@@ -187,6 +192,7 @@ __global__ void perturb_and_max_kernel(float* __restrict__ scores,
 /// new pattern: survivors keep their value and state (source = old slot), removed, regrown and
 /// revived entries start at 0 (source = -1). Writes the new values / indices / sources of the
 /// tile's eight slots into new_* (separate buffers from values / idx) and counts.
+template <int kTu = 0>  // a template, so that every TU including this header may define it
 __global__ void project_move_kernel(
     const float* __restrict__ scores, const std::uint8_t* __restrict__ after,
     const std::uint8_t* __restrict__ refreshed, double gamma, const float* __restrict__ values,
@@ -255,6 +261,7 @@ __global__ void project_move_kernel(
 /// E.3): when that gives back the old pattern and another choice exists, with probability rho
 /// (U = mpr.uniform(row-major group index)) the weakest chosen slot swaps for the strongest
 /// unchosen one. Then the move to the new pattern as in project_move_kernel.
+template <int kTu = 0>  // a template, so that every TU including this header may define it
 __global__ void rowwise_move_kernel(
     const float* __restrict__ scores, const std::uint8_t* __restrict__ lost, double rho, Philox mpr,
     const float* __restrict__ values, const std::uint8_t* __restrict__ idx, std::size_t rows,
@@ -320,6 +327,7 @@ __global__ void rowwise_move_kernel(
 }
 
 /// No removal: the same topology, every slot its own source.
+template <int kTu = 0>  // a template, so that every TU including this header may define it
 __global__ void identity_source_kernel(std::size_t n, std::int8_t* __restrict__ source) {
   for (std::size_t s = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; s < n;
        s += std::size_t(gridDim.x) * blockDim.x)
