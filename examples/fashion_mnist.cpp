@@ -239,6 +239,14 @@ struct Model {
     for (int k = 1; k >= 0; --k) {
       HiddenLayer& l = hidden[k];
       relu[k].backward(g);
+      if (k == 0 && !l.lora) {
+        // The images need no gradient: the first layer computes its parameters' gradients only.
+        if (l.sparse)
+          l.sparse->backward_params(g);
+        else
+          l.linear->backward_params(g);
+        break;
+      }
       Mat gx = l.sparse ? l.sparse->backward(g) : l.linear->backward(g);
       if (l.lora) gx += l.lora->backward(g);
       g = std::move(gx);

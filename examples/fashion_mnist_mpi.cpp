@@ -102,6 +102,14 @@ struct Hidden {
     const Matrix<float> dz = dh_relu.cwiseProduct((h.array() > 0.0f).cast<float>().matrix());
     return dense ? dense->backward(dz) : sparse->backward(dz);
   }
+  // The first layer: its input (the images) needs no gradient.
+  void backward_params(const Matrix<float>& dh_relu) {
+    const Matrix<float> dz = dh_relu.cwiseProduct((h.array() > 0.0f).cast<float>().matrix());
+    if (dense)
+      dense->backward_params(dz);
+    else
+      sparse->backward_params(dz);
+  }
 };
 
 }  // namespace
@@ -174,7 +182,7 @@ int main(int argc, char** argv) {
         const Matrix<float>& h2 = hidden[1].forward(h1);
         const Matrix<float> logits = head.forward(h2);
         softmax_cross_entropy(logits, y, &dlogits);  // mean over this rank's shard
-        hidden[0].backward(hidden[1].backward(head.backward(dlogits)));
+        hidden[0].backward_params(hidden[1].backward(head.backward(dlogits)));
         const auto t1 = std::chrono::steady_clock::now();
         dp.all_reduce_gradients(trainer);
         const auto t2 = std::chrono::steady_clock::now();

@@ -125,6 +125,22 @@ TEST(DenseLinear, ForwardMaskEqualsExplicitProduct) {
   EXPECT_THROW(l.backward(Matrix<float>::Ones(2, 4)), Error);
 }
 
+// backward_params (first layer, no dL/dx): the same gradients, bit for bit, as backward(), and
+// the closed form dW = gᵀ x, db = column sums of g.
+TEST(DenseLinear, BackwardParamsEqualsBackwardWithoutDx) {
+  DenseLinear<double> a(8, 4, Philox(6)), b(8, 4, Philox(6));
+  const Matrix<double> x = Matrix<double>::Random(3, 8), g = Matrix<double>::Random(3, 4);
+  a.forward(x);
+  b.forward(x);
+  a.backward(g);
+  b.backward_params(g);
+  EXPECT_TRUE(a.grad_weight() == b.grad_weight());
+  EXPECT_TRUE(a.grad_bias() == b.grad_bias());
+  EXPECT_LT((b.grad_weight() - g.transpose() * x).cwiseAbs().maxCoeff(), 1e-12);
+  EXPECT_LT((b.grad_bias() - g.colwise().sum().transpose()).cwiseAbs().maxCoeff(), 1e-12);
+  EXPECT_THROW(b.backward_params(Matrix<double>::Ones(2, 4)), Error);
+}
+
 TEST(DenseLinear, BitIdenticalForOneAndTwoThreads) {
   std::vector<Matrix<float>> out;
   for (int threads : {1, 2}) {

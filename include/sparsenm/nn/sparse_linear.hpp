@@ -54,6 +54,11 @@ class SparseLinear {
   /// grad_values() (active entries only, same layout as weight().values) and grad_bias().
   template <class Derived>
   Matrix<S> backward(const Eigen::MatrixBase<Derived>& grad_y);
+  /// backward() without dX: only grad_values() and grad_bias(), for a layer whose input needs no
+  /// gradient (a network's first layer, as autograd skips inputs that do not require one). Skips
+  /// the dX product and the copy of the values into W^T's layout.
+  template <class Derived>
+  void backward_params(const Eigen::MatrixBase<Derived>& grad_y);
 
   /// The compressed weight: values (out x in/m*n) and their in-group positions (indices), the
   /// only form W has during training. Build compressed-route optimizers (Adam, Tans, Muon) from it.
@@ -212,6 +217,18 @@ Matrix<S> SparseLinear<S>::backward(const Eigen::MatrixBase<Derived>& grad_y) {
   sddmm(m_dy, m_x, m_weight, m_grad_values);
   if (m_has_bias) m_grad_bias = grad_y.colwise().sum().transpose().template cast<S>();
   return dx;
+}
+
+template <class S>
+template <class Derived>
+void SparseLinear<S>::backward_params(const Eigen::MatrixBase<Derived>& grad_y) {
+  SPARSENM_CHECK(m_have_forward, "SparseLinear::backward_params called before forward");
+  SPARSENM_CHECK(grad_y.rows() == m_x.tokens() && grad_y.cols() == out(),
+                 "SparseLinear::backward_params: grad_y is ", grad_y.rows(), "x", grad_y.cols(),
+                 " but must be ", m_x.tokens(), "x", out(), " (batch of the last forward x out)");
+  m_dy.pack(grad_y);
+  sddmm(m_dy, m_x, m_weight, m_grad_values);
+  if (m_has_bias) m_grad_bias = grad_y.colwise().sum().transpose().template cast<S>();
 }
 
 template <class S>

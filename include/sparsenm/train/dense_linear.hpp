@@ -37,6 +37,9 @@ class DenseLinear {
   /// grad_bias(), and returns dL/dx = grad_y (W ⊙ M).
   template <class Derived>
   Matrix<S> backward(const Eigen::MatrixBase<Derived>& grad_y);
+  /// backward() without dL/dx (grad_weight() and grad_bias() only): for a network's first layer.
+  template <class Derived>
+  void backward_params(const Eigen::MatrixBase<Derived>& grad_y);
 
   /// Straight-through masking: forward and backward use W ⊙ mask; pass nullptr for dense.
   /// The mask is copied; it must have W's shape and hold only 0/1.
@@ -162,6 +165,17 @@ Matrix<S> DenseLinear<S>::backward(const Eigen::MatrixBase<Derived>& grad_y) {
   Matrix<S> dx(g.rows(), in());
   parallel_product(dx, g, w);
   return dx;
+}
+
+template <class S>
+template <class Derived>
+void DenseLinear<S>::backward_params(const Eigen::MatrixBase<Derived>& grad_y) {
+  SPARSENM_CHECK(grad_y.rows() == m_x.rows() && grad_y.cols() == out(),
+                 "DenseLinear::backward_params: grad_y is ", grad_y.rows(), "x", grad_y.cols(),
+                 " but the last forward produced ", m_x.rows(), "x", out());
+  const Matrix<S> g = grad_y;
+  parallel_product(m_grad_weight, g.transpose(), m_x);
+  m_grad_bias = g.colwise().sum().transpose();
 }
 
 // Plain loops here and in add_bias: GCC 12 reports false -Wmaybe-uninitialized warnings inside
