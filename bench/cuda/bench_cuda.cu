@@ -562,6 +562,7 @@ void bench_layer24(cudaStream_t s, cublasHandle_t h) {
     const int reps = g_quick ? 5 : 15;
     // dW tilings: fp32 tile bytes, and the sampling on a second stream or not; the fastest is
     // kept for the rest (the sampled dW against the dense dW of the same data).
+    s_fwd();  // backward() needs a forward first
     {
       std::size_t best_bytes = 0;
       bool best_overlap = false;

@@ -127,7 +127,7 @@ TEST(CudaSparseLinear24, ForwardBackwardMatchFp64BothLayouts) {
       sc::SparseLinear24 layer(f.w, b, f.tokens, cfg);
       EXPECT_EQ(layer.dx_route(), layout == Layout::Transposable ? sc::DxRoute::SparseTransposed
                                                                  : sc::DxRoute::DenseFallback);
-      EXPECT_EQ(layer.pack_route(), sc::PackRoute::InPlace);
+      EXPECT_NE(layer.pack_route(), sc::PackRoute::Recompress);  // InPlace or Fused
       check_pass(layer, f.w, b, 40);
     }
 }
@@ -225,7 +225,7 @@ TEST(CudaSparseLinear24, RefreshMatchesCpuEngineAndMovesMoments) {
     EXPECT_EQ(layer.dx_route(), layout == Layout::Transposable ? sc::DxRoute::SparseTransposed
                                                                : sc::DxRoute::DenseFallback);
     check_pass(layer, after, Vector<float>(), 400);  // the rebuilt packing serves the new mask
-    EXPECT_EQ(layer.pack_route(), sc::PackRoute::InPlace);
+    EXPECT_NE(layer.pack_route(), sc::PackRoute::Recompress);  // InPlace or Fused
   }
 }
 
@@ -332,6 +332,11 @@ TEST(CudaSparseLinear24, FusedAdamPackEqualsAdamThenGatherAndCpuAdam) {
     sc::Linear24Config gcfg = cfg;
     gcfg.fused_pack = false;
     sc::SparseLinear24 gather(f.w, f.bias, f.tokens, gcfg);
+    sc::Linear24Config hcfg = cfg;  // the fused pass on the forward packing only (the route of
+    hcfg.fused_transposed = false;  // large layers), the transposed one by the gather
+    sc::SparseLinear24 half(f.w, f.bias, f.tokens, hcfg);
+    ASSERT_EQ(half.pack_route(), sc::PackRoute::Fused);
+    EXPECT_EQ(half.fused_tiles().window_bwd, 0u);
     ASSERT_EQ(fused.pack_route(), sc::PackRoute::Fused);
     ASSERT_EQ(gather.pack_route(), sc::PackRoute::InPlace);
     const auto t = fused.fused_tiles();
@@ -350,8 +355,12 @@ TEST(CudaSparseLinear24, FusedAdamPackEqualsAdamThenGatherAndCpuAdam) {
       check_pass(gather, cpu, cpu_bias.row(0).transpose(), 800 + std::uint64_t(it));
       adam.step(cpu, fused.grad_values());
       adam_bias.step(cpu_bias, fused.grad_bias().transpose());
+      check_pass(half, cpu, cpu_bias.row(0).transpose(), 800 + std::uint64_t(it));
       fused.step();
       gather.step();
+      half.step();
+      EXPECT_EQ(packed_bytes(half.forward_plan()), packed_bytes(fused.forward_plan()));
+      EXPECT_EQ(packed_bytes(*half.backward_plan()), packed_bytes(*fused.backward_plan()));
       const auto pf = packed_bytes(fused.forward_plan()), pb = packed_bytes(*fused.backward_plan());
       ASSERT_EQ(fused.set_pack_route(sc::PackRoute::InPlace), sc::PackRoute::InPlace);
       fused.pack();  // the gather route on the fused layer's own values

@@ -9,9 +9,11 @@
 //                                     pruned dense bf16 copy of W (kept only for such masks)
 //             dW on the active entries only: dense fp32-accumulated tiles of at most
 //             `dw_scratch_bytes` (cuBLAS, bf16 in, fp32 out), sampled at the kept positions;
-//             the full dense dW never exists. Tiles well under the L2 (50 MB on the H100) are
-//             sampled while still in it; with `dw_overlap` the sampling of tile k runs on a
-//             second stream next to the product of tile k + 1 (two tiles, event-ordered)
+//             the full dense dW never exists. With `dw_overlap` the sampling of tile k runs on
+//             a second stream next to the product of tile k + 1 (two tiles, event-ordered).
+//             Measured on the H100 (bench/RESULTS.md): tiles of 8-64 MiB, L2-sized or not, on
+//             one or two streams, all give 0.85-0.95x the dense dW; 64 MiB on one stream is
+//             the default
 //             db = column sums of dY (fp32, deterministic)
 //   step      Adam (cuda::Adam, same AdamConfig and arithmetic as sparsenm::Adam) on the fp32
 //             master values of the active entries and the bias, and the bf16 re-pack: one
@@ -36,9 +38,15 @@
 // shape with the smallest windows: a step is then ONE pass (PackRoute::Fused: each block applies
 // Adam to its rectangle in coalesced runs, stages the bf16 words in shared memory and writes its
 // windows back coalesced), which also serves pack(). If no shape gives windows under 16384
-// words, the gather route stays. If the check ever fails (another library version packing
-// differently), the layer falls back to expanding the values into a dense bf16 scratch and calling
-// cusparseLtSpMMACompress every step (PackRoute::Recompress), and says so.
+// words, the gather route stays. With cuSPARSELt 0.8.0 on the H100 the forward packing is the
+// slot order itself (values first, metadata after) but the transposed packing is Wᵀ's own row
+// order (consecutive slots of a row of W are out/2 words apart), so at 4096 x 4096 and
+// 11008 x 4096 no rectangle fits both and those layers keep the gather route; small layers (the
+// tests: 96 x 128, 208 x 1040) take the fused route. `fused_transposed = false` fuses the
+// forward packing only and gathers the transposed one (fits large layers; byte-for-byte test
+// written, not yet run on a GPU, so not the default). If the check ever fails (another library
+// version packing differently), the layer falls back to expanding the values into a dense bf16
+// scratch and calling cusparseLtSpMMACompress every step (PackRoute::Recompress), and says so.
 //
 // Topology refresh round-trips through the CPU engine: values and indices are downloaded, the
 // CPU TopologyRefresher (CHTs24 Alg. 1) moves them to the new mask and returns the SlotMap, the
@@ -88,16 +96,19 @@ enum class PackRoute { InPlace, Recompress, Fused };
 /// | adam             | optimizer of the values and the bias (sparsenm::AdamConfig) | {}      |
 /// | search           | cusparseLtMatmulSearch for each plan at construction        | true    |
 /// | tune             | then Sparse24::tune() (every algorithm id, timed) per plan  | true    |
-/// | dw_scratch_bytes | fp32 tile of the dW products (rows of at least 16)          | 16 MiB  |
+/// | dw_scratch_bytes | fp32 tile of the dW products (rows of at least 16)          | 64 MiB  |
 /// | dw_overlap       | sample tile k on a second stream during product k + 1      | false   |
 /// | fused_pack       | PackRoute::Fused where the windows allow it                | true    |
+/// | fused_transposed | the fused pass writes Wᵀ's packing too (false: the forward  | true    |
+/// |                  | packing only, Wᵀ's by the gather; fits large layers)        |         |
 struct Linear24Config {
   AdamConfig adam{};
   bool search = true;
   bool tune = true;
-  std::size_t dw_scratch_bytes = std::size_t(16) << 20;
+  std::size_t dw_scratch_bytes = std::size_t(64) << 20;
   bool dw_overlap = false;
   bool fused_pack = true;
+  bool fused_transposed = true;
   void validate() const {
     adam.validate();
     SPARSENM_CHECK(dw_scratch_bytes >= 1024,
@@ -653,7 +664,8 @@ class SparseLinear24 {
         if (nblocks >= (std::size_t(1) << 31)) continue;
         const std::uint64_t wf = windows(inv_fwd, R, J, nblocks, nbj);
         if (wf > kMaxWindow) continue;
-        const std::uint64_t wb = windows(inv_bwd, R, J, nblocks, nbj);
+        // Both packed weights in the pass, or (fused_transposed false) the forward one only.
+        const std::uint64_t wb = m_cfg.fused_transposed ? windows(inv_bwd, R, J, nblocks, nbj) : 0;
         if (wb > kMaxWindow) continue;
         const double cost = double(wf + wb) / double(R * J);
         // A candidate must beat the best by 1 % (ties keep the earlier: larger, longer runs).
@@ -667,11 +679,11 @@ class SparseLinear24 {
     const unsigned R = best.rows, J = best.slots, nbj = unsigned((nnzr + J - 1) / J);
     const std::size_t nblocks = ((out + R - 1) / R) * nbj;
     m_off_fwd.resize(nnz());
-    m_off_bwd.resize(nnz());
+    m_off_bwd.resize(best.window_bwd ? nnz() : 0);
     m_base_fwd.resize(nblocks);
-    m_base_bwd.resize(nblocks);
+    m_base_bwd.resize(best.window_bwd ? nblocks : 0);
     DeviceBuffer<std::uint32_t> hi_dummy(nblocks);
-    for (int side = 0; side < 2; ++side) {
+    for (int side = 0; side < (best.window_bwd ? 2 : 1); ++side) {
       const DeviceBuffer<std::uint32_t>& inv = side ? inv_bwd : inv_fwd;
       DeviceBuffer<std::uint32_t>& base = side ? m_base_bwd : m_base_fwd;
       DeviceBuffer<std::uint16_t>& off = side ? m_off_bwd : m_off_fwd;
@@ -713,10 +725,11 @@ class SparseLinear24 {
         R, J, nbj, m_off_fwd.data(), m_base_fwd.data(), m_tiles.window_fwd,
         reinterpret_cast<__nv_bfloat16*>(m_fwd->compressed_data()), m_off_bwd.data(),
         m_base_bwd.data(), m_tiles.window_bwd,
-        reinterpret_cast<__nv_bfloat16*>(m_bwd->compressed_data()), float(a.beta1), float(a.beta2),
-        float(1.0 - a.beta1), float(1.0 - a.beta2), m_opt->coef_data(), float(a.eps),
-        a.decoupled_weight_decay ? 0.f : float(a.weight_decay));
+        m_tiles.window_bwd ? reinterpret_cast<__nv_bfloat16*>(m_bwd->compressed_data()) : nullptr,
+        float(a.beta1), float(a.beta2), float(1.0 - a.beta1), float(1.0 - a.beta2),
+        m_opt->coef_data(), float(a.eps), a.decoupled_weight_decay ? 0.f : float(a.weight_decay));
     SPARSENM_CUDA_CHECK_LAUNCH("adam_pack_tiles_kernel");
+    if (!m_tiles.window_bwd) gather(m_map_bwd, *m_bwd, stream);  // forward-only windows
   }
 
   void gather(const DeviceBuffer<std::uint32_t>& slot_of, Sparse24& plan, cudaStream_t stream) {
