@@ -369,16 +369,9 @@ class SparseLinear24 {
                         cudaStream_t stream = nullptr) {
     NMCompressed<float> w = download(stream);
     RefreshResult res = topology.refresh(w, step);
-    const bool changed = res.stats.changed_count > 0;
     m_indices = w.indices;
     m_values.upload(w.values.data(), nnz(), stream);
-    m_opt->remap(res.slots, stream);
-    m_grad.fill_bytes(0, stream);
-    if (changed)
-      rebuild(stream);
-    else
-      pack(stream);
-    SPARSENM_CUDA_CHECK(cudaStreamSynchronize(stream));
+    install(res.slots, res.stats.changed_count > 0, stream);
     return res;
   }
 
@@ -394,13 +387,7 @@ class SparseLinear24 {
     m_indices = indices;
     SPARSENM_CUDA_CHECK(cudaMemcpyAsync(m_values.data(), values, nnz() * sizeof(float),
                                         cudaMemcpyDeviceToDevice, stream));
-    m_opt->remap(slots, stream);
-    m_grad.fill_bytes(0, stream);
-    if (changed)
-      rebuild(stream);
-    else
-      pack(stream);
-    SPARSENM_CUDA_CHECK(cudaStreamSynchronize(stream));
+    install(slots, changed, stream);
   }
 
   /// Replaces the weight (same shape, 2:4): values and mask; moments of entries active in both
@@ -479,6 +466,19 @@ class SparseLinear24 {
   }
 
  private:
+  // The end of every topology change (refresh, apply_topology): the Adam moments follow the
+  // slots, the gradient restarts at 0, the packed weights are rebuilt when the mask changed (else
+  // the new values re-packed in place). Synchronous.
+  void install(const SlotMap& slots, bool mask_changed, cudaStream_t stream) {
+    m_opt->remap(slots, stream);
+    m_grad.fill_bytes(0, stream);
+    if (mask_changed)
+      rebuild(stream);
+    else
+      pack(stream);
+    SPARSENM_CUDA_CHECK(cudaStreamSynchronize(stream));
+  }
+
   std::size_t nnz() const { return std::size_t(m_out) * std::size_t(m_in / 2); }
   std::size_t outputs() const { return std::size_t(m_tokens) * std::size_t(m_out); }
   static Vector<float> vec(const DeviceBuffer<float>& d, cudaStream_t stream) {

@@ -122,13 +122,7 @@ class Tans {
   const TansConfig& config() const { return m_cfg; }
   /// Changes the step size from the next step on (schedules; sparsenm::Tans::set_lr). eta is
   /// computed on the host when a step is enqueued, so a captured graph keeps its lr.
-  void set_lr(double lr) {
-    check_finite_positive(lr, "cuda::Tans::set_lr: lr");
-    SPARSENM_CHECK(lr * m_cfg.weight_decay <= 1.0,
-                   "cuda::Tans::set_lr: lr * weight_decay = ", lr * m_cfg.weight_decay,
-                   " must be <= 1");
-    m_cfg.lr = lr;
-  }
+  void set_lr(double lr) { m_cfg.set_lr(lr, "cuda::Tans::set_lr"); }
   long steps() const { return m_steps; }
   Index rows() const { return m_rows; }
   Index cols() const { return m_cols; }
@@ -306,13 +300,7 @@ class TansCompressed {
   const TansConfig& config() const { return m_cfg; }
   /// Changes the step size from the next step on (schedules; sparsenm::Tans::set_lr). eta is
   /// computed on the host when a step is enqueued, so a captured graph keeps its lr.
-  void set_lr(double lr) {
-    check_finite_positive(lr, "cuda::TansCompressed::set_lr: lr");
-    SPARSENM_CHECK(lr * m_cfg.weight_decay <= 1.0,
-                   "cuda::TansCompressed::set_lr: lr * weight_decay = ", lr * m_cfg.weight_decay,
-                   " must be <= 1");
-    m_cfg.lr = lr;
-  }
+  void set_lr(double lr) { m_cfg.set_lr(lr, "cuda::TansCompressed::set_lr"); }
   long steps() const { return m_steps; }
   const DeviceBuffer<S>& exp_avg_sq() const { return m_v; }  ///< V of the slots (device)
   const DeviceBuffer<S>& momentum() const { return m_p; }    ///< P of the slots (device)

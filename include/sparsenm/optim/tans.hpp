@@ -94,6 +94,15 @@ struct TansConfig {
     if (ramp_steps == 0) return gamma_ns;
     return gamma_ns * std::min(1.0, double(tau) / double(ramp_steps));
   }
+  /// A new step size (schedules), checked as validate() checks lr; `caller` names the set_lr of
+  /// the optimizer in errors. The CPU and CUDA TANS routes all use this.
+  void set_lr(double new_lr, const char* caller) {
+    SPARSENM_CHECK(std::isfinite(new_lr) && new_lr > 0, caller, ": lr = ", new_lr,
+                   " must be finite and > 0");
+    SPARSENM_CHECK(new_lr * weight_decay <= 1.0, caller,
+                   ": lr * weight_decay = ", new_lr * weight_decay, " must be <= 1");
+    lr = new_lr;
+  }
 };
 
 /// TANS for one (out, in) row-major weight matrix under a changing N:M mask (chtsnm Sec. 3.2):
@@ -209,12 +218,7 @@ class Tans {
   /// The settings.
   const TansConfig& config() const { return m_cfg; }
   /// Changes eta (for schedules) without touching the state.
-  void set_lr(double lr) {
-    check_finite_positive(lr, "Tans::set_lr: lr");
-    SPARSENM_CHECK(lr * m_cfg.weight_decay <= 1.0,
-                   "Tans::set_lr: lr * weight_decay = ", lr * m_cfg.weight_decay, " must be <= 1");
-    m_cfg.lr = lr;
-  }
+  void set_lr(double lr) { m_cfg.set_lr(lr, "Tans::set_lr"); }
   const Matrix<S>& exp_avg_sq() const { return m_v; }  ///< V
   const Matrix<S>& momentum() const { return m_p; }    ///< P
   long steps() const { return m_steps; }               ///< steps taken (skipped ones excluded)
