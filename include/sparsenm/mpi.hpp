@@ -332,6 +332,10 @@ class MpiDataParallel {
       wait_shared();
     else
       wait_gathered();
+    m_last_payload = m_payload;
+    m_last_sent = m_sent;
+    m_pieces.clear();
+    m_payload = m_sent = 0;
     if (balancing()) rebalance();
   }
 
@@ -410,7 +414,7 @@ class MpiDataParallel {
     if (m_open < m_buckets.size() && m_buckets[m_open].used > 0) start(m_open++);
     for (std::size_t k = 0; k < m_open; ++k)
       detail::mpi_check(MPI_Wait(&m_buckets[k].request, MPI_STATUS_IGNORE), "MPI_Wait");
-    const S scale = m_cfg.average && m_size > 1 && !balancing() ? S(1) / S(m_size) : S(1);
+    const S scale = reduction_scale();
     const std::size_t cap = m_bucket_elems;
     for (const Piece& p : m_pieces) {
       const S* from = m_buckets[p.bucket].buf.data() + p.offset;
@@ -426,15 +430,16 @@ class MpiDataParallel {
         for (std::size_t i = 0; i < p.count; ++i) p.dst[i] = from[i] * scale;
       }
     }
-    m_last_payload = m_payload;
-    m_last_sent = m_sent;
-    m_pieces.clear();
     for (Bucket& bk : m_buckets) bk.used = 0;
     m_open = 0;
-    m_payload = m_sent = 0;
   }
 
   bool balancing() const { return !m_shares.empty(); }
+  // What the sum is multiplied by: 1/K for the average of equal shards; 1 for plain sums, one
+  // rank, or balanced shares (each rank weighed its own gradient by n_r / B at post()).
+  S reduction_scale() const {
+    return m_cfg.average && m_size > 1 && !balancing() ? S(1) / S(m_size) : S(1);
+  }
 
   // After a wait(): every balance_interval timed steps, the ranks exchange their rows per second
   // over the window (time from leaving one wait() to entering the next: this rank's own work) and
@@ -505,10 +510,7 @@ class MpiDataParallel {
   }
 
   void wait_shared() {
-    if (m_pieces.empty()) {  // nothing posted (on every rank: they post the same shapes)
-      m_last_payload = m_last_sent = m_payload = m_sent = 0;
-      return;
-    }
+    if (m_pieces.empty()) return;  // nothing posted (on every rank: they post the same shapes)
     if (m_shm_overflow || m_shm_used > m_shm_cap) {
       grow_window(m_shm_used);
       for (const Piece& p : m_pieces) std::copy(p.dst, p.dst + p.count, own_segment() + p.offset);
@@ -517,7 +519,7 @@ class MpiDataParallel {
     detail::mpi_check(MPI_Win_sync(m_win), "MPI_Win_sync");
     detail::mpi_check(MPI_Barrier(m_comm), "MPI_Barrier");
     detail::mpi_check(MPI_Win_sync(m_win), "MPI_Win_sync");
-    const S scale = m_cfg.average && !balancing() ? S(1) / S(m_size) : S(1);
+    const S scale = reduction_scale();
     const std::size_t half = m_parity * m_shm_cap;
     for (const Piece& p : m_pieces) {
       // Rank order, as the all-gather route: ((g_0 + g_1) + g_2) + ..., then the scale.
@@ -536,12 +538,8 @@ class MpiDataParallel {
       for (std::size_t i = 0; i < p.count; ++i) out[i] *= scale;
     }
     m_parity ^= 1;
-    m_last_payload = m_payload;
-    m_last_sent = m_sent;
-    m_pieces.clear();
     m_shm_used = 0;
     m_shm_overflow = false;
-    m_payload = m_sent = 0;
   }
   std::size_t own_block() const { return ordered() ? std::size_t(m_rank) * m_bucket_elems : 0; }
 
