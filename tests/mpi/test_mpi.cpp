@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <thread>
 #include <vector>
@@ -54,6 +55,32 @@ TEST(Shard, EqualDisjointSlicesInRankOrder) {
   MpiConfig tiny;
   tiny.bucket_bytes = 8;  // < 64 B
   EXPECT_THROW(tiny.validate(), Error);
+}
+
+// The window copy (streaming stores past an element-wise head) against std::memcpy, for every
+// alignment of the target within a 16-byte line and lengths around the 16-byte steps; the bytes
+// around the target stay untouched.
+TEST(StreamCopy, EqualsMemcpyForEveryAlignmentAndLength) {
+  std::vector<float> src(300);
+  for (std::size_t i = 0; i < src.size(); ++i) src[i] = float(i) * 0.5f - 7.0f;
+  std::vector<double> srcd(120);
+  for (std::size_t i = 0; i < srcd.size(); ++i) srcd[i] = double(i) * 0.25 + 1.0;
+  for (std::size_t shift = 0; shift < 4; ++shift) {
+    for (std::size_t n : {0, 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 64, 255, 299}) {
+      std::vector<float> dst(320, -1.0f), want(320, -1.0f);
+      detail::stream_copy(src.data(), dst.data() + shift, n);
+      std::memcpy(want.data() + shift, src.data(), n * sizeof(float));
+      EXPECT_EQ(0, std::memcmp(dst.data(), want.data(), dst.size() * sizeof(float)))
+          << "float shift " << shift << " n " << n;
+    }
+    for (std::size_t n : {0, 1, 2, 3, 5, 8, 63, 117}) {
+      std::vector<double> dst(124, -1.0), want(124, -1.0);
+      detail::stream_copy(srcd.data() + 1, dst.data() + shift, n);
+      std::memcpy(want.data() + shift, srcd.data() + 1, n * sizeof(double));
+      EXPECT_EQ(0, std::memcmp(dst.data(), want.data(), dst.size() * sizeof(double)))
+          << "double shift " << shift << " n " << n;
+    }
+  }
 }
 
 // Gradients of three shapes, summed over the ranks and averaged, against the rank-order sum
