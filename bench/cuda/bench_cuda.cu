@@ -480,8 +480,10 @@ void bench_layer24(cudaStream_t s, cublasHandle_t h) {
         route_name(layer.pack_route()));
     const auto ft = layer.fused_tiles();
     std::printf(
-        "  fused tiles: %u slot rows x %u slots, windows %u / %u words (fwd / transposed)\n",
-        ft.rows, ft.slots, ft.window_fwd, ft.window_bwd);
+        "  fused tiles (%s%s): %u slot rows x %u slots, windows %u / %u words (fwd / "
+        "transposed)\n",
+        ft.runs ? "runs" : "windows", ft.fwd_direct ? ", forward direct" : "", ft.rows, ft.slots,
+        ft.window_fwd, ft.window_bwd);
     // Where cuSPARSELt's packing puts the slots: the first value words of each packed weight as
     // (row, slot) of the out x in/2 slot matrix, and how long the runs of consecutive slots are.
     for (bool tr : {false, true}) {
@@ -513,6 +515,7 @@ void bench_layer24(cudaStream_t s, cublasHandle_t h) {
       std::printf("\n");
     }
     result(k + "_fused", layer.pack_route() == sc::PackRoute::Fused);
+    result(k + "_fused_runs", ft.runs);
     result(k + "_fused_rows", ft.rows);
     result(k + "_fused_slots", ft.slots);
     result(k + "_fused_window_fwd", ft.window_fwd);
@@ -563,7 +566,9 @@ void bench_layer24(cudaStream_t s, cublasHandle_t h) {
     // dW tilings: fp32 tile bytes, and the sampling on a second stream or not; the fastest is
     // kept for the rest (the sampled dW against the dense dW of the same data).
     s_fwd();  // backward() needs a forward first
-    {
+    // (SPARSENM_BENCH_DW_SWEEP=1; measured on 2026-12-07, bench/RESULTS.md: 64 MiB on one
+    // stream, the default, was the fastest or within noise at both shapes.)
+    if (std::getenv("SPARSENM_BENCH_DW_SWEEP")) {
       std::size_t best_bytes = 0;
       bool best_overlap = false;
       double best_ms = 1e30;
@@ -584,6 +589,29 @@ void bench_layer24(cudaStream_t s, cublasHandle_t h) {
                   best_overlap ? ", two streams" : "");
       result(k + "_dw_best_mib", double(best_bytes >> 20));
       result(k + "_dw_best_overlap", best_overlap);
+    }
+    // Rectangle shapes of the fused pass's run layout: optimizer + re-pack per shape; the
+    // fastest is kept.
+    if (ft.runs) {
+      const std::pair<unsigned, unsigned> shapes_rj[] = {{64, 64},  {128, 64}, {32, 128},
+                                                         {64, 128}, {16, 256}, {128, 32}};
+      double best = 1e30;
+      std::pair<unsigned, unsigned> best_rj{ft.rows, ft.slots};
+      for (auto rj : shapes_rj) {
+        if (!layer.set_fused_runs(rj.first, rj.second, s)) {
+          std::printf("  fused runs %u x %u: not available\n", rj.first, rj.second);
+          continue;
+        }
+        const double ms = median_ms([&](int) { s_opt(); }, 2, reps, s);
+        const double pk = median_ms([&](int) { layer.pack(s); }, 2, reps, s);
+        std::printf("  fused runs %3u x %3u: optimizer+pack %.3f ms, pack alone %.3f ms\n",
+                    rj.first, rj.second, ms, pk);
+        result(k + "_runs_" + std::to_string(rj.first) + "x" + std::to_string(rj.second) + "_ms",
+               ms);
+        if (ms < best) best = ms, best_rj = rj;
+      }
+      layer.set_fused_runs(best_rj.first, best_rj.second, s);
+      std::printf("  fused runs kept: %u x %u\n", best_rj.first, best_rj.second);
     }
     // Optimizer + re-pack on each route (fused tiles; Adam then gather), and the whole step.
     const sc::PackRoute main_route = layer.pack_route();

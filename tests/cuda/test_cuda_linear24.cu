@@ -6,6 +6,7 @@
 // CPU TopologyRefresher run on the same weight (values and indices bit-identical, moments of kept
 // slots moved exactly, fresh ones 0). Outputs are poisoned (NaN) before each run.
 #include <cstdint>
+#include <cstdio>
 #include <vector>
 
 #include <cuda_bf16.h>
@@ -316,14 +317,26 @@ TEST(CudaSparseLinear24, FusedAdamPackEqualsAdamThenGatherAndCpuAdam) {
   // PackRoute::Fused (Adam and the re-pack of both packed weights in one tiled pass) against the
   // gather route: each step's packed buffers must equal, byte for byte, what the gather route
   // writes for the same master values; the values must match a layer on the gather route fed the
-  // same data (1e-6) and the CPU compressed Adam (1e-5). Shapes: one with whole rectangles, one
-  // (208 x 1040: 520 slots a row) with partial rectangles at both edges.
+  // same data (1e-6) and the CPU compressed Adam (1e-5). Both layouts of the pass: runs (the
+  // default: one run a slot row of the forward packing, one a column of W of the transposed one)
+  // and single windows (fused_runs false). Shapes: one with whole rectangles, one (208 x 1040:
+  // 520 slots a row) with partial rectangles at both edges, and 1024 x 1536 where a rectangle's
+  // transposed words are spread over 2J rows of Wᵀ (the case of the large layers: the run layout
+  // must hold there with cuSPARSELt's Wᵀ packing in its own row order).
   if (sc::device_count() == 0) GTEST_SKIP() << "no CUDA device";
-  const std::pair<Index, Index> shapes[] = {{96, 128}, {208, 1040}};
-  for (auto sh : shapes) {
-    SCOPED_TRACE(std::to_string(sh.first) + "x" + std::to_string(sh.second));
+  struct Case {
+    Index out, in;
+    bool runs;
+  };
+  const Case cases[] = {
+      {96, 128, true}, {208, 1040, true}, {1024, 1536, true}, {96, 128, false}, {208, 1040, false}};
+  for (const Case& cs : cases) {
+    const std::pair<Index, Index> sh{cs.out, cs.in};
+    SCOPED_TRACE(std::to_string(sh.first) + "x" + std::to_string(sh.second) +
+                 (cs.runs ? " runs" : " windows"));
     const Fixture f = make(sh.first, sh.second, 32, Layout::Transposable, 61);
     sc::Linear24Config cfg;
+    cfg.fused_runs = cs.runs;
     cfg.search = false;
     cfg.tune = false;
     cfg.adam.lr = 1e-2;
@@ -335,14 +348,36 @@ TEST(CudaSparseLinear24, FusedAdamPackEqualsAdamThenGatherAndCpuAdam) {
     sc::Linear24Config hcfg = cfg;  // the fused pass on the forward packing only (the route of
     hcfg.fused_transposed = false;  // large layers), the transposed one by the gather
     sc::SparseLinear24 half(f.w, f.bias, f.tokens, hcfg);
+    sc::Linear24Config ncfg = cfg;  // the sampling pass in backward(), not in the fused step
+    ncfg.sample_in_step = false;
+    sc::SparseLinear24 nosample(f.w, f.bias, f.tokens, ncfg);
     ASSERT_EQ(half.pack_route(), sc::PackRoute::Fused);
     EXPECT_EQ(half.fused_tiles().window_bwd, 0u);
     ASSERT_EQ(fused.pack_route(), sc::PackRoute::Fused);
     ASSERT_EQ(gather.pack_route(), sc::PackRoute::InPlace);
     const auto t = fused.fused_tiles();
+    std::printf("  %lldx%lld: fused %s%s, %u x %u slots, staged / window words %u / %u\n",
+                (long long)sh.first, (long long)sh.second, t.runs ? "runs" : "windows",
+                t.fwd_direct ? " (forward direct)" : "", t.rows, t.slots, t.window_fwd,
+                t.window_bwd);
     EXPECT_GT(t.rows * t.slots, 0u);
     EXPECT_LE(t.window_fwd, 16384u);
     EXPECT_LE(t.window_bwd, 16384u);
+    EXPECT_GT(t.window_bwd, 0u);
+    if (!cs.runs) EXPECT_FALSE(t.runs);
+    if (sh.first >= 1024) EXPECT_TRUE(t.runs);  // the layout of the large layers
+    if (t.runs) {
+      // Another rectangle shape re-planned on the same maps, with the forward packing staged in
+      // runs too (not written directly where it is the slot order): the same bytes; the steps
+      // below run on it, the other fused layers on the default plan.
+      ASSERT_TRUE(fused.set_fused_runs(128, 64, nullptr, false));
+      EXPECT_EQ(fused.fused_tiles().rows, 128u);
+      EXPECT_FALSE(fused.fused_tiles().fwd_direct);
+      EXPECT_GT(fused.fused_tiles().window_fwd, 0u);
+      fused.pack();
+      EXPECT_EQ(packed_bytes(fused.forward_plan()), packed_bytes(gather.forward_plan()));
+      EXPECT_EQ(packed_bytes(*fused.backward_plan()), packed_bytes(*gather.backward_plan()));
+    }
     // Right after construction both routes packed the same values.
     EXPECT_EQ(packed_bytes(fused.forward_plan()), packed_bytes(gather.forward_plan()));
     EXPECT_EQ(packed_bytes(*fused.backward_plan()), packed_bytes(*gather.backward_plan()));
@@ -356,9 +391,15 @@ TEST(CudaSparseLinear24, FusedAdamPackEqualsAdamThenGatherAndCpuAdam) {
       adam.step(cpu, fused.grad_values());
       adam_bias.step(cpu_bias, fused.grad_bias().transpose());
       check_pass(half, cpu, cpu_bias.row(0).transpose(), 800 + std::uint64_t(it));
-      fused.step();
+      check_pass(nosample, cpu, cpu_bias.row(0).transpose(), 800 + std::uint64_t(it));
+      fused.step();  // (grad_values() above sampled a copy; the step samples the tile itself)
       gather.step();
       half.step();
+      nosample.step();
+      // dW sampled inside the fused step: the same bits as the sampling pass of backward().
+      EXPECT_EQ(fused.download().values, nosample.download().values) << "step " << it;
+      EXPECT_EQ(packed_bytes(nosample.forward_plan()), packed_bytes(fused.forward_plan()));
+      EXPECT_EQ(packed_bytes(*nosample.backward_plan()), packed_bytes(*fused.backward_plan()));
       EXPECT_EQ(packed_bytes(half.forward_plan()), packed_bytes(fused.forward_plan()));
       EXPECT_EQ(packed_bytes(*half.backward_plan()), packed_bytes(*fused.backward_plan()));
       const auto pf = packed_bytes(fused.forward_plan()), pb = packed_bytes(*fused.backward_plan());

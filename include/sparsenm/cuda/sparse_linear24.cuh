@@ -100,7 +100,11 @@ enum class PackRoute { InPlace, Recompress, Fused };
 /// | dw_overlap       | sample tile k on a second stream during product k + 1      | false   |
 /// | fused_pack       | PackRoute::Fused where the windows allow it                | true    |
 /// | fused_transposed | the fused pass writes Wᵀ's packing too (false: the forward  | true    |
-/// |                  | packing only, Wᵀ's by the gather; fits large layers)        |         |
+/// |                  | packing only, Wᵀ's by the gather)                           |         |
+/// | fused_runs       | try the run layout of the fused pass first (file comment);  | true    |
+/// |                  | false: the single-window layout only                        |         |
+/// | sample_in_step   | dW sampled inside the fused Adam pass when the whole dW is  | true    |
+/// |                  | one tile (PackRoute::Fused, run layout; file comment)       |         |
 struct Linear24Config {
   AdamConfig adam{};
   bool search = true;
@@ -109,6 +113,8 @@ struct Linear24Config {
   bool dw_overlap = false;
   bool fused_pack = true;
   bool fused_transposed = true;
+  bool fused_runs = true;
+  bool sample_in_step = true;
   void validate() const {
     adam.validate();
     SPARSENM_CHECK(dw_scratch_bytes >= 1024,
@@ -197,6 +203,9 @@ class SparseLinear24 {
     // until the sampling of tile k - 2 (same buffer) is done, the sampling of tile k (second
     // stream) waits for its product, and the stream waits for the last sampling at the end.
     const bool overlap = m_dw_overlap && m_out > m_dw_rows;
+    // The whole dW in one tile and the fused run pass next: step() samples it (file comment).
+    const bool defer = m_cfg.sample_in_step && m_dw_rows >= m_out && fused_runs_route();
+    m_grad_pending = false;
     cudaStream_t side = overlap ? m_side->get() : stream;
     if (overlap) {
       SPARSENM_CUDA_CHECK(cudaEventRecord(m_ev_fork, stream));
@@ -216,10 +225,7 @@ class SparseLinear24 {
         SPARSENM_CUDA_CHECK(cudaEventRecord(m_ev_product[k & 1], stream));
         SPARSENM_CUDA_CHECK(cudaStreamWaitEvent(side, m_ev_product[k & 1], 0));
       }
-      const std::size_t n = std::size_t(r) * std::size_t(m_in / 4);
-      detail::sample_tile4_kernel<float><<<detail::grid_for(n, 256), 256, 0, side>>>(
-          tile, m_idx.data(), std::size_t(o0), std::size_t(r), std::size_t(m_in), m_grad.data());
-      SPARSENM_CUDA_CHECK_LAUNCH("sample_tile4_kernel");
+      if (!defer) sample_tile(tile, o0, r, side);
       if (overlap) SPARSENM_CUDA_CHECK(cudaEventRecord(m_ev_sampled[k & 1], side));
     }
     // dX after the dW products: with overlap the last tile's sampling runs next to it.
@@ -243,11 +249,13 @@ class SparseLinear24 {
       SPARSENM_CUDA_CHECK(cudaEventRecord(m_ev_fork, side));
       SPARSENM_CUDA_CHECK(cudaStreamWaitEvent(stream, m_ev_fork, 0));
     }
+    m_grad_pending = defer;
   }
 
   /// One Adam step on the active values (and the bias) with the gradients of the last
   /// backward, then the re-pack of the bf16 weights. Allocates nothing; capturable.
   void step(cudaStream_t stream = nullptr) {
+    if (m_grad_pending && !fused_runs_route()) materialize_grad(stream, false);
     if (m_pack_route == PackRoute::Fused) {
       m_opt->tick(stream);
       fused_pass<true>(stream);
@@ -264,6 +272,7 @@ class SparseLinear24 {
     SPARSENM_CHECK(tile_bytes >= 1024,
                    "cuda::SparseLinear24::set_dw_tiling: tile_bytes = ", tile_bytes,
                    " must be >= 1024");
+    if (m_grad_pending) materialize_grad(nullptr, true);  // the tile is about to go
     const std::size_t rows =
         std::max<std::size_t>(16, tile_bytes / (sizeof(float) * std::size_t(m_in)));
     m_dw_rows = Index(std::min<std::size_t>(rows, std::size_t(m_out)));
@@ -291,10 +300,32 @@ class SparseLinear24 {
   }
   /// The rectangle of the fused pass (slot rows x slots) and its largest windows (words of the
   /// forward / transposed packed weight); zeros without PackRoute::Fused available.
+  /// With `runs` (the run layout) the windows are the staged words of a rectangle: its runs of
+  /// the forward packing (one a slot row; 0 with fwd_direct) and of the transposed one (one a
+  /// column of W).
   struct FusedTiles {
     unsigned rows = 0, slots = 0, window_fwd = 0, window_bwd = 0;
+    bool runs = false;
+    bool fwd_direct = false;  ///< runs: the forward packing is the slot order, written directly
   };
   FusedTiles fused_tiles() const { return m_tiles_ok ? m_tiles : FusedTiles{}; }
+  /// Re-plans the run layout of the fused pass with rectangles of `rows` slot rows x `slots`
+  /// slots (rows % 16 == 0, slots % 8 == 0; for measuring). `direct` false stages the forward
+  /// packing in runs even where it is the slot order (for the test of that path). Returns false,
+  /// and keeps the current plan, if the layout check fails for that shape or no fused route
+  /// exists for this mask.
+  bool set_fused_runs(unsigned rows, unsigned slots, cudaStream_t stream = nullptr,
+                      bool direct = true) {
+    SPARSENM_CHECK(rows > 0 && slots > 0 && rows % 16 == 0 && slots % 8 == 0,
+                   "cuda::SparseLinear24::set_fused_runs: rows = ", rows, ", slots = ", slots,
+                   " must be positive multiples of 16 and 8");
+    if (!m_tiles_ok || m_map_fwd.size() == 0 || m_map_bwd.size() == 0) return false;
+    DeviceBuffer<std::uint32_t> inv_fwd, inv_bwd;
+    invert_map(m_map_fwd, inv_fwd, stream);
+    invert_map(m_map_bwd, inv_bwd, stream);
+    const std::pair<unsigned, unsigned> shape[] = {{rows, slots}};
+    return plan_runs(inv_fwd, inv_bwd, shape, stream, direct);
+  }
   /// The slot map of a packed weight (16-bit word -> slot; detail::kNoSlot for metadata and
   /// padding), forward or transposed (empty unless PackRoute::InPlace / Fused): what cuSPARSELt's
   /// packing does with the slots, for diagnostics.
@@ -403,6 +434,7 @@ class SparseLinear24 {
     m_values.upload(weight.values.data(), nnz(), stream);
     m_opt->remap(map, stream);
     m_grad.fill_bytes(0, stream);
+    m_grad_pending = false;
     rebuild(stream);
     return map;
   }
@@ -424,7 +456,10 @@ class SparseLinear24 {
     w.indices = m_indices;
     return w;
   }
+  /// dW on the active entries of the last backward (host copy). With the sampling deferred to
+  /// step() (Linear24Config::sample_in_step) it is sampled from the tile first.
   Matrix<float> grad_values(cudaStream_t stream = nullptr) const {
+    if (m_grad_pending) materialize_grad(stream, false);
     return to_host(m_grad, m_out, m_in / 2, stream);
   }
   Vector<float> bias(cudaStream_t stream = nullptr) const { return vec(m_bias, stream); }
@@ -440,7 +475,13 @@ class SparseLinear24 {
   /// In-group index of every slot (device bytes, the layout of values_data()): what a compressed
   /// optimizer needs to scatter the slots into the dense shape (cuda::TansCompressed::step).
   const std::uint8_t* indices_data() const { return m_idx.data(); }
-  float* grad_data() { return m_grad.data(); }
+  /// The device gradient of the active entries (out x in/2 fp32), for optimizers other than the
+  /// layer's own Adam, which may also write it. With the sampling deferred to step() it is
+  /// sampled here first (on `stream`), and step() then reads this buffer.
+  float* grad_data(cudaStream_t stream = nullptr) {
+    if (m_grad_pending) materialize_grad(stream, true);
+    return m_grad.data();
+  }
   const Adam<float>& optimizer() const { return *m_opt; }
   bool has_bias() const { return m_bias.size() > 0; }
   Index in() const { return m_in; }
@@ -472,11 +513,31 @@ class SparseLinear24 {
   void install(const SlotMap& slots, bool mask_changed, cudaStream_t stream) {
     m_opt->remap(slots, stream);
     m_grad.fill_bytes(0, stream);
+    m_grad_pending = false;
     if (mask_changed)
       rebuild(stream);
     else
       pack(stream);
     SPARSENM_CUDA_CHECK(cudaStreamSynchronize(stream));
+  }
+
+  /// The fused pass with the run layout is the step's route (it can sample dW itself).
+  bool fused_runs_route() const {
+    return m_pack_route == PackRoute::Fused && m_tiles_ok && m_tiles.runs;
+  }
+  /// dW on the active entries from a tile of rows [o0, o0 + r) into m_grad.
+  void sample_tile(const float* tile, Index o0, Index r, cudaStream_t stream) const {
+    const std::size_t n = std::size_t(r) * std::size_t(m_in / 4);
+    detail::sample_tile4_kernel<float><<<detail::grid_for(n, 256), 256, 0, stream>>>(
+        tile, m_idx.data(), std::size_t(o0), std::size_t(r), std::size_t(m_in),
+        const_cast<float*>(m_grad.data()));
+    SPARSENM_CUDA_CHECK_LAUNCH("sample_tile4_kernel");
+  }
+  /// Writes the deferred gradient (the whole dW in the tile) into m_grad. `release`: step() is to
+  /// read m_grad from now on (a caller may write it; the tile may go).
+  void materialize_grad(cudaStream_t stream, bool release) const {
+    sample_tile(m_dw_tile.data(), 0, m_out, stream);
+    if (release) m_grad_pending = false;
   }
 
   std::size_t nnz() const { return std::size_t(m_out) * std::size_t(m_in / 2); }
@@ -602,7 +663,9 @@ class SparseLinear24 {
       m_map_bwd = DeviceBuffer<std::uint32_t>();
     }
     m_pack_route = in_place ? PackRoute::InPlace : PackRoute::Recompress;
-    m_tiles_ok = in_place && transposable && plan_tiles(inv_fwd, inv_bwd, stream);
+    m_tiles_ok = in_place && transposable &&
+                 ((m_cfg.fused_runs && plan_runs(inv_fwd, inv_bwd, kRunShapes, stream)) ||
+                  plan_tiles(inv_fwd, inv_bwd, stream));
     if (m_tiles_ok && m_cfg.fused_pack) m_pack_route = PackRoute::Fused;
     // Dense bf16 copies persist only where a route needs them (file comment).
     m_dense_w = (!transposable || !in_place) ? std::move(pruned) : DeviceBuffer<__nv_bfloat16>();
@@ -624,6 +687,93 @@ class SparseLinear24 {
     SPARSENM_CUDA_CHECK_LAUNCH("fill_search_input");
     m_fwd->tune(a.data(), b.data(), 5, stream);
     if (m_bwd) m_bwd->tune(a.data(), b.data(), 5, stream);
+  }
+
+  /// Rectangle shapes (slot rows x slots) the run layout tries, in order: 4096 slots a block
+  /// (good balance over the SMs at 4096 x 4096), then larger and narrower ones.
+  static constexpr std::pair<unsigned, unsigned> kRunShapes[] = {
+      {64, 64}, {128, 64}, {32, 128}, {16, 256}};
+
+  /// slot -> word from word -> slot (kNoSlot for metadata).
+  void invert_map(const DeviceBuffer<std::uint32_t>& slot_of, DeviceBuffer<std::uint32_t>& inv,
+                  cudaStream_t stream) {
+    DeviceBuffer<unsigned long long> counters(2);
+    counters.fill_bytes(0, stream);
+    inv.resize(nnz());
+    inv.fill_bytes(0xff, stream);
+    detail::invert_slots_kernel<std::uint32_t>
+        <<<detail::grid_for(slot_of.size(), 256), 256, 0, stream>>>(
+            slot_of.data(), slot_of.size(), nnz(), inv.data(), counters.data());
+    SPARSENM_CUDA_CHECK_LAUNCH("invert_slots_kernel");
+  }
+
+  /// The run layout of PackRoute::Fused (file comment; detail::RunShape): for the first of
+  /// `shapes` whose check passes on both packed weights (or the forward one alone without
+  /// fused_transposed), the per-slot staging offsets and the per-run bases; the forward packing
+  /// in runs along slot rows, the transposed one in runs along columns of W. Runs at rebuild.
+  template <std::size_t N>
+  bool plan_runs(const DeviceBuffer<std::uint32_t>& inv_fwd,
+                 const DeviceBuffer<std::uint32_t>& inv_bwd,
+                 const std::pair<unsigned, unsigned> (&shapes)[N], cudaStream_t stream,
+                 bool allow_direct = true) {
+    const std::size_t nnzr = std::size_t(m_in / 2), out = std::size_t(m_out);
+    const bool both = m_cfg.fused_transposed;
+    DeviceBuffer<std::uint32_t> count, base[2];
+    DeviceBuffer<std::uint16_t> off[2];
+    DeviceBuffer<unsigned long long> bad(1);
+    // The forward packing in slot order (word s = slot s): written directly, nothing staged.
+    bool direct = false;
+    if (allow_direct) {
+      bad.fill_bytes(0, stream);
+      detail::count_not_identity_kernel<std::uint32_t>
+          <<<detail::grid_for(nnz(), 256), 256, 0, stream>>>(inv_fwd.data(), nnz(), bad.data());
+      SPARSENM_CUDA_CHECK_LAUNCH("count_not_identity_kernel");
+      unsigned long long n = 1;
+      bad.download(&n, 1, stream);
+      direct = n == 0;
+    }
+    for (const auto& sh : shapes) {
+      const unsigned R = sh.first, J = sh.second;
+      const unsigned staged_a = direct ? 0u : detail::RunShape::of(false, R, J).staged();
+      const unsigned staged_b = both ? detail::RunShape::of(true, R, J).staged() : 0u;
+      // 16-bit offsets; the kernel's staging fits the default 48 KiB of shared memory.
+      if (R % 16 != 0 || J % 8 != 0 || staged_a > 65535u || staged_b > 65535u ||
+          2 * std::size_t(staged_a + staged_b) > (std::size_t(48) << 10))
+        continue;
+      const unsigned nbj = unsigned((nnzr + J - 1) / J);
+      const std::size_t nblocks = ((out + R - 1) / R) * nbj;
+      if (nblocks >= (std::size_t(1) << 31)) continue;
+      bad.fill_bytes(0, stream);
+      for (int side = direct ? 1 : 0; side < (both ? 2 : 1); ++side) {
+        const bool col = side == 1;
+        const unsigned max_runs = col ? 2 * J : R;
+        base[side].resize(nblocks * max_runs);
+        base[side].fill_bytes(0xff, stream);
+        count.resize(nblocks * max_runs);
+        count.fill_bytes(0, stream);
+        off[side].resize(nnz());
+        const DeviceBuffer<std::uint32_t>& inv = col ? inv_bwd : inv_fwd;
+        const unsigned grid = detail::grid_for(nnz(), 256);
+        detail::run_bounds_kernel<std::uint32_t>
+            <<<grid, 256, 0, stream>>>(inv.data(), m_idx.data(), out, nnzr, R, J, nbj, col,
+                                       max_runs, base[side].data(), count.data());
+        SPARSENM_CUDA_CHECK_LAUNCH("run_bounds_kernel");
+        detail::run_offsets_kernel<std::uint32_t><<<grid, 256, 0, stream>>>(
+            inv.data(), m_idx.data(), out, nnzr, R, J, nbj, col, max_runs, base[side].data(),
+            count.data(), off[side].data(), bad.data());
+        SPARSENM_CUDA_CHECK_LAUNCH("run_offsets_kernel");
+      }
+      unsigned long long nbad = 0;
+      bad.download(&nbad, 1, stream);
+      if (nbad != 0) continue;
+      m_tiles = FusedTiles{R, J, staged_a, staged_b, true, direct};
+      m_off_fwd = std::move(off[0]);  // empty with `direct`: the kernel's signal
+      m_base_fwd = std::move(base[0]);
+      m_off_bwd = both ? std::move(off[1]) : DeviceBuffer<std::uint16_t>();
+      m_base_bwd = both ? std::move(base[1]) : DeviceBuffer<std::uint32_t>();
+      return true;
+    }
+    return false;
   }
 
   /// The rectangle shape of PackRoute::Fused (file comment): for each candidate (slot rows R x
@@ -675,7 +825,7 @@ class SparseLinear24 {
         }
       }
     if (best.rows == 0) return false;
-    m_tiles = best;
+    m_tiles = best;  // runs == false: one window a rectangle
     const unsigned R = best.rows, J = best.slots, nbj = unsigned((nnzr + J - 1) / J);
     const std::size_t nblocks = ((out + R - 1) / R) * nbj;
     m_off_fwd.resize(nnz());
@@ -709,6 +859,7 @@ class SparseLinear24 {
 
   std::size_t fused_smem() const {
     const std::size_t wa = m_tiles.window_fwd, wb = m_tiles.window_bwd;
+    if (m_tiles.runs) return 2 * (wa + wb);
     return 4 * ((wa + 31) / 32 + (wb + 31) / 32) + 2 * (wa + wb);
   }
 
@@ -720,6 +871,24 @@ class SparseLinear24 {
     const std::size_t nnzr = std::size_t(m_in / 2), out = std::size_t(m_out);
     const unsigned R = m_tiles.rows, J = m_tiles.slots, nbj = unsigned((nnzr + J - 1) / J);
     const unsigned nblocks = unsigned(((out + R - 1) / R) * nbj);
+    __nv_bfloat16* packed_b =
+        m_tiles.window_bwd ? reinterpret_cast<__nv_bfloat16*>(m_bwd->compressed_data()) : nullptr;
+    if (m_tiles.runs) {
+      const bool sample = ADAM && m_grad_pending;
+      auto kernel = sample ? detail::adam_pack_runs_kernel<ADAM, true>
+                           : detail::adam_pack_runs_kernel<ADAM, false>;
+      kernel<<<nblocks, 256, fused_smem(), stream>>>(
+          m_grad.data(), m_opt->exp_avg_data(), m_opt->exp_avg_sq_data(), m_values.data(), out,
+          nnzr, R, J, nbj, m_off_fwd.data(), m_base_fwd.data(), false, R, m_tiles.window_fwd,
+          reinterpret_cast<__nv_bfloat16*>(m_fwd->compressed_data()), m_off_bwd.data(),
+          m_base_bwd.data(), true, 2 * J, packed_b, float(a.beta1), float(a.beta2),
+          float(1.0 - a.beta1), float(1.0 - a.beta2), m_opt->coef_data(), float(a.eps),
+          a.decoupled_weight_decay ? 0.f : float(a.weight_decay),
+          sample ? m_dw_tile.data() : nullptr, m_idx.data());
+      SPARSENM_CUDA_CHECK_LAUNCH("adam_pack_runs_kernel");
+      if (!packed_b) gather(m_map_bwd, *m_bwd, stream);  // forward-only runs
+      return;
+    }
     detail::adam_pack_tiles_kernel<ADAM><<<nblocks, 256, fused_smem(), stream>>>(
         m_grad.data(), m_opt->exp_avg_data(), m_opt->exp_avg_sq_data(), m_values.data(), out, nnzr,
         R, J, nbj, m_off_fwd.data(), m_base_fwd.data(), m_tiles.window_fwd,
@@ -769,6 +938,8 @@ class SparseLinear24 {
   DeviceBuffer<std::uint32_t> m_base_fwd, m_base_bwd;  ///< PackRoute::Fused: rectangle -> window
   FusedTiles m_tiles{};
   bool m_tiles_ok = false, m_dw_overlap = false;
+  /// The last backward left dW in the tile unsampled (sample_in_step): m_grad may be stale.
+  mutable bool m_grad_pending = false;
   std::unique_ptr<Stream> m_side;  ///< dw_overlap: the sampling stream
   cudaEvent_t m_ev_fork = nullptr, m_ev_product[2] = {nullptr, nullptr},
               m_ev_sampled[2] = {nullptr, nullptr};

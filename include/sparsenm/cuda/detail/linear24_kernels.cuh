@@ -228,6 +228,213 @@ __global__ void __launch_bounds__(256) adam_pack_tiles_kernel(
   }
 }
 
+/// Run geometry of one packed weight for the run route of PackRoute::Fused. A rectangle of
+/// `rows` slot rows x `cols` slots (2 cols columns of W) lands in a set of runs of consecutive
+/// packed words: by row (`col_runs` false) one run of `cols` words per row (a packing in slot
+/// order, cuSPARSELt 0.8.0's forward W); by column (`col_runs` true) one run of rows/2 words per
+/// column of W (a packing in Wᵀ's compressed row order, cuSPARSELt 0.8.0's transposed W: a
+/// transposable mask keeps 2 of every 4 rows of a column, so a block's rows of that column are
+/// rows/2 consecutive words). The staging area holds the runs one after the other, each padded
+/// by 2 words (shared-memory banks; 4-byte aligned pairs).
+struct RunShape {
+  unsigned runs, len;
+  __host__ __device__ static RunShape of(bool col_runs, unsigned rows, unsigned cols) {
+    return col_runs ? RunShape{2 * cols, rows / 2} : RunShape{rows, cols};
+  }
+  __host__ __device__ unsigned stride() const { return len + 2; }
+  __host__ __device__ unsigned staged() const { return runs * stride(); }
+};
+
+/// Run of slot s (row r, slot c of its rectangle; j0 the rectangle's first slot, even).
+__device__ __forceinline__ unsigned run_of(bool col_runs, unsigned r, std::size_t j, std::size_t j0,
+                                           std::uint8_t in_group) {
+  return col_runs ? unsigned((j >> 1) * 4 + in_group - 2 * j0) : r;
+}
+
+/// Rebuild time, run route: for each rectangle (R x J slots, block b = bi nbj + bj) and run, the
+/// smallest packed word of its slots (atomicMin into base, which the caller fills with 0xff)
+/// and the number of its slots (count, zeroed). inv: slot -> word.
+template <class W>
+__global__ void run_bounds_kernel(const W* __restrict__ inv, const std::uint8_t* __restrict__ idx,
+                                  std::size_t out, std::size_t nnzr, unsigned R, unsigned J,
+                                  unsigned nbj, bool col_runs, unsigned max_runs,
+                                  std::uint32_t* __restrict__ base,
+                                  std::uint32_t* __restrict__ count) {
+  const std::size_t nnz = out * nnzr;
+  for (std::size_t s = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; s < nnz;
+       s += std::size_t(gridDim.x) * blockDim.x) {
+    const std::size_t o = s / nnzr, j = s - o * nnzr;
+    const std::size_t bi = o / R, bj = j / J;
+    const std::size_t k =
+        (bi * nbj + bj) * max_runs + run_of(col_runs, unsigned(o - bi * R), j, bj * J, idx[s]);
+    atomicMin(base + k, std::uint32_t(inv[s]));
+    atomicAdd(count + k, 1u);
+  }
+}
+
+/// Counts slots s whose packed word is not s (inv: slot -> word): zero when a packing is the
+/// slot order itself (cuSPARSELt 0.8.0's forward W), which the run pass then writes directly.
+template <class W>
+__global__ void count_not_identity_kernel(const W* __restrict__ inv, std::size_t nnz,
+                                          unsigned long long* __restrict__ bad) {
+  unsigned long long local = 0;
+  for (std::size_t s = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; s < nnz;
+       s += std::size_t(gridDim.x) * blockDim.x)
+    local += std::size_t(inv[s]) != s;
+  if (local) atomicAdd(bad, local);
+}
+
+/// Rebuild time, run route: off[s] = the slot's place in its rectangle's staging area (run x
+/// stride + word - run base). Counts into `bad` every slot whose run does not hold exactly `len`
+/// slots or whose word lies outside [base, base + len): then the layout is not the assumed one
+/// and the route is not taken. (With the slot map a bijection, the check makes every run's
+/// words exactly its slots: the staged write-back then touches value words only.)
+template <class W>
+__global__ void run_offsets_kernel(const W* __restrict__ inv, const std::uint8_t* __restrict__ idx,
+                                   std::size_t out, std::size_t nnzr, unsigned R, unsigned J,
+                                   unsigned nbj, bool col_runs, unsigned max_runs,
+                                   const std::uint32_t* __restrict__ base,
+                                   const std::uint32_t* __restrict__ count,
+                                   std::uint16_t* __restrict__ off,
+                                   unsigned long long* __restrict__ bad) {
+  const std::size_t nnz = out * nnzr;
+  unsigned long long local = 0;
+  for (std::size_t s = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; s < nnz;
+       s += std::size_t(gridDim.x) * blockDim.x) {
+    const std::size_t o = s / nnzr, j = s - o * nnzr;
+    const std::size_t bi = o / R, bj = j / J, o0 = bi * R, j0 = bj * J;
+    const unsigned rows = unsigned(out - o0 < R ? out - o0 : R);
+    const unsigned cols = unsigned(nnzr - j0 < J ? nnzr - j0 : J);
+    const RunShape sh = RunShape::of(col_runs, rows, cols);
+    const unsigned run = run_of(col_runs, unsigned(o - o0), j, j0, idx[s]);
+    const std::size_t k = (bi * nbj + bj) * max_runs + run;
+    const std::uint32_t w = std::uint32_t(inv[s]);
+    if (run >= sh.runs || count[k] != sh.len || w < base[k] || w - base[k] >= sh.len) {
+      ++local;
+      continue;
+    }
+    off[s] = std::uint16_t(run * sh.stride() + (w - base[k]));
+  }
+  if (local) atomicAdd(bad, local);
+}
+
+/// Writes a rectangle's staged runs back: run k's `len` words go to packed[base[k] + 0..len),
+/// two words a thread (a 4-byte store where the destination is aligned).
+__device__ __forceinline__ void write_runs(const std::uint16_t* __restrict__ stage, RunShape sh,
+                                           const std::uint32_t* __restrict__ base,
+                                           std::uint16_t* __restrict__ packed) {
+  const unsigned half = sh.len / 2, pairs = sh.runs * half;  // len is even (rows % 16, cols % 8)
+  for (unsigned q = threadIdx.x; q < pairs; q += blockDim.x) {
+    const unsigned run = q / half, pos = 2 * (q - run * half);
+    const std::uint32_t v =
+        *reinterpret_cast<const std::uint32_t*>(stage + run * sh.stride() + pos);
+    std::uint16_t* d = packed + base[run] + pos;
+    if ((reinterpret_cast<std::uintptr_t>(d) & 3u) == 0) {
+      *reinterpret_cast<std::uint32_t*>(d) = v;
+    } else {
+      d[0] = std::uint16_t(v & 0xffffu);
+      d[1] = std::uint16_t(v >> 16);
+    }
+  }
+}
+
+/// PackRoute::Fused, run route: adam_pack_tiles_kernel with the packed words of a rectangle
+/// in runs (RunShape) instead of one window, so a packing that scatters a rectangle's slots far
+/// apart (Wᵀ's at 4096 x 4096: a rectangle spans 2J rows of Wᵀ) is still written coalesced.
+/// Block b: rectangle rows [bi R, +R) x slots [bj J, +J); off_a / off_b: staging place of each
+/// slot (run_offsets_kernel); base_a / base_b: run bases, max_runs_a / max_runs_b a rectangle.
+/// The staging is dense (every staged word is a slot of this block), so no flags are needed.
+/// Bytes a slot: read g, m, v, w (16) and 2 + 2 offset bytes, write m, v, w (12) and 2 + 2
+/// packed bytes, in one launch.
+/// With SAMPLE the gradient is not read from g but sampled here from the dense fp32 dW tile of
+/// the last backward (`tile`, out x in row-major, the whole dW; idx: in-group index of each
+/// slot): four slots are two groups, one 32-byte load and 4 index bytes (sample_tile4_kernel's
+/// selection), which saves the sampling pass's write and this pass's read of the compressed
+/// gradient, and a launch.
+__device__ __forceinline__ float pick4(const float4& v, unsigned i) {
+  return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
+}
+
+template <bool ADAM, bool SAMPLE>
+__global__ void __launch_bounds__(256)
+    adam_pack_runs_kernel(const float* __restrict__ g, float* __restrict__ M, float* __restrict__ V,
+                          float* __restrict__ W, std::size_t out, std::size_t nnzr, unsigned R,
+                          unsigned J, unsigned nbj, const std::uint16_t* __restrict__ off_a,
+                          const std::uint32_t* __restrict__ base_a, bool col_a, unsigned max_runs_a,
+                          unsigned staged_a, __nv_bfloat16* __restrict__ packed_a,
+                          const std::uint16_t* __restrict__ off_b,
+                          const std::uint32_t* __restrict__ base_b, bool col_b, unsigned max_runs_b,
+                          __nv_bfloat16* __restrict__ packed_b, float b1, float b2, float ob1,
+                          float ob2, const AdamCoef<float>* __restrict__ coef, float eps, float l2,
+                          const float* __restrict__ tile, const std::uint8_t* __restrict__ idx) {
+  extern __shared__ std::uint32_t smem[];
+  const bool two = packed_b != nullptr;
+  std::uint16_t* stage_a = reinterpret_cast<std::uint16_t*>(smem);
+  std::uint16_t* stage_b = stage_a + staged_a;  // staged_a is even: 4-byte aligned
+  const unsigned bi = blockIdx.x / nbj, bj = blockIdx.x - bi * nbj;
+  const std::size_t o0 = std::size_t(bi) * R, j0 = std::size_t(bj) * J;
+  const unsigned rows = unsigned(out - o0 < R ? out - o0 : R);
+  const unsigned cols = unsigned(nnzr - j0 < J ? nnzr - j0 : J);  // a multiple of 4
+  const unsigned q4 = cols / 4, n4 = rows * q4;
+  AdamCoef<float> c{0.f, 1.f, 1.f};
+  if (ADAM) c = *coef;
+  for (unsigned t = threadIdx.x; t < n4; t += blockDim.x) {
+    const unsigned r = t / q4, c4 = t - r * q4;
+    const std::size_t s = (o0 + r) * nnzr + j0 + 4 * std::size_t(c4);
+    Vec4<float> wv = load4(W + s);
+    if (ADAM) {
+      Vec4<float> gv;
+      if (SAMPLE) {  // slots j..j+3 (j % 4 == 0): columns 2j..2j+7 of tile row o0 + r
+        const float4* tr = reinterpret_cast<const float4*>(tile + (o0 + r) * (2 * nnzr) +
+                                                           2 * (j0 + 4 * std::size_t(c4)));
+        const float4 lo = tr[0], hi = tr[1];
+        const std::uint32_t ix = *reinterpret_cast<const std::uint32_t*>(idx + s);
+        gv.v[0] = pick4(lo, ix & 3u), gv.v[1] = pick4(lo, (ix >> 8) & 3u);
+        gv.v[2] = pick4(hi, (ix >> 16) & 3u), gv.v[3] = pick4(hi, (ix >> 24) & 3u);
+      } else {
+        gv = load4(g + s);
+      }
+      Vec4<float> mv = load4(M + s), vv = load4(V + s);
+#pragma unroll
+      for (int l = 0; l < 4; ++l)
+        adam_one<false>(gv.v[l], true, mv.v[l], vv.v[l], wv.v[l], b1, b2, ob1, ob2, c.step,
+                        c.inv_sqrt_bc2, eps, l2, c.decay);
+      store4(M + s, mv);
+      store4(V + s, vv);
+      store4(W + s, wv);
+    }
+    std::uint16_t h[4];
+#pragma unroll
+    for (int l = 0; l < 4; ++l) h[l] = __bfloat16_as_ushort(__float2bfloat16(wv.v[l]));
+    if (!off_a) {  // packing a is the slot order itself: word s holds slot s (8-byte store)
+      *reinterpret_cast<uint2*>(reinterpret_cast<std::uint16_t*>(packed_a) + s) =
+          make_uint2(h[0] | (std::uint32_t(h[1]) << 16), h[2] | (std::uint32_t(h[3]) << 16));
+    } else {
+      const uint2 oa = *reinterpret_cast<const uint2*>(off_a + s);  // 4 offsets, 8-byte aligned
+      stage_a[oa.x & 0xffffu] = h[0];
+      stage_a[oa.x >> 16] = h[1];
+      stage_a[oa.y & 0xffffu] = h[2];
+      stage_a[oa.y >> 16] = h[3];
+    }
+    if (two) {
+      const uint2 ob = *reinterpret_cast<const uint2*>(off_b + s);
+      stage_b[ob.x & 0xffffu] = h[0];
+      stage_b[ob.x >> 16] = h[1];
+      stage_b[ob.y & 0xffffu] = h[2];
+      stage_b[ob.y >> 16] = h[3];
+    }
+  }
+  __syncthreads();
+  if (off_a)
+    write_runs(stage_a, RunShape::of(col_a, rows, cols),
+               base_a + std::size_t(blockIdx.x) * max_runs_a,
+               reinterpret_cast<std::uint16_t*>(packed_a));
+  if (two)
+    write_runs(stage_b, RunShape::of(col_b, rows, cols),
+               base_b + std::size_t(blockIdx.x) * max_runs_b,
+               reinterpret_cast<std::uint16_t*>(packed_b));
+}
+
 /// The windows of a rectangle shape (adam_pack_tiles_kernel): block b reduces the smallest and
 /// largest packed word of its slots (inv: slot -> word) into lo[b], hi[b]. One block a rectangle.
 template <class W>
