@@ -345,8 +345,8 @@ TEST(CudaSparseLinear24, FusedAdamPackEqualsAdamThenGatherAndCpuAdam) {
     sc::Linear24Config gcfg = cfg;
     gcfg.fused_pack = false;
     sc::SparseLinear24 gather(f.w, f.bias, f.tokens, gcfg);
-    sc::Linear24Config hcfg = cfg;  // the fused pass on the forward packing only (the route of
-    hcfg.fused_transposed = false;  // large layers), the transposed one by the gather
+    sc::Linear24Config hcfg = cfg;  // the fused pass on the forward packing only, the
+    hcfg.fused_transposed = false;  // transposed one by the gather
     sc::SparseLinear24 half(f.w, f.bias, f.tokens, hcfg);
     sc::Linear24Config ncfg = cfg;  // the sampling pass in backward(), not in the fused step
     ncfg.sample_in_step = false;

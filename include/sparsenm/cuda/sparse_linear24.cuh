@@ -9,15 +9,20 @@
 //                                     pruned dense bf16 copy of W (kept only for such masks)
 //             dW on the active entries only: dense fp32-accumulated tiles of at most
 //             `dw_scratch_bytes` (cuBLAS, bf16 in, fp32 out), sampled at the kept positions;
-//             the full dense dW never exists. With `dw_overlap` the sampling of tile k runs on
-//             a second stream next to the product of tile k + 1 (two tiles, event-ordered).
+//             a dense dW larger than the tile never exists. With `dw_overlap` the sampling of tile
+//             k runs on a second stream next to the product of tile k + 1 (two tiles,
+//             event-ordered). When the whole dW is one tile (4096 x 4096 at the default 64 MiB) and
+//             the step takes the fused run pass (below), the sampling is deferred into that pass
+//             (`sample_in_step`): grad_data() / grad_values() sample it on demand first, so
+//             other optimizers (cuda::TansCompressed) and readers see the same gradient.
 //             Measured on the H100 (bench/RESULTS.md): tiles of 8-64 MiB, L2-sized or not, on
 //             one or two streams, all give 0.85-0.95x the dense dW; 64 MiB on one stream is
 //             the default
 //             db = column sums of dY (fp32, deterministic)
 //   step      Adam (cuda::Adam, same AdamConfig and arithmetic as sparsenm::Adam) on the fp32
-//             master values of the active entries and the bias, and the bf16 re-pack: one
-//             fused pass (PackRoute::Fused), or Adam then the gather (PackRoute::InPlace)
+//             master values of the active entries and the bias, and the bf16 re-pack of both
+//             packed weights: one fused pass (PackRoute::Fused), or Adam then the gather
+//             (PackRoute::InPlace)
 //
 // State on the device: fp32 master values, fp32 gradient and fp32 Adam moments of the active
 // entries (out x in/2 each, the layout of NMCompressed::values), the 2-bit-per-slot indices
@@ -33,20 +38,27 @@
 // packed weight with coalesced writes (PackRoute::InPlace). (The check uses a nonzero pattern, not
 // the real values: a kept weight may be exactly 0, regrown ones start so, and the library may then
 // place that group's metadata differently; the mask's own metadata with a stored 0 is equally
-// right.) For a transposable mask the rebuild also measures, for rectangles of slots of several
-// shapes, the window of packed words each rectangle lands in (both packed weights), and keeps the
-// shape with the smallest windows: a step is then ONE pass (PackRoute::Fused: each block applies
-// Adam to its rectangle in coalesced runs, stages the bf16 words in shared memory and writes its
-// windows back coalesced), which also serves pack(). If no shape gives windows under 16384
-// words, the gather route stays. With cuSPARSELt 0.8.0 on the H100 the forward packing is the
-// slot order itself (values first, metadata after) but the transposed packing is Wᵀ's own row
-// order (consecutive slots of a row of W are out/2 words apart), so at 4096 x 4096 and
-// 11008 x 4096 no rectangle fits both and those layers keep the gather route; small layers (the
-// tests: 96 x 128, 208 x 1040) take the fused route. `fused_transposed = false` fuses the
-// forward packing only and gathers the transposed one (fits large layers; byte-for-byte test
-// written, not yet run on a GPU, so not the default). If the check ever fails (another library
-// version packing differently), the layer falls back to expanding the values into a dense bf16
-// scratch and calling cusparseLtSpMMACompress every step (PackRoute::Recompress), and says so.
+// right.) For a transposable mask a step is then ONE pass (PackRoute::Fused): each block takes a
+// rectangle of R slot rows x J slots, applies Adam to it in coalesced 16-byte runs, stages the
+// bf16 words in shared memory and writes them back coalesced, which also serves pack(). Where
+// the words go is planned at rebuild from the slot maps and checked there, in two layouts:
+//  - runs (tried first, `fused_runs`): the forward packing as one run of J consecutive words a
+//    slot row, the transposed one as one run of R/2 words a column of W (a transposable mask
+//    keeps 2 of 4 rows of each column, so a rectangle's rows of a column are R/2 consecutive
+//    words of Wᵀ's packed row). The rebuild finds each run's base and checks that every run
+//    holds exactly its slots (detail::run_offsets_kernel); shapes 64 x 64, 128 x 64, 32 x 128,
+//    16 x 256 are tried in turn. Where the forward packing is the slot order itself (word s =
+//    slot s, checked) the pass writes it directly, without staging (`fwd_direct`).
+//  - one window a rectangle: for several shapes the span of packed words a rectangle lands in
+//    is measured in both packings, the shape with the smallest windows (<= 16384 words) kept.
+// With cuSPARSELt 0.8.0 on the H100 the forward packing is the slot order (values first,
+// metadata after) and the transposed packing is Wᵀ's own compressed row order (consecutive slots
+// of a row of W are out/2 words apart), which is the run layout; no single window fits the
+// transposed packing of 4096 x 4096 or 11008 x 4096. If neither layout checks, the gather route
+// stays. `fused_transposed = false` fuses the forward packing only and gathers the transposed
+// one. If the slot map check itself ever fails (another library version packing differently),
+// the layer falls back to expanding the values into a dense bf16 scratch and calling
+// cusparseLtSpMMACompress every step (PackRoute::Recompress), and says so.
 //
 // Topology refresh round-trips through the CPU engine: values and indices are downloaded, the
 // CPU TopologyRefresher (CHTs24 Alg. 1) moves them to the new mask and returns the SlotMap, the
@@ -250,12 +262,13 @@ class SparseLinear24 {
       SPARSENM_CUDA_CHECK(cudaStreamWaitEvent(stream, m_ev_fork, 0));
     }
     m_grad_pending = defer;
+    m_pending_stream = stream;
   }
 
   /// One Adam step on the active values (and the bias) with the gradients of the last
   /// backward, then the re-pack of the bf16 weights. Allocates nothing; capturable.
   void step(cudaStream_t stream = nullptr) {
-    if (m_grad_pending && !fused_runs_route()) materialize_grad(stream, false);
+    if (m_grad_pending && !fused_runs_route()) materialize_grad(false);
     if (m_pack_route == PackRoute::Fused) {
       m_opt->tick(stream);
       fused_pass<true>(stream);
@@ -272,7 +285,7 @@ class SparseLinear24 {
     SPARSENM_CHECK(tile_bytes >= 1024,
                    "cuda::SparseLinear24::set_dw_tiling: tile_bytes = ", tile_bytes,
                    " must be >= 1024");
-    if (m_grad_pending) materialize_grad(nullptr, true);  // the tile is about to go
+    if (m_grad_pending) materialize_grad(true);  // the tile is about to go
     const std::size_t rows =
         std::max<std::size_t>(16, tile_bytes / (sizeof(float) * std::size_t(m_in)));
     m_dw_rows = Index(std::min<std::size_t>(rows, std::size_t(m_out)));
@@ -459,7 +472,10 @@ class SparseLinear24 {
   /// dW on the active entries of the last backward (host copy). With the sampling deferred to
   /// step() (Linear24Config::sample_in_step) it is sampled from the tile first.
   Matrix<float> grad_values(cudaStream_t stream = nullptr) const {
-    if (m_grad_pending) materialize_grad(stream, false);
+    if (m_grad_pending) {
+      materialize_grad(false);
+      if (stream != m_pending_stream) SPARSENM_CUDA_CHECK(cudaStreamSynchronize(m_pending_stream));
+    }
     return to_host(m_grad, m_out, m_in / 2, stream);
   }
   Vector<float> bias(cudaStream_t stream = nullptr) const { return vec(m_bias, stream); }
@@ -477,9 +493,10 @@ class SparseLinear24 {
   const std::uint8_t* indices_data() const { return m_idx.data(); }
   /// The device gradient of the active entries (out x in/2 fp32), for optimizers other than the
   /// layer's own Adam, which may also write it. With the sampling deferred to step() it is
-  /// sampled here first (on `stream`), and step() then reads this buffer.
-  float* grad_data(cudaStream_t stream = nullptr) {
-    if (m_grad_pending) materialize_grad(stream, true);
+  /// sampled here first (on the stream of the last backward, which wrote it before), and step()
+  /// then reads this buffer.
+  float* grad_data() {
+    if (m_grad_pending) materialize_grad(true);
     return m_grad.data();
   }
   const Adam<float>& optimizer() const { return *m_opt; }
@@ -533,10 +550,11 @@ class SparseLinear24 {
         const_cast<float*>(m_grad.data()));
     SPARSENM_CUDA_CHECK_LAUNCH("sample_tile4_kernel");
   }
-  /// Writes the deferred gradient (the whole dW in the tile) into m_grad. `release`: step() is to
-  /// read m_grad from now on (a caller may write it; the tile may go).
-  void materialize_grad(cudaStream_t stream, bool release) const {
-    sample_tile(m_dw_tile.data(), 0, m_out, stream);
+  /// Writes the deferred gradient (the whole dW in the tile) into m_grad, on the stream of the
+  /// backward that left it. `release`: step() is to read m_grad from now on (a caller may write
+  /// it; the tile may go).
+  void materialize_grad(bool release) const {
+    sample_tile(m_dw_tile.data(), 0, m_out, m_pending_stream);
     if (release) m_grad_pending = false;
   }
 
@@ -940,6 +958,7 @@ class SparseLinear24 {
   bool m_tiles_ok = false, m_dw_overlap = false;
   /// The last backward left dW in the tile unsampled (sample_in_step): m_grad may be stale.
   mutable bool m_grad_pending = false;
+  cudaStream_t m_pending_stream = nullptr;
   std::unique_ptr<Stream> m_side;  ///< dw_overlap: the sampling stream
   cudaEvent_t m_ev_fork = nullptr, m_ev_product[2] = {nullptr, nullptr},
               m_ev_sampled[2] = {nullptr, nullptr};
