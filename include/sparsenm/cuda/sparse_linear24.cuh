@@ -707,8 +707,10 @@ class SparseLinear24 {
     if (m_bwd) m_bwd->tune(a.data(), b.data(), 5, stream);
   }
 
-  /// Rectangle shapes (slot rows x slots) the run layout tries, in order: 4096 slots a block
-  /// (good balance over the SMs at 4096 x 4096), then larger and narrower ones.
+  /// Rectangle shapes (slot rows x slots) the run layout tries, in order: the first whose check
+  /// passes is kept. 64 x 64 first: 4096 slots a block (2048 blocks at 4096 x 4096, 8.5 KiB of
+  /// staging), runs of 64 words forward and 32 transposed; chosen by reasoning, not yet timed
+  /// against the others (bench_cuda layer24 times them via set_fused_runs).
   static constexpr std::pair<unsigned, unsigned> kRunShapes[] = {
       {64, 64}, {128, 64}, {32, 128}, {16, 256}};
 
