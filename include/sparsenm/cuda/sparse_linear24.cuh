@@ -53,9 +53,10 @@
 //    is measured in both packings, the shape with the smallest windows (<= 16384 words) kept.
 // With cuSPARSELt 0.8.0 on the H100 the forward packing is the slot order (values first,
 // metadata after) and the transposed packing is Wᵀ's own compressed row order (consecutive slots
-// of a row of W are out/2 words apart), which is the run layout; no single window fits the
-// transposed packing of 4096 x 4096 or 11008 x 4096. If neither layout checks, the gather route
-// stays. `fused_transposed = false` fuses the forward packing only and gathers the transposed
+// of a row of W are out/2 words apart), which is the run layout (read from the probe's printout on
+// 2026-12-07; the run check itself has not yet run on a GPU: bench/RESULTS.md); no single window
+// fits the transposed packing of 4096 x 4096 or 11008 x 4096. If neither layout checks, the gather
+// route stays. `fused_transposed = false` fuses the forward packing only and gathers the transposed
 // one. If the slot map check itself ever fails (another library version packing differently),
 // the layer falls back to expanding the values into a dense bf16 scratch and calling
 // cusparseLtSpMMACompress every step (PackRoute::Recompress), and says so.
