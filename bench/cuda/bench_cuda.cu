@@ -465,6 +465,8 @@ void bench_layer24(cudaStream_t s, cublasHandle_t h) {
     auto t1 = std::chrono::steady_clock::now();
     sc::Linear24Config cfg;
     cfg.adam.lr = 1e-4;
+    cfg.fused_runs = true;      // the run layout of the fused pass and the dW sampling inside it
+    cfg.sample_in_step = true;  // (opt-in until measured on a GPU; off: the 2026-12-07 route)
     sc::SparseLinear24 layer(c, sparsenm::Vector<float>(), tokens, cfg, s);
     auto t2 = std::chrono::steady_clock::now();
     const double build_ms = std::chrono::duration<double, std::milli>(t2 - t1).count();

@@ -317,9 +317,9 @@ TEST(CudaSparseLinear24, FusedAdamPackEqualsAdamThenGatherAndCpuAdam) {
   // PackRoute::Fused (Adam and the re-pack of both packed weights in one tiled pass) against the
   // gather route: each step's packed buffers must equal, byte for byte, what the gather route
   // writes for the same master values; the values must match a layer on the gather route fed the
-  // same data (1e-6) and the CPU compressed Adam (1e-5). Both layouts of the pass: runs (the
-  // default: one run a slot row of the forward packing, one a column of W of the transposed one)
-  // and single windows (fused_runs false). Shapes: one with whole rectangles, one (208 x 1040:
+  // same data (1e-6) and the CPU compressed Adam (1e-5). Both layouts of the pass: runs
+  // (fused_runs: one run a slot row of the forward packing, one a column of W of the transposed
+  // one) and single windows (fused_runs false). Shapes: one with whole rectangles, one (208 x 1040:
   // 520 slots a row) with partial rectangles at both edges, and 1024 x 1536 where a rectangle's
   // transposed words are spread over 2J rows of Wᵀ (the case of the large layers: the run layout
   // must hold there with cuSPARSELt's Wᵀ packing in its own row order).
@@ -337,6 +337,7 @@ TEST(CudaSparseLinear24, FusedAdamPackEqualsAdamThenGatherAndCpuAdam) {
     const Fixture f = make(sh.first, sh.second, 32, Layout::Transposable, 61);
     sc::Linear24Config cfg;
     cfg.fused_runs = cs.runs;
+    cfg.sample_in_step = true;  // dW sampled inside the fused step where the route allows
     cfg.search = false;
     cfg.tune = false;
     cfg.adam.lr = 1e-2;
@@ -435,6 +436,36 @@ TEST(CudaSparseLinear24, FusedAdamPackEqualsAdamThenGatherAndCpuAdam) {
     fused.set_pack_route(sc::PackRoute::Fused);
     fused.pack();
     check_pass(fused, cpu, cpu_bias.row(0).transpose(), 900);  // re-packed values in use
+    if (t.runs) {
+      // grad_data() after a backward whose sampling was deferred: the same gradient as the
+      // sampling pass of backward() (dW does not depend on W: the same mask, x and dY), and a
+      // gradient written through grad_data() is what the next step() uses (not the tile).
+      const std::size_t nnz = std::size_t(f.out * (f.in / 2));
+      sc::DeviceBuffer<bf16> x, dy, y(std::size_t(f.tokens * f.out));
+      upload_bf16(x, st::random_matrix<float>(f.tokens, f.in, 990));
+      upload_bf16(dy, st::random_matrix<float>(f.tokens, f.out, 991));
+      for (sc::SparseLinear24* l : {&fused, &nosample}) {
+        l->forward(x.data(), y.data());
+        l->backward(dy.data(), nullptr);
+      }
+      std::vector<float> gf(nnz), gn(nnz);
+      SPARSENM_CUDA_CHECK(
+          cudaMemcpy(gf.data(), fused.grad_data(), nnz * sizeof(float), cudaMemcpyDeviceToHost));
+      SPARSENM_CUDA_CHECK(
+          cudaMemcpy(gn.data(), nosample.grad_data(), nnz * sizeof(float), cudaMemcpyDeviceToHost));
+      EXPECT_EQ(gf, gn);
+      const Matrix<float> g = st::random_matrix<float>(f.out, f.in / 2, 992);
+      for (sc::SparseLinear24* l : {&fused, &nosample})
+        SPARSENM_CUDA_CHECK(
+            cudaMemcpy(l->grad_data(), g.data(), nnz * sizeof(float), cudaMemcpyHostToDevice));
+      SPARSENM_CUDA_CHECK(cudaMemcpy(nosample.values_data(), fused.values_data(),
+                                     nnz * sizeof(float), cudaMemcpyDeviceToDevice));
+      fused.step();
+      nosample.step();
+      EXPECT_EQ(fused.download().values, nosample.download().values);
+      EXPECT_EQ(packed_bytes(fused.forward_plan()), packed_bytes(nosample.forward_plan()));
+      EXPECT_EQ(packed_bytes(*fused.backward_plan()), packed_bytes(*nosample.backward_plan()));
+    }
   }
 }
 

@@ -13,8 +13,8 @@
 //             k runs on a second stream next to the product of tile k + 1 (two tiles,
 //             event-ordered). When the whole dW is one tile (4096 x 4096 at the default 64 MiB) and
 //             the step takes the fused run pass (below), the sampling is deferred into that pass
-//             (`sample_in_step`): grad_data() / grad_values() sample it on demand first, so
-//             other optimizers (cuda::TansCompressed) and readers see the same gradient.
+//             (`sample_in_step`, opt-in for now): grad_data() / grad_values() sample it on demand
+//             first, so other optimizers (cuda::TansCompressed) and readers see the same gradient.
 //             Measured on the H100 (bench/RESULTS.md): tiles of 8-64 MiB, L2-sized or not, on
 //             one or two streams, all give 0.85-0.95x the dense dW; 64 MiB on one stream is
 //             the default
@@ -42,7 +42,8 @@
 // rectangle of R slot rows x J slots, applies Adam to it in coalesced 16-byte runs, stages the
 // bf16 words in shared memory and writes them back coalesced, which also serves pack(). Where
 // the words go is planned at rebuild from the slot maps and checked there, in two layouts:
-//  - runs (tried first, `fused_runs`): the forward packing as one run of J consecutive words a
+//  - runs (tried first with `fused_runs`, opt-in for now): the forward packing as one run of J
+//  consecutive words a
 //    slot row, the transposed one as one run of R/2 words a column of W (a transposable mask
 //    keeps 2 of 4 rows of each column, so a rectangle's rows of a column are R/2 consecutive
 //    words of Wᵀ's packed row). The rebuild finds each run's base and checks that every run
@@ -114,10 +115,13 @@ enum class PackRoute { InPlace, Recompress, Fused };
 /// | fused_pack       | PackRoute::Fused where the windows allow it                | true    |
 /// | fused_transposed | the fused pass writes Wᵀ's packing too (false: the forward  | true    |
 /// |                  | packing only, Wᵀ's by the gather)                           |         |
-/// | fused_runs       | try the run layout of the fused pass first (file comment);  | true    |
+/// | fused_runs       | try the run layout of the fused pass first (file comment);  | false   |
 /// |                  | false: the single-window layout only                        |         |
-/// | sample_in_step   | dW sampled inside the fused Adam pass when the whole dW is  | true    |
+/// | sample_in_step   | dW sampled inside the fused Adam pass when the whole dW is  | false   |
 /// |                  | one tile (PackRoute::Fused, run layout; file comment)       |         |
+///
+/// fused_runs and sample_in_step are off by default until their tests and benchmark have run on
+/// a GPU (written 2026-12-08, checked by a host emulation of the kernels only: bench/RESULTS.md).
 struct Linear24Config {
   AdamConfig adam{};
   bool search = true;
@@ -126,8 +130,8 @@ struct Linear24Config {
   bool dw_overlap = false;
   bool fused_pack = true;
   bool fused_transposed = true;
-  bool fused_runs = true;
-  bool sample_in_step = true;
+  bool fused_runs = false;
+  bool sample_in_step = false;
   void validate() const {
     adam.validate();
     SPARSENM_CHECK(dw_scratch_bytes >= 1024,
